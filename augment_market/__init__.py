@@ -1,0 +1,3 @@
+"""augment-market: SAN person-image generation for Re-ID augmentation, as a Prefect DAG."""
+
+__version__ = "0.1.0"

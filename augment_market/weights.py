@@ -1,0 +1,118 @@
+"""Locating pretrained weight files: one place for every package.
+
+Lookup order for a file name: the explicit path the caller gives, the weights folder
+(``$AUGMENT_MARKET_WEIGHTS``, default ``~/.cache/augment-market/weights``), torch's hub cache
+(``$TORCH_HOME/hub/checkpoints``, where torchvision downloads land), then a download from the
+official URL when ``download=True``. When all fail, :class:`MissingWeightsError` names the
+file, the folders searched and the URL, so an offline user knows exactly what to fetch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+class MissingWeightsError(FileNotFoundError):
+    """A pretrained weight file is neither on disk nor downloadable."""
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """An official weight file: where it comes from and how to check it.
+
+    Attributes:
+        file_name: the official file name (torchvision's, or the paper repository's).
+        url: where the file is published; a Google Drive page for files with no direct link.
+        sha256_prefix: leading hex digits of the file's sha256 (torchvision puts 8-10 of them in
+            the file name); empty when the publisher gives none.
+    """
+
+    file_name: str
+    url: str
+    sha256_prefix: str = ""
+
+
+def weights_dir() -> Path:
+    """The folder searched first for weight files (``$AUGMENT_MARKET_WEIGHTS``)."""
+    env = os.environ.get("AUGMENT_MARKET_WEIGHTS")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "augment-market" / "weights"
+
+
+def torch_hub_dir() -> Path:
+    """torch's download cache for checkpoints (``$TORCH_HOME/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for piece in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def resolve_weights(
+    spec: WeightsFile, *, path: str | Path | None = None, download: bool = True
+) -> Path:
+    """Return a local path to ``spec``'s file, downloading it when allowed and possible.
+
+    Args:
+        spec: the official file.
+        path: an explicit file (or folder holding ``spec.file_name``) given by the user; when
+            given it must exist, nothing else is searched.
+        download: try the official URL when no local copy exists.
+
+    Raises:
+        MissingWeightsError: the file is nowhere and could not be downloaded.
+    """
+    if path is not None:
+        candidate = Path(path).expanduser()
+        if candidate.is_dir():
+            candidate = candidate / spec.file_name
+        if not candidate.is_file():
+            raise MissingWeightsError(
+                f"weights file {candidate} does not exist (expected {spec.file_name}, "
+                f"published at {spec.url})"
+            )
+        return candidate
+    searched = [weights_dir(), torch_hub_dir()]
+    for folder in searched:
+        candidate = folder / spec.file_name
+        if candidate.is_file():
+            return candidate
+    if download and not spec.url.startswith("https://drive.google.com"):
+        target = torch_hub_dir() / spec.file_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(spec.url, str(target), hash_prefix=spec.sha256_prefix or None,
+                                           progress=False)
+            return target
+        except Exception as error:  # no network, DNS failure, hash mismatch
+            reason = f"download failed ({type(error).__name__}: {error})"
+    else:
+        reason = "download disabled" if not download else "no direct download link"
+    folders = ", ".join(str(f) for f in searched)
+    raise MissingWeightsError(
+        f"pretrained weights {spec.file_name} not found in {folders}; {reason}. "
+        f"Get it from {spec.url} and put it in {searched[0]} "
+        f"(or set AUGMENT_MARKET_WEIGHTS to the folder holding it)."
+    )
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load a checkpoint's tensors safely (``weights_only=True``) on the CPU.
+
+    Unwraps the ``{"state_dict": ...}`` wrapper that research checkpoints use.
+    """
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(blob, dict) and "state_dict" in blob and isinstance(blob["state_dict"], dict):
+        blob = blob["state_dict"]
+    if not isinstance(blob, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(blob).__name__}")
+    return blob
