@@ -1,0 +1,33 @@
+"""The Zarr person store: the only package that touches the on-disk format."""
+
+from storage.stages import (
+    MissingInputError,
+    StageBusyError,
+    StageRun,
+    StageStamp,
+    config_hash,
+)
+from storage.store import (
+    NUM_PARSING_LABELS,
+    SPLITS,
+    PersonStore,
+    StoreSummary,
+    StoreValidationError,
+    create_store,
+    open_store,
+)
+
+__all__ = [
+    "NUM_PARSING_LABELS",
+    "SPLITS",
+    "MissingInputError",
+    "PersonStore",
+    "StageBusyError",
+    "StageRun",
+    "StageStamp",
+    "StoreSummary",
+    "StoreValidationError",
+    "config_hash",
+    "create_store",
+    "open_store",
+]

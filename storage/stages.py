@@ -1,0 +1,208 @@
+"""Stage bookkeeping inside a store: stamps, per-block done flags and the one-writer lock.
+
+A stage writes its output in blocks of ``block_size`` images and marks each block done in an
+explicit boolean array ``done/<stage>`` (chunk existence is no marker: zarr skips all-zero
+chunks). The done array remembers the hash of the configuration that wrote it; a run with another
+configuration starts from scratch. A finished stage records a :class:`StageStamp` (a JSON file
+under ``stamps/``) whose :attr:`StageStamp.digest` downstream stages and the Prefect cache keys
+use. A lock file under ``locks/`` keeps a second run of the same stage out while the first runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from augment_market import __version__
+
+
+class StageBusyError(RuntimeError):
+    """Another process holds the stage's lock on this store."""
+
+
+class MissingInputError(RuntimeError):
+    """A stage needs the output of a stage that has not finished on this store."""
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """Stable short hash of a JSON-able configuration (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class StageStamp:
+    """What a finished stage did: enough to decide whether it must run again.
+
+    Attributes:
+        stage: stage name, e.g. ``"masks"``.
+        config_hash: :func:`config_hash` of the settings the stage ran with.
+        config: those settings.
+        inputs: digest of each input stage's stamp at the time this stage ran.
+        version: package version that ran it.
+        counts: numbers the stage produced (images, empty masks, pairs...).
+        report: free-form JSON-able findings (skipped files, metrics).
+        finished_at: Unix time.
+    """
+
+    stage: str
+    config_hash: str
+    config: dict[str, Any]
+    inputs: dict[str, str]
+    version: str
+    counts: dict[str, int]
+    report: dict[str, Any] = field(default_factory=dict)
+    finished_at: float = 0.0
+
+    @property
+    def digest(self) -> str:
+        """Identity of the stage's output: settings, inputs, code version and counts (not time)."""
+        key = [self.stage, self.config_hash, sorted(self.inputs.items()), self.version,
+               sorted(self.counts.items())]
+        return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> StageStamp:
+        return cls(**json.loads(text))
+
+
+@dataclass
+class StageLock:
+    """An exclusive lock file, created atomically (O_EXCL) on local disks.
+
+    On object storage (no atomic create) it is a best-effort existence check, documented in
+    the README. A lock left by a dead process on this host is taken over.
+    """
+
+    fs: Any
+    path: str
+    local: bool
+
+    def acquire(self, stage: str) -> None:
+        owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+        if self.local:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            for _ in range(2):
+                try:
+                    descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    if self._holder_is_dead():
+                        os.unlink(self.path)
+                        continue
+                    raise StageBusyError(self._busy_message(stage)) from None
+                with os.fdopen(descriptor, "w") as handle:
+                    handle.write(owner)
+                return
+            raise StageBusyError(self._busy_message(stage))
+        if self.fs.exists(self.path):
+            raise StageBusyError(self._busy_message(stage))
+        self.fs.pipe(self.path, owner.encode())
+
+    def release(self) -> None:
+        try:
+            self.fs.rm(self.path)
+        except FileNotFoundError:
+            pass
+
+    def _holder(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.fs.cat(self.path)))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _holder_is_dead(self) -> bool:
+        holder = self._holder()
+        if holder.get("host") != socket.gethostname() or "pid" not in holder:
+            return False
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def _busy_message(self, stage: str) -> str:
+        holder = self._holder()
+        return (
+            f"stage '{stage}' is already running on this store "
+            f"(process {holder.get('pid', '?')} on {holder.get('host', '?')} holds {self.path}); "
+            "wait for it to finish, or delete the lock file if that process is gone"
+        )
+
+
+class StageRun:
+    """One run of a stage on a store: pending blocks, validated writes, done flags, stamp.
+
+    Obtained from :meth:`storage.PersonStore.stage`; not constructed directly.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Any,
+        name: str,
+        config: Mapping[str, Any],
+        inputs: dict[str, str],
+        n_blocks: int,
+        on_block: Callable[[int, int], None] | None,
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.config = dict(config)
+        self.config_hash = config_hash(config)
+        self.inputs = inputs
+        self.n_blocks = n_blocks
+        self._on_block = on_block
+        self._done = store._done_array(name, n_blocks, self.config_hash)
+
+    def pending_blocks(self) -> list[int]:
+        """Blocks not yet marked done for this configuration, in order."""
+        done = self._done[:]
+        return [block for block in range(self.n_blocks) if not done[block]]
+
+    def done_count(self) -> int:
+        return int(self._done[:].sum())
+
+    def write(self, array: str, block: int, data: Any) -> None:
+        """Validate and write ``data`` as block ``block`` of ``array`` (see PersonStore.write)."""
+        self.store.write(array, block, data)
+
+    def mark_done(self, block: int) -> None:
+        """Record that ``block`` is completely written (call after every write of the block)."""
+        self._done[block] = True
+        if self._on_block is not None:
+            self._on_block(self.done_count(), self.n_blocks)
+
+    def finish(
+        self, *, counts: Mapping[str, int], report: Mapping[str, Any] | None = None
+    ) -> StageStamp:
+        """Check every block is done and record the stage's stamp."""
+        missing = self.pending_blocks()
+        if missing:
+            raise RuntimeError(
+                f"stage '{self.name}' cannot finish: {len(missing)} of {self.n_blocks} blocks "
+                f"not done (first: {missing[:5]})"
+            )
+        stamp = StageStamp(
+            stage=self.name,
+            config_hash=self.config_hash,
+            config=self.config,
+            inputs=self.inputs,
+            version=__version__,
+            counts={key: int(value) for key, value in counts.items()},
+            report=dict(report or {}),
+            finished_at=time.time(),
+        )
+        self.store._write_stamp(stamp)
+        return stamp
+

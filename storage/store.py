@@ -1,0 +1,374 @@
+"""One Zarr (v3) store per dataset: images, masks, parsing, the index, tables and stage stamps.
+
+Layout under the store root (a local folder or an fsspec URL such as ``s3://bucket/market``)::
+
+    images    [N, H, W, 3] uint8      RGB
+    masks     [N, H, W]    uint8      {0, 1}, person = 1 (Mask R-CNN or provided)
+    parsing   [N, H, W]    uint8      0..19, LIP labels (SCHP or provided)
+    person_id [N] int32, camera [N] int8, split [N] str (train/gallery/query), filename [N] str
+    done/<stage>         [n_blocks] bool   per-block done flags (see storage/stages.py)
+    generated/<run>/...  synthesized images with source/target indices and identity labels
+    tables/<name>.parquet  e.g. the pairs tables
+    stamps/<stage>.json  finished-stage records;  locks/<stage>.lock  one-writer locks
+
+Chunking (measured, ENVIRONMENT.md and benchmarks/storage.py): ``block_size`` images per chunk
+(default 64) along N, whole images inside, Blosc zstd level 5 with bitshuffle. One chunk is one
+block, so one writer per block never shares a chunk with another writer, and the whole store
+loads into memory in about a second (the training path); random batches read chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import fsspec
+import numpy as np
+import pandas as pd
+import zarr
+from zarr.codecs import BloscCodec, BloscShuffle
+
+from storage.stages import MissingInputError, StageLock, StageRun, StageStamp
+
+SPLITS = ("train", "gallery", "query")
+NUM_PARSING_LABELS = 20
+INDEX_COLUMNS = ("person_id", "camera", "split", "filename")
+_COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle)
+
+
+class StoreValidationError(ValueError):
+    """Data offered to the store has the wrong shape, dtype or label range."""
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """What ``augment-market info`` prints."""
+
+    url: str
+    n_images: int
+    height: int
+    width: int
+    images_per_split: dict[str, int]
+    ids_per_split: dict[str, int]
+    stages: dict[str, StageStamp]
+    generated: dict[str, int]
+    size_bytes: int
+
+
+class PersonStore:
+    """A dataset's store. Use :func:`create_store` or :func:`open_store`, not the constructor."""
+
+    def __init__(self, url: str, group: zarr.Group, *, mode: str) -> None:
+        self.url = url
+        self.group = group
+        self.mode = mode
+        self.fs, self.root = fsspec.core.url_to_fs(url)
+        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
+                                else (self.fs.protocol,))
+        attrs = dict(group.attrs)
+        self.n_images = int(attrs["n_images"])
+        self.height = int(attrs["height"])
+        self.width = int(attrs["width"])
+        self.block_size = int(attrs["block_size"])
+        self._index: pd.DataFrame | None = None
+
+    # -- shape and index -------------------------------------------------------------------
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n_images // self.block_size)
+
+    def block_slice(self, block: int, n: int | None = None) -> slice:
+        """Rows of block ``block`` in an array of ``n`` rows (default: the store's images)."""
+        n = self.n_images if n is None else n
+        start = block * self.block_size
+        if not 0 <= start < max(n, 1):
+            raise IndexError(f"block {block} out of range for {n} rows")
+        return slice(start, min(start + self.block_size, n))
+
+    @property
+    def index(self) -> pd.DataFrame:
+        """Index-aligned columns ``person_id``, ``camera``, ``split``, ``filename`` (cached)."""
+        if self._index is None:
+            self._index = pd.DataFrame(
+                {column: np.asarray(self.group[column][:]) for column in INDEX_COLUMNS}
+            )
+        return self._index
+
+    # -- arrays ----------------------------------------------------------------------------
+    def read(self, name: str, selection: slice | np.ndarray | Sequence[int] = slice(None)
+             ) -> np.ndarray:
+        """Read rows of array ``name`` (``images``, ``masks``, ``parsing``, or a generated
+        array such as ``generated/<run>/images``)."""
+        array = self.group[name]
+        if isinstance(selection, slice):
+            return np.asarray(array[selection])
+        rows = np.asarray(selection, dtype=np.int64)
+        return np.asarray(array.get_orthogonal_selection((rows,)))
+
+    def load_in_memory(
+        self, names: Sequence[str] = ("images", "masks", "parsing"),
+        *, rows: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Decode whole arrays into memory (the fast training path: one sequential read).
+
+        Args:
+            names: arrays to load.
+            rows: optional row indices to keep (loaded whole, then indexed: sequential chunk
+                reads are ~50x faster than random ones).
+        Returns:
+            name -> array, e.g. ``images`` [N, H, W, 3] uint8.
+        """
+        loaded = {name: np.asarray(self.group[name][:]) for name in names}
+        if rows is not None:
+            loaded = {name: array[rows] for name, array in loaded.items()}
+        return loaded
+
+    def write(self, name: str, block: int, data: np.ndarray) -> None:
+        """Validate ``data`` and write it as block ``block`` of array ``name``.
+
+        Raises:
+            StoreValidationError: wrong shape, dtype, or label range; the message names the
+                first offending image by file name.
+        """
+        if self.mode == "r":
+            raise PermissionError(f"store {self.url} is open read-only")
+        array = self.group[name]
+        rows = self.block_slice(block, array.shape[0])
+        expected = (rows.stop - rows.start, *array.shape[1:])
+        data = np.asarray(data)
+        if data.shape != expected:
+            raise StoreValidationError(
+                f"{name} block {block}: expected shape {expected}, got {data.shape}")
+        if data.dtype != array.dtype:
+            raise StoreValidationError(
+                f"{name} block {block}: expected dtype {array.dtype}, got {data.dtype}")
+        self._check_range(name, rows, data)
+        array[rows] = data
+
+    def _check_range(self, name: str, rows: slice, data: np.ndarray) -> None:
+        limit = {"masks": 1, "parsing": NUM_PARSING_LABELS - 1}.get(name.rsplit("/", 1)[-1])
+        if limit is None or data.size == 0:
+            return
+        per_image = data.reshape(len(data), -1).max(axis=1)
+        bad = np.flatnonzero(per_image > limit)
+        if bad.size:
+            row = rows.start + int(bad[0])
+            label = self.index["filename"].iloc[row] if not name.startswith("generated/") \
+                else f"row {row}"
+            raise StoreValidationError(
+                f"{name}: image {label} has value {int(per_image[bad[0]])}, "
+                f"allowed 0..{limit}")
+
+    # -- generated images ------------------------------------------------------------------
+    def create_generated(self, run: str, n: int, *, attributes: Mapping[str, Any] | None = None
+                         ) -> None:
+        """Create (or keep, if same size) ``generated/<run>`` with ``n`` rows of images and
+        their ``source_index``, ``target_index`` and ``person_id``."""
+        path = f"generated/{run}"
+        if path in self.group and self.group[path]["images"].shape[0] == n:
+            return
+        group = self.group.require_group(path)
+        chunk = (self.block_size,)
+        group.create_array("images", shape=(n, self.height, self.width, 3), dtype="uint8",
+                           chunks=(self.block_size, self.height, self.width, 3),
+                           compressors=_COMPRESSOR, overwrite=True)
+        for column in ("source_index", "target_index", "person_id"):
+            group.create_array(column, shape=(n,), dtype="int64", chunks=chunk, overwrite=True)
+        group.attrs.update(dict(attributes or {}))
+
+    def generated_runs(self) -> dict[str, int]:
+        """Generated sets in the store: run name -> number of images."""
+        if "generated" not in self.group:
+            return {}
+        runs = self.group["generated"]
+        return {name: int(runs[name]["images"].shape[0]) for name in sorted(runs.group_keys())}
+
+    # -- tables ----------------------------------------------------------------------------
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def write_table(self, name: str, table: pd.DataFrame) -> None:
+        """Write ``tables/<name>.parquet`` atomically where the filesystem allows."""
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        self._atomic_write(self._path("tables", f"{name}.parquet"), buffer.getvalue())
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        path = self._path("tables", f"{name}.parquet")
+        if not self.fs.exists(path):
+            raise FileNotFoundError(f"table '{name}' not in store {self.url} ({path})")
+        with self.fs.open(path, "rb") as handle:
+            return pd.read_parquet(handle)
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.fs.exists(self._path("tables", f"{name}.parquet")))
+
+    def _atomic_write(self, path: str, payload: bytes) -> None:
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        if self.local:
+            temporary = f"{path}.tmp"
+            self.fs.pipe(temporary, payload)
+            self.fs.mv(temporary, path)
+        else:
+            self.fs.pipe(path, payload)
+
+    # -- stages ----------------------------------------------------------------------------
+    def stamp(self, stage: str) -> StageStamp | None:
+        """The stamp of a finished stage, or None."""
+        path = self._path("stamps", f"{stage}.json")
+        if not self.fs.exists(path):
+            return None
+        return StageStamp.from_json(self.fs.cat(path).decode())
+
+    def stamps(self) -> dict[str, StageStamp]:
+        folder = self._path("stamps")
+        if not self.fs.exists(folder):
+            return {}
+        names = sorted(p.rsplit("/", 1)[-1][: -len(".json")] for p in self.fs.ls(folder,
+                       detail=False) if p.endswith(".json"))
+        return {name: stamp for name in names if (stamp := self.stamp(name)) is not None}
+
+    def _write_stamp(self, stamp: StageStamp) -> None:
+        self._atomic_write(self._path("stamps", f"{stamp.stage}.json"), stamp.to_json().encode())
+
+    def clear_stamp(self, stage: str) -> None:
+        path = self._path("stamps", f"{stage}.json")
+        if self.fs.exists(path):
+            self.fs.rm(path)
+
+    def _done_array(self, stage: str, n_blocks: int, digest: str) -> zarr.Array:
+        path = f"done/{stage}"
+        if path in self.group:
+            done = self.group[path]
+            if done.attrs.get("config_hash") == digest and done.shape == (n_blocks,):
+                return done
+        done = self.group.create_array(path, shape=(n_blocks,), dtype="bool", chunks=(1,),
+                                       fill_value=False, overwrite=True)
+        done.attrs["config_hash"] = digest
+        return done
+
+    @contextmanager
+    def stage(
+        self,
+        name: str,
+        *,
+        config: Mapping[str, Any],
+        inputs: Sequence[str] = (),
+        n_blocks: int | None = None,
+        on_block: Callable[[int, int], None] | None = None,
+    ) -> Iterator[StageRun]:
+        """Run stage ``name``: hold its lock, resume its done blocks, then let it stamp.
+
+        Args:
+            config: JSON-able settings; a change starts the stage's blocks afresh.
+            inputs: stages whose output this one reads; each must have a stamp.
+            n_blocks: blocks of the stage's output (default: the store's image blocks).
+            on_block: called as ``on_block(done, total)`` after each block (progress).
+
+        Raises:
+            StageBusyError: another process runs this stage on this store.
+            MissingInputError: an input stage has not finished.
+        """
+        if self.mode == "r":
+            raise PermissionError(f"store {self.url} is open read-only")
+        input_digests = {}
+        for stage_name in inputs:
+            stamp = self.stamp(stage_name)
+            if stamp is None:
+                raise MissingInputError(
+                    f"stage '{name}' needs stage '{stage_name}' finished first on {self.url}")
+            input_digests[stage_name] = stamp.digest
+        lock = StageLock(self.fs, self._path("locks", f"{name}.lock"), self.local)
+        lock.acquire(name)
+        try:
+            self.clear_stamp(name)
+            yield StageRun(store=self, name=name, config=config, inputs=input_digests,
+                           n_blocks=self.n_blocks if n_blocks is None else n_blocks,
+                           on_block=on_block)
+        finally:
+            lock.release()
+
+    # -- summary ---------------------------------------------------------------------------
+    def summary(self) -> StoreSummary:
+        index = self.index
+        known = index[index["person_id"] > 0]
+        return StoreSummary(
+            url=self.url, n_images=self.n_images, height=self.height, width=self.width,
+            images_per_split={s: int((index["split"] == s).sum()) for s in SPLITS},
+            ids_per_split={s: int(known.loc[known["split"] == s, "person_id"].nunique())
+                           for s in SPLITS},
+            stages=self.stamps(), generated=self.generated_runs(),
+            size_bytes=int(self.fs.du(self.root)) if self.fs.exists(self.root) else 0,
+        )
+
+
+def _validate_index(index: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise StoreValidationError(f"index lacks columns {missing}")
+    unknown = sorted(set(index["split"]) - set(SPLITS))
+    if unknown:
+        raise StoreValidationError(f"unknown split values {unknown}; allowed {SPLITS}")
+    if index["filename"].duplicated().any():
+        raise StoreValidationError(
+            f"duplicate file names: {index['filename'][index['filename'].duplicated()].tolist()[:5]}")
+    return index.reset_index(drop=True)
+
+
+def create_store(
+    url: str,
+    *,
+    index: pd.DataFrame,
+    height: int,
+    width: int,
+    block_size: int = 64,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> PersonStore:
+    """Create an empty store for the images listed in ``index``.
+
+    Args:
+        url: local folder or fsspec URL.
+        index: one row per image with ``person_id`` (int; -1 junk, 0 distractor), ``camera``
+            (int), ``split`` (train/gallery/query), ``filename`` (str, unique).
+        height, width: image size; every image written must have it.
+        block_size: images per chunk and per stage block.
+        overwrite: replace an existing store (otherwise an existing store is an error).
+    """
+    index = _validate_index(index)
+    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    if fs.exists(f"{root}/zarr.json") and not overwrite:
+        raise FileExistsError(f"a store already exists at {url}; pass overwrite=True to replace")
+    if overwrite and fs.exists(root):
+        fs.rm(root, recursive=True)
+    group = zarr.open_group(url, mode="w", storage_options=dict(storage_options or {}) or None)
+    n = len(index)
+    group.attrs.update({"n_images": n, "height": height, "width": width,
+                        "block_size": block_size, "format": "augment-market/1"})
+    for name, shape in (("images", (n, height, width, 3)), ("masks", (n, height, width)),
+                        ("parsing", (n, height, width))):
+        group.create_array(name, shape=shape, dtype="uint8",
+                           chunks=(block_size, *shape[1:]), compressors=_COMPRESSOR)
+    group.create_array("person_id", data=index["person_id"].to_numpy(np.int32),
+                       chunks=(max(n, 1),))
+    group.create_array("camera", data=index["camera"].to_numpy(np.int8), chunks=(max(n, 1),))
+    for column in ("split", "filename"):
+        column_array = group.create_array(column, shape=(n,), dtype=str, chunks=(max(n, 1),))
+        column_array[:] = index[column].astype(str).to_numpy(dtype=object)
+    return PersonStore(url, group, mode="r+")
+
+
+def open_store(url: str, *, mode: Literal["r", "r+"] = "r",
+               storage_options: Mapping[str, Any] | None = None) -> PersonStore:
+    """Open an existing store; a clear error when ``url`` holds none."""
+    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    if not fs.exists(f"{root}/zarr.json"):
+        raise FileNotFoundError(f"no augment-market store at {url} (missing zarr.json); "
+                                "create one with `augment-market ingest`")
+    group = zarr.open_group(url, mode=mode, storage_options=dict(storage_options or {}) or None)
+    if group.attrs.get("format") != "augment-market/1":
+        raise StoreValidationError(f"{url} is a Zarr group but not an augment-market store")
+    return PersonStore(url, group, mode=mode)

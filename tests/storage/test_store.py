@@ -1,0 +1,121 @@
+"""Store round trips, validation, tables, generated images, summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from storage import (
+    StoreValidationError,
+    create_store,
+    open_store,
+)
+
+
+def _index(n: int) -> pd.DataFrame:
+    return pd.DataFrame({
+        "person_id": np.arange(n) // 2 + 1,
+        "camera": np.arange(n) % 6 + 1,
+        "split": ["train"] * (n // 2) + ["gallery"] * (n - n // 2 - 1) + ["query"],
+        "filename": [f"{i:04d}.jpg" for i in range(n)],
+    })
+
+
+def test_round_trip_all_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    store = create_store(str(tmp_path / "s"), index=_index(7), height=6, width=4, block_size=3)
+    assert store.n_blocks == 3
+    images = rng.integers(0, 256, (7, 6, 4, 3), dtype=np.uint8)
+    masks = rng.integers(0, 2, (7, 6, 4), dtype=np.uint8)
+    parsing = rng.integers(0, 20, (7, 6, 4), dtype=np.uint8)
+    for block in range(store.n_blocks):
+        rows = store.block_slice(block)
+        store.write("images", block, images[rows])
+        store.write("masks", block, masks[rows])
+        store.write("parsing", block, parsing[rows])
+    reopened = open_store(str(tmp_path / "s"))
+    loaded = reopened.load_in_memory()
+    np.testing.assert_array_equal(loaded["images"], images)
+    np.testing.assert_array_equal(loaded["masks"], masks)
+    np.testing.assert_array_equal(loaded["parsing"], parsing)
+    np.testing.assert_array_equal(reopened.read("images", [6, 0, 3]), images[[6, 0, 3]])
+    pd.testing.assert_frame_equal(reopened.index, _index(7).astype(reopened.index.dtypes))
+    rows = np.array([1, 5])
+    np.testing.assert_array_equal(reopened.load_in_memory(("masks",), rows=rows)["masks"],
+                                  masks[rows])
+
+
+def test_validation_names_the_image(tmp_path):
+    store = create_store(str(tmp_path / "s"), index=_index(4), height=2, width=2, block_size=2)
+    bad = np.zeros((2, 2, 2), np.uint8)
+    bad[1, 0, 0] = 25
+    with pytest.raises(StoreValidationError, match="0001.jpg has value 25"):
+        store.write("parsing", 0, bad)
+    with pytest.raises(StoreValidationError, match="value 2"):
+        store.write("masks", 1, np.full((2, 2, 2), 2, np.uint8))
+    with pytest.raises(StoreValidationError, match="shape"):
+        store.write("images", 0, np.zeros((2, 3, 2, 3), np.uint8))
+    with pytest.raises(StoreValidationError, match="dtype"):
+        store.write("images", 0, np.zeros((2, 2, 2, 3), np.float32))
+    assert open_store(str(tmp_path / "s")).read("parsing").max() == 0
+
+
+def test_index_validation(tmp_path):
+    index = _index(4)
+    index.loc[0, "split"] = "validation"
+    with pytest.raises(StoreValidationError, match="unknown split"):
+        create_store(str(tmp_path / "a"), index=index, height=2, width=2)
+    index = _index(4)
+    index.loc[1, "filename"] = index.loc[0, "filename"]
+    with pytest.raises(StoreValidationError, match="duplicate"):
+        create_store(str(tmp_path / "b"), index=index, height=2, width=2)
+
+
+def test_existing_store_is_not_overwritten_silently(tmp_path):
+    create_store(str(tmp_path / "s"), index=_index(4), height=2, width=2)
+    with pytest.raises(FileExistsError):
+        create_store(str(tmp_path / "s"), index=_index(4), height=2, width=2)
+    with pytest.raises(FileNotFoundError, match="no augment-market store"):
+        open_store(str(tmp_path / "missing"))
+
+
+def test_read_only_store_refuses_writes(tmp_path):
+    create_store(str(tmp_path / "s"), index=_index(4), height=2, width=2, block_size=2)
+    with pytest.raises(PermissionError):
+        open_store(str(tmp_path / "s")).write("masks", 0, np.zeros((2, 2, 2), np.uint8))
+
+
+def test_tables_and_generated(tmp_path):
+    store = create_store(str(tmp_path / "s"), index=_index(4), height=2, width=2, block_size=2)
+    pairs = pd.DataFrame({"source": [0, 1], "target": [1, 0]})
+    store.write_table("pairs_train", pairs)
+    pd.testing.assert_frame_equal(store.read_table("pairs_train"), pairs)
+    with pytest.raises(FileNotFoundError, match="pairs_test"):
+        store.read_table("pairs_test")
+    store.create_generated("run1", 3)
+    store.write("generated/run1/images", 1, np.ones((1, 2, 2, 3), np.uint8))
+    assert store.generated_runs() == {"run1": 3}
+    assert store.read("generated/run1/images")[2].min() == 1
+
+
+def test_summary_counts(tmp_path):
+    index = _index(8)
+    index.loc[5, "person_id"] = -1
+    store = create_store(str(tmp_path / "s"), index=index, height=2, width=2)
+    summary = store.summary()
+    assert summary.images_per_split == {"train": 4, "gallery": 3, "query": 1}
+    assert summary.ids_per_split["train"] == 2
+    assert summary.size_bytes > 0
+
+
+def test_fsspec_memory_url():
+    url = "memory://augment-market-test/store"
+    store = create_store(url, index=_index(4), height=2, width=2, block_size=2, overwrite=True)
+    store.write("masks", 1, np.ones((2, 2, 2), np.uint8))
+    with store.stage("masks", config={"x": 1}, n_blocks=1) as run:
+        run.mark_done(0)
+        run.finish(counts={"images": 4})
+    reopened = open_store(url)
+    assert reopened.read("masks").sum() == 8
+    assert reopened.stamp("masks") is not None
