@@ -196,13 +196,17 @@ class StageRun:
         stamp = StageStamp(
             stage=self.name,
             config_hash=self.config_hash,
-            config=self.config,
+            config=_as_json(self.config),
             inputs=self.inputs,
             version=__version__,
             counts={key: int(value) for key, value in counts.items()},
-            report=dict(report or {}),
+            report=_as_json(dict(report or {})),
             finished_at=time.time(),
         )
         self.store._write_stamp(stamp)
         return stamp
 
+
+def _as_json(values: Mapping[str, Any]) -> dict[str, Any]:
+    """What the stamp file will hold (tuples become lists), so a stamp equals its reread."""
+    return dict(json.loads(json.dumps(values, default=str)))

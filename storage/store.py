@@ -162,6 +162,19 @@ class PersonStore:
                 f"{name}: image {label} has value {int(per_image[bad[0]])}, "
                 f"allowed 0..{limit}")
 
+    def write_array(self, name: str, data: np.ndarray) -> None:
+        """Write a small derived array whole (e.g. cached FID statistics), replacing it."""
+        if self.mode == "r":
+            raise PermissionError(f"store {self.url} is open read-only")
+        data = np.asarray(data)
+        array = self.group.create_array(name, shape=data.shape, dtype=data.dtype,
+                                        chunks=data.shape or (1,), overwrite=True)
+        array[...] = data
+
+    def has(self, name: str) -> bool:
+        """Whether array or group ``name`` exists in the store."""
+        return name in self.group
+
     # -- generated images ------------------------------------------------------------------
     def create_generated(self, run: str, n: int, *, attributes: Mapping[str, Any] | None = None
                          ) -> None:
