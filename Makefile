@@ -28,4 +28,4 @@ lint: sync
 	$(RUN) mypy storage pipeline flows augment_market
 
 bench: sync
-	$(RUN) python benchmarks/storage.py
+	$(RUN) python -m benchmarks.store_io

@@ -7,14 +7,19 @@ knows how a stage works.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from storage import PersonStore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="SAN person-image generation for Re-ID augmentation.")
 ingest_app = typer.Typer(no_args_is_help=True, help="Read a dataset folder into a store.")
 app.add_typer(ingest_app, name="ingest")
+segment_app = typer.Typer(no_args_is_help=True, help="Fill masks or parsing in a store.")
+app.add_typer(segment_app, name="segment")
 
 StoreArg = Annotated[str, typer.Argument(help="Store folder or fsspec URL.")]
 
@@ -52,10 +57,14 @@ def _ingest(kind: str, source: Path, store: str, annotations: Path | None,
         typer.echo(f"  skipped: {note}")
     if annotations is not None:
         from pipeline.segmentation import import_provided
+        from storage import open_store
 
+        opened = open_store(store, mode="r+")
         for kind_name in ("masks", "parsing"):
-            import_provided(store, annotations, kind=kind_name)
+            import_provided(opened, annotations, kind=kind_name,  # type: ignore[arg-type]
+                            progress=_progress(f"import {kind_name}"))
         typer.echo(f"imported masks and parsing from {annotations}")
+        _record_consistency(opened)
 
 
 @ingest_app.command("market1501")
@@ -84,6 +93,70 @@ def ingest_deepfashion(
     _ingest("deepfashion", source, store, annotations, overwrite)
 
 
+def _record_consistency(store: PersonStore) -> None:
+    from pipeline.segmentation import record_consistency
+
+    if store.stamp("masks") is not None and store.stamp("parsing") is not None:
+        consistency = record_consistency(store).report["consistency"]
+        typer.echo(f"consistency: empty masks {consistency['empty_mask_fraction']:.3f}, "
+                   f"mean mask/parsing IoU {consistency['mean_iou']:.3f}")
+
+
+@segment_app.command("masks")
+def segment_masks(
+    store: StoreArg,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    weights: Annotated[Path | None, typer.Option(
+        help="maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (else the weights folders).")] = None,
+    backend: Annotated[str, typer.Option(help="torchvision, or detectron2 if installed.")]
+    = "torchvision",
+    provided: Annotated[Path | None, typer.Option(
+        help="Import masks/<stem>.png from this folder instead of running Mask R-CNN.")] = None,
+) -> None:
+    """Person masks: Mask R-CNN (highest-scoring person >= 0.5) or provided PNGs."""
+    from pipeline.masks import compute_masks
+    from pipeline.segmentation import import_provided
+    from storage import open_store
+
+    opened = open_store(store, mode="r+")
+    if provided is not None:
+        stamp = import_provided(opened, provided, kind="masks", progress=_progress("masks"))
+    else:
+        stamp = compute_masks(opened, device=device, batch_size=batch_size, weights=weights,
+                              backend=backend, progress=_progress("masks"))
+    typer.echo(f"masks: {stamp.counts}")
+    for name in stamp.report.get("empty_masks", [])[:20]:
+        typer.echo(f"  no person found: {name}")
+    _record_consistency(opened)
+
+
+@segment_app.command("parsing")
+def segment_parsing(
+    store: StoreArg,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    weights: Annotated[Path | None, typer.Option(
+        help="exp-schp-201908261155-lip.pth (else the weights folders).")] = None,
+    flip: Annotated[bool, typer.Option(help="Flip test-time augmentation.")] = False,
+    provided: Annotated[Path | None, typer.Option(
+        help="Import parsing/<stem>.png from this folder instead of running SCHP.")] = None,
+) -> None:
+    """20-class LIP human parsing: SCHP (ResNet-101 AugmentCE2P) or provided PNGs."""
+    from pipeline.parsing import compute_parsing
+    from pipeline.segmentation import import_provided
+    from storage import open_store
+
+    opened = open_store(store, mode="r+")
+    if provided is not None:
+        stamp = import_provided(opened, provided, kind="parsing", progress=_progress("parsing"))
+    else:
+        stamp = compute_parsing(opened, device=device, batch_size=batch_size, weights=weights,
+                                flip=flip, progress=_progress("parsing"))
+    typer.echo(f"parsing: {stamp.counts}")
+    _record_consistency(opened)
+
+
 @app.command()
 def info(store: StoreArg) -> None:
     """Counts per split, identities, finished stages and their findings, store size."""
@@ -99,11 +172,115 @@ def info(store: StoreArg) -> None:
     for name, stamp in summary.stages.items():
         counts = ", ".join(f"{k}={v}" for k, v in stamp.counts.items())
         typer.echo(f"  {name:<12} {stamp.digest}  {counts}")
-        for key in ("consistency",):
-            if key in stamp.report:
-                typer.echo(f"    {key}: {stamp.report[key]}")
+        if "consistency" in stamp.report:
+            shown = {k: round(v, 4) if isinstance(v, float) else v
+                     for k, v in stamp.report["consistency"].items() if k != "worst"}
+            typer.echo(f"    {shown}")
     for run, count in summary.generated.items():
         typer.echo(f"generated  {run}: {count} images")
+
+
+@app.command()
+def pairs(
+    store: StoreArg,
+    train_pairs: Annotated[int | None, typer.Option(
+        help="Training pairs (default: every ordered same-identity pair).")] = None,
+    test_pairs: Annotated[int | None, typer.Option(help="Test pairs.")] = 12_000,
+    preset: Annotated[str | None, typer.Option(
+        help="Paper counts: market1501 (243,200/12,000) or deepfashion (106,966/8,570).")] = None,
+    seed: Annotated[int, typer.Option(help="Draw seed.")] = 0,
+) -> None:
+    """Sample same-identity (source, target) pairs for training and testing."""
+    from pipeline.pairs import PairsConfig, sample_pairs
+    from storage import open_store
+
+    config = (getattr(PairsConfig, preset)() if preset
+              else PairsConfig(train_pairs=train_pairs, test_pairs=test_pairs, seed=seed))
+    stamp = sample_pairs(open_store(store, mode="r+"), config)
+    typer.echo(f"pairs: {stamp.counts}")
+
+
+@app.command()
+def train(
+    store: StoreArg,
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, TensorBoard, samples.")],
+    preset: Annotated[str, typer.Option(help="market1501 | deepfashion | tiny.")] = "market1501",
+    resume: Annotated[bool, typer.Option(help="Continue from the run's checkpoint.")] = True,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
+    no_perceptual: Annotated[bool, typer.Option(help="Ablation: no perceptual loss.")] = False,
+    no_mask_inputs: Annotated[bool, typer.Option(help="Ablation: no mask inputs.")] = False,
+    blocks: Annotated[int | None, typer.Option(help="Ablation: number of SAN blocks T.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Train the SAN generator on the store's training pairs (torchrun for several GPUs)."""
+    from pipeline.train_generator import train_generator
+    from san_model.config import SANConfig
+    from storage import open_store
+
+    overrides: dict[str, object] = {"use_perceptual": not no_perceptual,
+                                    "use_mask_inputs": not no_mask_inputs}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if blocks is not None:
+        overrides["num_blocks"] = blocks
+    config = getattr(SANConfig, preset)(**overrides)
+    stamp = train_generator(open_store(store, mode="r+"), out, config=config, device=device,
+                            resume=resume, max_steps=max_steps, progress=_progress("train"))
+    typer.echo(f"trained {stamp.counts['steps']} steps; checkpoint {stamp.report['checkpoint']}")
+
+
+@app.command()
+def evaluate(
+    store: StoreArg,
+    run: Annotated[Path, typer.Option(help="Trained generator run folder.")],
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    offline: Annotated[bool, typer.Option(
+        help="Declared offline mode: pixel metrics only (no Inception/AlexNet weights).")]
+    = False,
+    fid_variant: Annotated[str, typer.Option(help="torchvision (GFLA protocol) or tf-fid.")]
+    = "torchvision",
+) -> None:
+    """FID, LPIPS and mask-LPIPS on the test pairs, beside the paper's table 1."""
+    from pipeline.evaluate import evaluate_generator
+    from storage import open_store
+
+    stamp = evaluate_generator(open_store(store, mode="r+"), run, device=device, offline=offline,
+                               fid_variant=fid_variant, progress=_progress("evaluate"))
+    typer.echo(Path(stamp.report["results"]).read_text())
+    typer.echo(f"examples: {stamp.report['examples']}")
+
+
+@app.command()
+def synthesize(
+    store: StoreArg,
+    run: Annotated[Path, typer.Option(help="Trained generator run folder.")],
+    alpha: Annotated[int, typer.Option(help="Augmentation factor (alpha - 1 new per image).")]
+    = 2,
+    seed: Annotated[int, typer.Option(help="Target-pose draw seed.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Generate the alpha-augmented training set into the store."""
+    from pipeline.synthesize import synthesize as run_synthesis
+    from storage import open_store
+
+    stamp = run_synthesis(open_store(store, mode="r+"), run, alpha=alpha, seed=seed,
+                          device=device, progress=_progress("synthesize"))
+    typer.echo(f"generated {stamp.counts['generated']} images (alpha {alpha})")
+
+
+@app.command()
+def export(
+    store: StoreArg,
+    out: Annotated[Path, typer.Argument(help="Folder for the Market-1501 layout.")],
+    alpha: Annotated[int | None, typer.Option(help="Include generated/alpha<A>.")] = None,
+) -> None:
+    """Write the (augmented) dataset as Market-1501 folders for torchreid/fast-reid."""
+    from pipeline.export import export_market
+    from storage import open_store
+
+    written = export_market(open_store(store), out, alpha=alpha)
+    typer.echo(f"wrote {written} images to {out}")
 
 
 def main() -> None:

@@ -1,0 +1,211 @@
+"""Store-facing code shared by the ``masks`` and ``parsing`` stages.
+
+* :func:`run_image_stage`: run a batched per-image model over the store's pending blocks, write
+  each block, mark it done (so an interrupted run resumes), and stamp the stage.
+* :func:`import_provided`: take existing mask/parsing PNGs instead of running the models.
+* :func:`summarise` and :func:`consistency_report`: counts and agreement checks read back from
+  the store, so a resumed run reports on every image, not only the blocks it computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from storage import NUM_PARSING_LABELS, PersonStore, StageStamp
+
+Kind = Literal["masks", "parsing"]
+Progress = Callable[[int, int], None]
+# A batched per-image model: [B, H, W, 3] uint8 RGB -> [B, H, W] uint8 labels.
+ImageModel = Callable[[np.ndarray], np.ndarray]
+
+
+def run_image_stage(
+    store: PersonStore,
+    *,
+    kind: Kind,
+    model: ImageModel,
+    config: Mapping[str, Any],
+    batch_size: int,
+    progress: Progress | None = None,
+) -> StageStamp:
+    """Compute array ``kind`` for every image block not yet done under ``config``.
+
+    Blocks are grouped so that each model call sees about ``batch_size`` images (a batch may
+    span several store blocks); each block is written and marked done as soon as it is complete.
+
+    Raises:
+        StageBusyError: another run of this stage holds the store's lock.
+        MissingInputError: the store has no finished ``ingest`` stage.
+    """
+    with store.stage(kind, config=config, inputs=["ingest"], on_block=progress) as run:
+        pending = run.pending_blocks()
+        per_call = max(1, batch_size // store.block_size)
+        for start in range(0, len(pending), per_call):
+            blocks = pending[start : start + per_call]
+            slices = [store.block_slice(block) for block in blocks]
+            images = np.concatenate([store.read("images", rows) for rows in slices])
+            labels = np.concatenate(
+                [model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+            )
+            offset = 0
+            for block, rows in zip(blocks, slices, strict=True):
+                count = rows.stop - rows.start
+                run.write(kind, block, labels[offset : offset + count])
+                run.mark_done(block)
+                offset += count
+        counts, report = summarise(store, kind)
+        return run.finish(counts=counts, report=report)
+
+
+def summarise(store: PersonStore, kind: Kind) -> tuple[dict[str, int], dict[str, Any]]:
+    """Counts and report for a written ``masks`` or ``parsing`` array.
+
+    An "empty" image has no foreground pixel (mask all 0, or parsing all background). Masks:
+    ``counts = {"images", "empty_masks"}``, report with the empty fraction and the file names of
+    the empty masks. Parsing: ``counts = {"images", "empty_parsings"}``, report with the empty
+    file names and the fraction of pixels per label.
+    """
+    filenames = store.index["filename"]
+    empty: list[str] = []
+    histogram = np.zeros(NUM_PARSING_LABELS, dtype=np.int64)
+    for block in range(store.n_blocks):
+        rows = store.block_slice(block)
+        labels = store.read(kind, rows)
+        flat = labels.reshape(len(labels), -1)
+        empty += filenames.iloc[rows].to_numpy()[~flat.any(axis=1)].tolist()
+        if kind == "parsing":
+            histogram += np.bincount(flat.ravel(), minlength=NUM_PARSING_LABELS)
+    name = "empty_masks" if kind == "masks" else "empty_parsings"
+    counts = {"images": store.n_images, name: len(empty)}
+    report: dict[str, Any] = {
+        f"{name}_fraction": len(empty) / max(store.n_images, 1),
+        name: empty,
+    }
+    if kind == "parsing":
+        report["label_fraction"] = (histogram / max(histogram.sum(), 1)).round(6).tolist()
+    return counts, report
+
+
+def _read_png(path: Path, *, kind: Kind, size: tuple[int, int]) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"provided {kind}: {path} does not exist")
+    with Image.open(path) as image:
+        if image.mode not in ("L", "P", "1", "I", "I;16"):
+            raise ValueError(
+                f"provided {kind}: {path} has mode {image.mode}; expected a single-channel "
+                "label PNG (grey or palette)"
+            )
+        labels = np.asarray(image).astype(np.int64)
+    if labels.shape != size:
+        raise ValueError(
+            f"provided {kind}: {path} is {labels.shape[::-1]} (WxH), image is {size[::-1]}"
+        )
+    if kind == "masks":
+        # Accept {0, 1} and {0, 255} masks alike; anything grey is thresholded at mid-range.
+        return (labels >= (128 if labels.max() > 1 else 1)).astype(np.uint8)
+    if labels.min() < 0 or labels.max() >= NUM_PARSING_LABELS:
+        raise ValueError(
+            f"provided parsing: {path} has label {int(labels.max())}; LIP labels are "
+            f"0..{NUM_PARSING_LABELS - 1}"
+        )
+    return labels.astype(np.uint8)
+
+
+def _fingerprint(paths: list[Path]) -> str:
+    """Hash of the files' names, sizes and modification times: edited PNGs rerun the import."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat() if path.is_file() else None
+        digest.update(f"{path.name}:{stat and stat.st_size}:{stat and stat.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
+def import_provided(
+    store: PersonStore,
+    annotations_dir: str | Path,
+    *,
+    kind: Kind,
+    progress: Progress | None = None,
+) -> StageStamp:
+    """Fill ``masks`` or ``parsing`` from PNG files instead of running a model.
+
+    Reads ``<annotations_dir>/<kind>/<stem>.png`` for every image, where ``<stem>`` is the
+    image's file name without extension (``0001_c1s1_001051_00.jpg`` ->
+    ``masks/0001_c1s1_001051_00.png``). Masks may be 0/1 or 0/255; parsing PNGs hold LIP label
+    indices 0..19 (grey or palette, as the official SCHP extractor writes them).
+
+    Raises:
+        FileNotFoundError: a PNG is missing (the message names it).
+        ValueError: a PNG has the wrong size, is not single-channel, or has a label > 19.
+    """
+    folder = Path(annotations_dir).expanduser().resolve() / kind
+    size = (store.height, store.width)
+    filenames = store.index["filename"]
+    paths = [folder / f"{Path(name).stem}.png" for name in filenames]
+    config = {"source": "provided", "folder": str(folder), "files": _fingerprint(paths)}
+    with store.stage(kind, config=config, inputs=["ingest"], on_block=progress) as run:
+        for block in run.pending_blocks():
+            rows = store.block_slice(block)
+            labels = [_read_png(path, kind=kind, size=size) for path in paths[rows]]
+            run.write(kind, block, np.stack(labels))
+            run.mark_done(block)
+        counts, report = summarise(store, kind)
+        return run.finish(counts=counts, report=report)
+
+
+def consistency_report(store: PersonStore, *, worst: int = 20) -> dict[str, Any]:
+    """How well the person masks and the parsing agree (both stages must have finished).
+
+    The parsing foreground (label > 0) and the Mask R-CNN mask come from independent models;
+    a low IoU flags an image where one of them failed (e.g. two people, or a missed person).
+
+    Returns:
+        ``images``; ``empty_mask_fraction``; ``empty_parsing_fraction``; ``mean_iou`` over the
+        images where the mask or the parsing has foreground (IoU of two empty maps counts as 1
+        and is left out); ``iou_below_0.5`` (how many images); ``worst`` (file name and IoU of
+        the ``worst`` lowest).
+    """
+    for stage in ("masks", "parsing"):
+        if store.stamp(stage) is None:
+            raise RuntimeError(f"consistency report needs the '{stage}' stage on {store.url}")
+    filenames = store.index["filename"]
+    ious: list[np.ndarray] = []
+    empty_masks = empty_parsings = 0
+    for block in range(store.n_blocks):
+        rows = store.block_slice(block)
+        mask = store.read("masks", rows).reshape(rows.stop - rows.start, -1) > 0
+        body = store.read("parsing", rows).reshape(rows.stop - rows.start, -1) > 0
+        empty_masks += int((~mask.any(axis=1)).sum())
+        empty_parsings += int((~body.any(axis=1)).sum())
+        union = (mask | body).sum(axis=1)
+        intersection = (mask & body).sum(axis=1)
+        ious.append(np.where(union > 0, intersection / np.maximum(union, 1), np.nan))
+    iou = np.concatenate(ious) if ious else np.zeros(0)
+    scored = np.flatnonzero(~np.isnan(iou))
+    order = scored[np.argsort(iou[scored], kind="stable")][:worst]
+    n = max(store.n_images, 1)
+    return {
+        "images": store.n_images,
+        "empty_mask_fraction": empty_masks / n,
+        "empty_parsing_fraction": empty_parsings / n,
+        "mean_iou": float(iou[scored].mean()) if scored.size else float("nan"),
+        "iou_below_0.5": int((iou[scored] < 0.5).sum()),
+        "worst": [{"filename": str(filenames.iloc[i]), "iou": float(iou[i])} for i in order],
+    }
+
+
+def record_consistency(store: PersonStore) -> StageStamp:
+    """Stamp the :func:`consistency_report` of the current masks and parsing (stage
+    ``consistency``), so ``augment-market info`` and the flow's report can show it."""
+    report = consistency_report(store)
+    with store.stage("consistency", config={}, inputs=["masks", "parsing"], n_blocks=1) as run:
+        run.mark_done(0)
+        return run.finish(counts={"images": report["images"],
+                                  "iou_below_0.5": report["iou_below_0.5"]},
+                          report={"consistency": report})
