@@ -1,0 +1,184 @@
+"""Re-ID networks: IDE (ResNet classifier) and the Siamese identification + verification net.
+
+IDE ("ID-discriminative embedding", Zheng et al. 2016, "Person Re-identification: Past, Present
+and Future", section 5.2): an ImageNet ResNet-50 fine-tuned as a classifier over the training
+identities; at test time the pooled 2,048-d features are compared. Siamese (Zheng et al. 2017,
+"A Discriminatively Learned CNN Embedding for Person Re-identification"): the same backbone
+shared by two images, an identification head per image and a verification head on the squared
+feature difference (same / different identity).
+
+One interface, no mode-dependent return types: ``forward_features`` -> embeddings,
+``forward_head`` -> identity logits, ``forward_verification`` -> pair logits. Losses live in
+:mod:`reid.losses`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from torchvision.models import resnet18, resnet50
+
+from reid.checkpoint import imagenet_state_dict
+
+_FEATURE_DIMS = {"resnet50": 2048, "resnet18": 512}
+
+
+@dataclass(frozen=True)
+class ReIDModelConfig:
+    """Architecture of a Re-ID network (values as in the papers unless noted)."""
+
+    # "ide": classifier only; "siamese": adds the verification head (Zheng et al. 2017).
+    kind: Literal["ide", "siamese"] = "ide"
+    # The paper's backbone is ResNet-50; resnet18 (512-d features) is for CPU demos and tests.
+    arch: Literal["resnet50", "resnet18"] = "resnet50"
+    # ImageNet initialisation, as both baselines; from scratch Market-1501 is far too small.
+    pretrained: bool = True
+    # 2 as torchvision; 1 keeps a 16x8 final map at 256x128 input (Sun et al. 2018, PCB), a
+    # common +1-2 rank-1 at 4x the cost of the last stage. The paper's baselines use 2.
+    last_stride: int = 2
+    # None: classifier directly on pool5 (the IDE baseline); e.g. 512: Linear + BatchNorm
+    # bottleneck before it (the widely used layumi/Person_reID_baseline_pytorch head).
+    bottleneck_dim: int | None = None
+    # Dropout before the identity classifier (IDE baseline: 0.5).
+    dropout: float = 0.5
+    # Dropout on the squared difference before the verification classifier (Siamese only).
+    verification_dropout: float = 0.5
+
+    @property
+    def feature_dim(self) -> int:
+        """Dimension D of ``forward_features``: the backbone's pooled features."""
+        return _FEATURE_DIMS[self.arch]
+
+
+class IDENet(nn.Module):
+    """ResNet backbone + identity classifier.
+
+    Args:
+        backbone: maps [B, 3, H, W] images to pooled [B, feature_dim] features.
+        feature_dim: D; num_classes: C training identities.
+        bottleneck_dim, dropout: see :class:`ReIDModelConfig`.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        bottleneck_dim: int | None,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        layers: list[nn.Module] = []
+        width = feature_dim
+        if bottleneck_dim is not None:
+            linear = nn.Linear(feature_dim, bottleneck_dim)
+            nn.init.kaiming_normal_(linear.weight, mode="fan_out")
+            nn.init.zeros_(linear.bias)
+            layers += [linear, nn.BatchNorm1d(bottleneck_dim)]
+            width = bottleneck_dim
+        classifier = nn.Linear(width, num_classes)
+        # Small initial logits: uniform predictions at the start of fine-tuning.
+        nn.init.normal_(classifier.weight, std=0.001)
+        nn.init.zeros_(classifier.bias)
+        self.head = nn.Sequential(*layers, nn.Dropout(dropout), classifier)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images float [B, 3, H, W] (ImageNet-normalised) -> features float [B, D]."""
+        return self.backbone(images)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """features float [B, D] -> identity logits float [B, C]."""
+        return self.head(features)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images float [B, 3, H, W] -> identity logits float [B, C]."""
+        return self.forward_head(self.forward_features(images))
+
+
+class SiameseNet(IDENet):
+    """IDE network plus the verification head of Zheng et al. 2017 (section 3.2).
+
+    The "square layer" f_s = (f_1 - f_2)^2 is symmetric in the two images; a linear 2-way
+    classifier on it (the paper's 1x1 convolution) predicts same / different identity.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        bottleneck_dim: int | None,
+        dropout: float,
+        verification_dropout: float,
+    ) -> None:
+        super().__init__(backbone=backbone, feature_dim=feature_dim, num_classes=num_classes,
+                         bottleneck_dim=bottleneck_dim, dropout=dropout)
+        verifier = nn.Linear(feature_dim, 2)
+        nn.init.normal_(verifier.weight, std=0.001)
+        nn.init.zeros_(verifier.bias)
+        self.verifier = nn.Sequential(nn.Dropout(verification_dropout), verifier)
+
+    def forward_verification(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """features float [P, D] of both images of P pairs -> logits float [P, 2] (1 = same)."""
+        return self.verifier((first - second).pow(2))
+
+
+def _backbone(arch: str, last_stride: int) -> nn.Module:
+    """torchvision ResNet with the classifier removed: its forward returns pooled features."""
+    net = resnet50(weights=None) if arch == "resnet50" else resnet18(weights=None)
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    first = net.layer4[0]
+    # The stride of the first layer4 block sits on conv2 in Bottleneck, conv1 in BasicBlock.
+    strided = first.conv2 if arch == "resnet50" else first.conv1
+    strided.stride = (last_stride, last_stride)
+    first.downsample[0].stride = (last_stride, last_stride)
+    net.fc = nn.Identity()
+    return net
+
+
+def build_reid_model(
+    *,
+    config: ReIDModelConfig,
+    num_classes: int,
+    weights: str | Path | None = None,
+    download: bool = True,
+) -> IDENet:
+    """Build an IDE or Siamese network.
+
+    Args:
+        config: the architecture.
+        num_classes: number of training identities C (>= 2).
+        weights: explicit ImageNet weight file or folder when ``config.pretrained``; otherwise
+            the weights folder / torch hub cache are searched (see :mod:`reid.checkpoint`).
+        download: allow downloading the official ImageNet file when it is not found locally.
+
+    Returns:
+        :class:`IDENet` (``kind="ide"``) or :class:`SiameseNet` (``kind="siamese"``), in
+        training mode, on the CPU.
+
+    Raises:
+        MissingWeightsError: ``pretrained`` and the ImageNet file is unavailable.
+    """
+    if config.arch not in _FEATURE_DIMS:
+        raise ValueError(f"unknown arch {config.arch!r}; choose from {sorted(_FEATURE_DIMS)}")
+    if num_classes < 2:
+        raise ValueError(f"need at least 2 identities, got {num_classes}")
+    backbone = _backbone(config.arch, config.last_stride)
+    if config.pretrained:
+        backbone.load_state_dict(imagenet_state_dict(config.arch, path=weights, download=download))
+    if config.kind == "siamese":
+        return SiameseNet(backbone=backbone, feature_dim=config.feature_dim,
+                          num_classes=num_classes, bottleneck_dim=config.bottleneck_dim,
+                          dropout=config.dropout, verification_dropout=config.verification_dropout)
+    if config.kind != "ide":
+        raise ValueError(f"unknown model kind {config.kind!r}")
+    return IDENet(backbone=backbone, feature_dim=config.feature_dim, num_classes=num_classes,
+                  bottleneck_dim=config.bottleneck_dim, dropout=config.dropout)

@@ -1,0 +1,425 @@
+"""Training IDE / Siamese Re-ID networks on in-memory images, and feature extraction.
+
+Recipe (IDE baseline, Zheng et al. 2016, with the usual modern additions as settings): resize
+to 256x128, random horizontal flip, zero-pad 10 + random crop, random erasing (Zhong et al.
+2020), label smoothing, batch 32, SGD momentum 0.9 / weight decay 5e-4 with a 10x smaller
+learning rate on the pretrained backbone (or AMSGrad), step schedule. Siamese (Zheng et al.
+2017): half a batch of anchors, each paired with a same-identity image (probability
+``positive_fraction``) or a different-identity one; identification loss on every image plus the
+verification loss on the pairs.
+
+Reproducibility: every random draw of step ``t`` comes from generators seeded by
+(seed, t, rank), so a run resumed from a checkpoint (model, optimizer, scheduler, step) continues
+bit-for-bit on the CPU without storing generator states. With ``WORLD_SIZE > 1`` (torchrun) the
+loop runs under DistributedDataParallel (NCCL on CUDA, gloo on the CPU); each rank takes its
+share of the same global batch and rank 0 writes the checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from reid.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, save_checkpoint
+from reid.losses import identification_loss, verification_loss
+from reid.models import IDENet, ReIDModelConfig, SiameseNet, build_reid_model
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "last.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Re-ID training settings (defaults: the ResNet-50 softmax baseline recipe)."""
+
+    model: ReIDModelConfig = field(default_factory=ReIDModelConfig)
+    # Input size: Market-1501's 128x64 boxes upsampled 2x, the standard ResNet-50 Re-ID input.
+    height: int = 256
+    width: int = 128
+    # Horizontal flip: people are roughly left/right symmetric.
+    flip: bool = True
+    # Zero padding before a random crop back to the input size (translation jitter).
+    pad: int = 10
+    # Probability of random erasing (Zhong et al. 2020); 0 gives the original IDE recipe.
+    random_erasing: float = 0.5
+    # Label smoothing of the identification loss (0 = original IDE).
+    label_smoothing: float = 0.1
+    # Global batch over all ranks (IDE baseline: 32); Siamese: batch / 2 pairs.
+    batch_size: int = 32
+    # "sgd" (IDE baseline) or "amsgrad" (Adam with AMSGrad; use lr ~3.5e-4 with it).
+    optimizer: Literal["sgd", "amsgrad"] = "sgd"
+    # Learning rate of the new layers; 0.05 with SGD as the layumi baseline.
+    lr: float = 0.05
+    # The pretrained backbone learns 10x slower: fine-tuning, not retraining.
+    backbone_lr_mult: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    # Epochs = passes over the images (Siamese: over the anchors).
+    epochs: int = 60
+    # Epochs at which the learning rate is multiplied by lr_gamma (step schedule).
+    lr_milestones: tuple[int, ...] = (40,)
+    lr_gamma: float = 0.1
+    # Weight of the verification loss against identification (Zheng et al. 2017: 1).
+    verification_weight: float = 1.0
+    # Share of same-identity pairs in a Siamese batch (1:1 as the paper).
+    positive_fraction: float = 0.5
+    seed: int = 0
+    # Steps between checkpoints (one is always written at the last step).
+    checkpoint_every: int = 1000
+    log_every: int = 50
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train_reid` produced.
+
+    Attributes:
+        model: the trained network (unwrapped, eval mode, on the training device).
+        steps: optimizer steps done in total (including those before a resume).
+        losses: (step, loss) every ``log_every`` steps of this call.
+        checkpoint: the checkpoint file.
+        classes: int64 [C]; logit c is identity ``classes[c]`` of the training labels.
+    """
+
+    model: IDENet
+    steps: int
+    losses: tuple[tuple[int, float], ...]
+    checkpoint: Path
+    classes: torch.Tensor
+
+
+class _Objective(nn.Module):
+    """The training loss as a module, so DDP sees one forward per step."""
+
+    def __init__(self, model: IDENet, config: TrainConfig) -> None:
+        super().__init__()
+        self.model, self.config = model, config
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor, same: torch.Tensor | None):
+        features = self.model.forward_features(images)
+        loss = identification_loss(self.model.forward_head(features), targets,
+                                   label_smoothing=self.config.label_smoothing)
+        if same is not None:
+            assert isinstance(self.model, SiameseNet)
+            pairs = len(same)  # first half anchors, second half their partners
+            pair_logits = self.model.forward_verification(features[:pairs], features[pairs:])
+            loss = loss + self.config.verification_weight * verification_loss(pair_logits, same)
+        return loss
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """Inverse of ``dataclasses.asdict`` for :class:`TrainConfig` (checkpoints store the dict)."""
+    return TrainConfig(**{**values, "model": ReIDModelConfig(**values["model"])})
+
+
+def _to_input(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> float [B, 3, h, w] in [0, 1], bilinearly resized."""
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    if x.shape[-2:] != size:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return x
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] RGB -> ImageNet-normalised (the backbone's pretraining statistics)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, device=x.device)[:, None, None]
+    return (x - mean) / std
+
+
+def _augment(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Flip, pad + crop, normalise, erase. x: float [B, 3, h, w] in [0, 1] -> normalised.
+
+    Random numbers come from ``gen`` on the CPU whatever the device, so they are reproducible.
+    """
+    b, _, h, w = x.shape
+    if config.flip:
+        flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)[:, None, None, None]
+        x = torch.where(flip, x.flip(-1), x)
+    if config.pad > 0:
+        p = config.pad
+        padded = F.pad(x, (p, p, p, p))
+        offsets = torch.randint(0, 2 * p + 1, (b, 2), generator=gen).tolist()
+        x = torch.stack([padded[i, :, oy : oy + h, ox : ox + w]
+                         for i, (oy, ox) in enumerate(offsets)])
+    x = _normalize(x)
+    if config.random_erasing > 0:
+        # Zhong et al.: area 2-40% of the image, aspect ratio log-uniform in [0.3, 1/0.3]; the
+        # box is clipped to the image instead of re-drawn. Filled with 0 = the mean colour.
+        draws = torch.rand(b, 5, generator=gen).tolist()
+        for i, (u_apply, u_area, u_aspect, u_y, u_x) in enumerate(draws):
+            if u_apply >= config.random_erasing:
+                continue
+            area = (0.02 + 0.38 * u_area) * h * w
+            aspect = 0.3 ** (1 - 2 * u_aspect)  # log-uniform in [0.3, 1/0.3]
+            eh, ew = min(h, round((area * aspect) ** 0.5)), min(w, round((area / aspect) ** 0.5))
+            y0, x0 = int(u_y * (h - eh + 1)), int(u_x * (w - ew + 1))
+            x[i, :, y0 : y0 + eh, x0 : x0 + ew] = 0.0
+    return x
+
+
+def _seed(*parts: int) -> int:
+    """A generator seed from (seed, step, rank, stream): distinct tuples, distinct streams."""
+    value = 0
+    for part in parts:
+        value = (value * 1_000_003 + part) % (1 << 62)
+    return value
+
+
+class _Sampler:
+    """Global batch indices of each step; a pure function of (seed, step).
+
+    IDE: consecutive slices of a per-epoch permutation (the last partial batch is dropped).
+    Siamese: anchors from the permutation, each with a random partner that shares its identity
+    with probability ``positive_fraction``.
+    """
+
+    def __init__(self, targets: torch.Tensor, config: TrainConfig, siamese: bool) -> None:
+        self.targets, self.config, self.siamese = targets, config, siamese
+        self.per_step = config.batch_size // 2 if siamese else config.batch_size
+        self.steps_per_epoch = len(targets) // self.per_step
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(targets)} images cannot fill one step of {self.per_step}")
+        self.by_class = torch.argsort(targets, stable=True)  # images grouped by class
+        self.counts = torch.bincount(targets)
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+        position = torch.empty_like(targets)
+        position[self.by_class] = torch.arange(len(targets))
+        self.rank_in_class = position - self.starts[targets]
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns (indices int64 [B], same bool [B/2] or None)."""
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        epoch_gen = torch.Generator().manual_seed(_seed(self.config.seed, epoch, 0))
+        perm = torch.randperm(len(self.targets), generator=epoch_gen)
+        anchors = perm[offset * self.per_step : (offset + 1) * self.per_step]
+        if not self.siamese:
+            return anchors, None
+        gen = torch.Generator().manual_seed(_seed(self.config.seed, step, 1))
+        u = torch.rand(len(anchors), 4, generator=gen, dtype=torch.float64)
+        same = u[:, 0] < self.config.positive_fraction
+        cls = self.targets[anchors]
+        # Positive: another image of the class (the anchor itself for one-image classes).
+        shift = 1 + (u[:, 1] * (self.counts[cls] - 1)).long()
+        positive = self.starts[cls] + (self.rank_in_class[anchors] + shift) % self.counts[cls]
+        # Negative: a uniformly drawn other class, then a uniform image of it.
+        num_classes = len(self.counts)
+        other = (cls + 1 + (u[:, 2] * (num_classes - 1)).long()) % num_classes
+        negative = self.starts[other] + (u[:, 3] * self.counts[other]).long()
+        partners = self.by_class[torch.where(same, positive, negative)]
+        return torch.cat([anchors, partners]), same
+
+
+def _optimizer(model: IDENet, config: TrainConfig) -> torch.optim.Optimizer:
+    backbone = list(model.backbone.parameters())
+    backbone_ids = {id(p) for p in backbone}
+    new = [p for p in model.parameters() if id(p) not in backbone_ids]
+    groups = [{"params": backbone, "lr": config.lr * config.backbone_lr_mult},
+              {"params": new, "lr": config.lr}]
+    if config.optimizer == "amsgrad":
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay,
+                                amsgrad=True)
+    if config.optimizer != "sgd":
+        raise ValueError(f"unknown optimizer {config.optimizer!r}")
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+def _distributed(device: torch.device) -> tuple[int, int, torch.device, bool]:
+    """(world size, rank, device, whether we created the process group) from torchrun's env."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 1, 0, device, False
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return world, dist.get_rank(), device, created
+
+
+def train_reid(
+    config: TrainConfig,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    run_dir: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    resume: bool = True,
+    max_steps: int | None = None,
+    weights: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train an IDE or Siamese network (``config.model.kind``) and checkpoint it in ``run_dir``.
+
+    Args:
+        config: the recipe.
+        images: uint8 [N, H, W, 3] RGB training images (CPU; any size, resized on the device).
+        labels: int64 [N] identity of each image (any integers; mapped to 0..C-1 in sorted order).
+        run_dir: folder of ``last.pt``; created if missing.
+        device: "cpu" or "cuda" (bf16 autocast on CUDA); under torchrun each rank uses
+            ``cuda:LOCAL_RANK``.
+        resume: continue from ``run_dir/last.pt`` when it exists (it must come from the same
+            config and labels).
+        max_steps: stop after this many steps in total (default: ``epochs`` full epochs); the
+            learning-rate schedule still follows ``epochs``.
+        weights: explicit ImageNet weight file/folder when ``config.model.pretrained``.
+        progress: called on rank 0 as ``progress(steps_done, steps_to_do)`` after every step.
+
+    Returns:
+        :class:`TrainResult`.
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
+    if labels.shape != images.shape[:1]:
+        raise ValueError(f"labels {tuple(labels.shape)} do not match {images.shape[0]} images")
+    world, rank, device, created_group = _distributed(torch.device(device))
+    if config.batch_size % (2 * world if config.model.kind == "siamese" else world):
+        raise ValueError(f"batch_size {config.batch_size} does not split over {world} ranks")
+    classes, targets = torch.unique(labels.cpu(), return_inverse=True)
+    siamese = config.model.kind == "siamese"
+    sampler = _Sampler(targets, config, siamese)
+    total_steps = config.epochs * sampler.steps_per_epoch
+    stop = total_steps if max_steps is None else min(total_steps, max_steps)
+
+    torch.manual_seed(_seed(config.seed, 4))  # the new layers' initialisation
+    model = build_reid_model(config=config.model, num_classes=len(classes), weights=weights)
+    model = model.to(device)
+    if device.type == "cuda":
+        # Faster bf16 convolutions; Module.to accepts memory_format, its stubs do not say so.
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = _optimizer(model, config)
+    milestones = [m * sampler.steps_per_epoch for m in config.lr_milestones]
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, config.lr_gamma)
+    checkpoint = Path(run_dir) / CHECKPOINT_NAME
+    step = 0
+    if resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint, map_location=device)
+        if state["config"] != dataclasses.asdict(config) or not torch.equal(state["classes"],
+                                                                            classes):
+            raise ValueError(f"{checkpoint} was written with another config or label set")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        logger.info("resumed %s at step %d", checkpoint, step)
+
+    objective: nn.Module = _Objective(model, config)
+    if world > 1:
+        objective = DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None)
+    size = (config.height, config.width)
+    losses: list[tuple[int, float]] = []
+    model.train()
+    while step < stop:
+        indices, same = sampler(step)
+        # Each rank takes every world-th sample (Siamese: every world-th pair, both images).
+        if same is not None:
+            pairs = len(same)
+            same = same[rank::world]
+            anchors, partners = indices[:pairs][rank::world], indices[pairs:][rank::world]
+            indices = torch.cat([anchors, partners])
+        else:
+            indices = indices[rank::world]
+        gen = torch.Generator().manual_seed(_seed(config.seed, step, 2, rank))
+        torch.manual_seed(_seed(config.seed, step, 3, rank))  # dropout
+        x = _augment(_to_input(images[indices].to(device), size), config, gen)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = objective(x, targets[indices].to(device),
+                             None if same is None else same.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        if progress is not None and rank == 0:
+            progress(step, stop)
+        if step % config.log_every == 0 or step == stop:
+            losses.append((step, float(loss.detach())))
+            logger.info("step %d/%d loss %.4f", step, total_steps, losses[-1][1])
+        if (step % config.checkpoint_every == 0 or step == stop) and rank == 0:
+            save_checkpoint(checkpoint, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step,
+                "config": dataclasses.asdict(config), "classes": classes,
+            })
+    if world > 1:
+        dist.barrier()  # the last checkpoint is on disk before any rank returns
+        if created_group:
+            dist.destroy_process_group()
+    model.eval()
+    return TrainResult(model=model, steps=step, losses=tuple(losses), checkpoint=checkpoint,
+                       classes=classes)
+
+
+def load_trained_model(
+    path: str | Path, *, device: str | torch.device = "cpu"
+) -> tuple[IDENet, TrainConfig, torch.Tensor]:
+    """Rebuild a trained network from a :func:`train_reid` checkpoint.
+
+    Returns:
+        (model in eval mode on ``device``, its TrainConfig, classes int64 [C]).
+    """
+    state = load_checkpoint(path, map_location="cpu")
+    config = config_from_dict(state["config"])
+    # The checkpoint holds every weight: no ImageNet file is needed to rebuild.
+    model_config = dataclasses.replace(config.model, pretrained=False)
+    model = build_reid_model(config=model_config, num_classes=len(state["classes"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config, state["classes"]
+
+
+@torch.inference_mode()
+def extract_features(
+    model: IDENet,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 128,
+    device: str | torch.device = "cpu",
+    size: tuple[int, int] = (256, 128),
+    flip: bool = False,
+    normalize: bool = False,
+) -> torch.Tensor:
+    """Embed images with ``model.forward_features`` in eval mode.
+
+    Args:
+        model: a trained :class:`IDENet` / :class:`SiameseNet` (moved to ``device``).
+        images: uint8 [N, H, W, 3] RGB.
+        batch_size: images per forward pass.
+        device: where to run; bf16 autocast on CUDA.
+        size: (height, width) the network was trained at.
+        flip: average the features of the image and its mirror (a common +0.5-1 mAP).
+        normalize: L2-normalise each feature (then squared Euclidean = 2 - 2 cos).
+
+    Returns:
+        float32 [N, D] on the CPU.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval().to(device)
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        x = _normalize(_to_input(images[start : start + batch_size].to(device), size))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            features = model.forward_features(x).float()
+            if flip:
+                features = (features + model.forward_features(x.flip(-1)).float()) / 2
+        outputs.append(features.cpu())
+    model.train(was_training)
+    result = torch.cat(outputs) if outputs else torch.empty(0, 0)
+    return F.normalize(result, dim=1) if normalize else result

@@ -1,0 +1,77 @@
+"""Re-ID networks: shapes, one interface, gradients, ImageNet loading in torchvision's format."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from augment_market.weights import MissingWeightsError
+from reid.models import IDENet, ReIDModelConfig, SiameseNet, build_reid_model
+
+SMALL = ReIDModelConfig(arch="resnet18", pretrained=False)
+
+
+@pytest.mark.parametrize("bottleneck_dim", [None, 16])
+def test_ide_shapes_and_gradients(bottleneck_dim):
+    torch.manual_seed(0)
+    config = ReIDModelConfig(arch="resnet18", pretrained=False, bottleneck_dim=bottleneck_dim)
+    model = build_reid_model(config=config, num_classes=5)
+    assert type(model) is IDENet
+    x = torch.randn(3, 3, 64, 32)
+    features = model.forward_features(x)
+    assert features.shape == (3, config.feature_dim) == (3, 512)
+    logits = model.forward_head(features)
+    assert logits.shape == (3, 5) and torch.isfinite(logits).all()
+    logits.sum().backward()
+    assert model.backbone.conv1.weight.grad is not None
+    assert model.backbone.conv1.weight.grad.abs().sum() > 0
+    model.eval()
+    torch.testing.assert_close(model(x), model.forward_head(model.forward_features(x)))
+
+
+def test_siamese_verification_is_symmetric():
+    torch.manual_seed(0)
+    model = build_reid_model(config=ReIDModelConfig(arch="resnet18", pretrained=False,
+                                                    kind="siamese"), num_classes=4).eval()
+    assert isinstance(model, SiameseNet)
+    a, b = torch.randn(2, 512), torch.randn(2, 512)
+    out = model.forward_verification(a, b)
+    assert out.shape == (2, 2)
+    torch.testing.assert_close(out, model.forward_verification(b, a))
+
+
+def test_last_stride_one_doubles_the_final_map():
+    config = ReIDModelConfig(arch="resnet50", pretrained=False, last_stride=1)
+    model = build_reid_model(config=config, num_classes=3)
+    net = model.backbone
+    x = torch.randn(1, 3, 64, 32)
+    stem = net.layer3(net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x)))))))
+    assert net.layer4(stem).shape[-2:] == stem.shape[-2:]  # no downsampling in layer4
+    assert model.forward_features(x).shape == (1, 2048)
+
+
+def test_pretrained_loads_official_format(tmp_path, monkeypatch):
+    reference = resnet18(weights=None)  # an "official" file: torchvision keys, fc included
+    torch.save(reference.state_dict(), tmp_path / "resnet18-f37072fd.pth")
+    monkeypatch.setenv("AUGMENT_MARKET_WEIGHTS", str(tmp_path))
+    model = build_reid_model(config=ReIDModelConfig(arch="resnet18"), num_classes=3,
+                             download=False)
+    torch.testing.assert_close(model.backbone.layer3[0].conv1.weight,
+                               reference.layer3[0].conv1.weight)
+    torch.testing.assert_close(model.backbone.bn1.running_var, reference.bn1.running_var)
+
+
+def test_missing_weights_error_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUGMENT_MARKET_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    with pytest.raises(MissingWeightsError, match="resnet50-0676ba61.pth"):
+        build_reid_model(config=ReIDModelConfig(), num_classes=3, download=False)
+
+
+def test_invalid_configs():
+    with pytest.raises(ValueError, match="2 identities"):
+        build_reid_model(config=SMALL, num_classes=1)
+    with pytest.raises(ValueError, match="last_stride"):
+        build_reid_model(config=ReIDModelConfig(arch="resnet18", pretrained=False,
+                                                last_stride=3), num_classes=2)
