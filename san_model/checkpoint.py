@@ -1,0 +1,88 @@
+"""Every file the SAN package reads or writes: VGG-19 weights and training checkpoints.
+
+A checkpoint is one ``torch.save`` dict of tensors and plain Python values, so it loads with
+``torch.load(weights_only=True)`` (no pickled code). Keys: ``config`` (dict), ``step`` (int),
+``generator``, ``discriminator``, ``opt_g``, ``opt_d``, ``sched_g``, ``sched_d`` (state dicts),
+``sampler_rng``, ``torch_rng`` (uint8 tensors) and ``cuda_rng`` (list of uint8 tensors).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from augment_market.weights import WeightsFile, load_state_dict, resolve_weights
+
+from .config import SANConfig
+from .generator import SANGenerator, build_generator
+
+# torchvision's ImageNet VGG-19 (IMAGENET1K_V1), the network of eq. 6.
+VGG19_WEIGHTS = WeightsFile(
+    file_name="vgg19-dcbfe2b4.pth",
+    url="https://download.pytorch.org/models/vgg19-dcbfe2b4.pth",
+    sha256_prefix="dcbfe2b4",
+)
+# The normalisation VGG-19 was trained with: RGB in [0, 1], then (x - mean) / std.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+CHECKPOINT_NAME = "latest.pt"
+
+
+def vgg19_imagenet_state_dict(
+    *, path: str | Path | None = None, download: bool = True
+) -> dict[str, torch.Tensor]:
+    """The official VGG-19 ImageNet state dict (torchvision key names ``features.N.*``).
+
+    Raises:
+        augment_market.weights.MissingWeightsError: naming ``vgg19-dcbfe2b4.pth`` and its URL
+            when the file is neither on disk nor downloadable.
+    """
+    return load_state_dict(resolve_weights(VGG19_WEIGHTS, path=path, download=download))
+
+
+def checkpoint_path(run_dir_or_ckpt: str | Path) -> Path:
+    """The checkpoint file of a run folder (``checkpoints/latest.pt``), or the file itself."""
+    path = Path(run_dir_or_ckpt)
+    return path / "checkpoints" / CHECKPOINT_NAME if path.is_dir() else path
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` atomically: to a temporary file beside ``path``, then ``os.replace``.
+
+    A crash mid-write leaves the previous checkpoint intact, so resume always finds a whole file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(run_dir_or_ckpt: str | Path) -> dict[str, Any]:
+    """Read a checkpoint on the CPU with ``weights_only=True``."""
+    path = checkpoint_path(run_dir_or_ckpt)
+    if not path.is_file():
+        raise FileNotFoundError(f"no SAN checkpoint at {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_generator_weights(
+    run_dir_or_ckpt: str | Path,
+) -> tuple[dict[str, torch.Tensor], SANConfig]:
+    """The generator state dict and the config it was trained with."""
+    state = load_checkpoint(run_dir_or_ckpt)
+    return state["generator"], SANConfig.from_dict(state["config"])
+
+
+def load_generator(
+    run_dir_or_ckpt: str | Path, *, device: str | torch.device = "cpu"
+) -> tuple[SANGenerator, SANConfig]:
+    """A trained generator in eval mode on ``device``, with its config (for synthesis/eval)."""
+    weights, config = read_generator_weights(run_dir_or_ckpt)
+    generator = build_generator(config=config, weights=weights)
+    return generator.to(device).eval(), config

@@ -1,0 +1,155 @@
+"""The SAN generator's settings: one frozen dataclass, presets for the paper's two datasets.
+
+Every value the paper fixes (section 4.2) has a preset; the three ablations of section 4.4
+(no perceptual loss, no segmentation-mask inputs, the number of blocks T) are plain fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+# Encoder /4 (two stride-2 convs) then Conv_A / Conv_S /8 (three stride-2 sub-networks).
+TOTAL_DOWNSAMPLING = 32
+
+# torchvision VGG-19 ``features`` index of each ReLU, in the usual ``reluB_L`` naming.
+VGG19_RELU_INDEX = {
+    "relu1_1": 1, "relu1_2": 3,
+    "relu2_1": 6, "relu2_2": 8,
+    "relu3_1": 11, "relu3_2": 13, "relu3_3": 15, "relu3_4": 17,
+    "relu4_1": 20, "relu4_2": 22, "relu4_3": 24, "relu4_4": 26,
+    "relu5_1": 29, "relu5_2": 31, "relu5_3": 33, "relu5_4": 35,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SANConfig:
+    """Architecture, loss and schedule of one SAN training run.
+
+    The defaults are the Market-1501 settings; use :meth:`market1501`, :meth:`deepfashion` or
+    :meth:`tiny` rather than spelling fields out.
+    """
+
+    # (height, width) of every image: 128x64 Market-1501, 256x256 DeepFashion (section 4.2).
+    image_size: tuple[int, int] = (128, 64)
+    # T, the number of Semantic Attention Blocks: 5 for both datasets (section 4.2), an ablation.
+    num_blocks: int = 5
+    # Generator base width: PATN's ngf; the attention blocks run at 4 * ngf channels.
+    ngf: int = 64
+    # Discriminator base width (PATN's ndf).
+    ndf: int = 64
+    # Ablation "without segmentation mask": pathways take 23 / 20 channels instead of 24 / 21.
+    use_mask_inputs: bool = True
+    # L, the LIP parsing labels one-hot encoded as inputs (section 4.2: L = 20).
+    parsing_classes: int = 20
+    # Weights of eq. 7: alpha * L_adv + beta * L_l1 + gamma * L_perc.
+    alpha: float = 10.0
+    beta: float = 15.0
+    gamma: float = 5.0
+    # Ablation "without perceptual loss": also skips building VGG-19 at all.
+    use_perceptual: bool = True
+    # VGG-19 layer rho of eq. 6; PATN's public code uses relu1_2.
+    perceptual_layer: str = "relu1_2"
+    # Adam settings of section 4.2, used for both G and D.
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    # Global batch over all DDP ranks (section 4.2: 32 Market, 8 DeepFashion).
+    batch_size: int = 32
+    # The learning rate decays linearly to 0 over this many epochs (section 4.2).
+    epochs: int = 300
+    # Pairs per epoch. The paper does not define an epoch; PATN's reference code (which SAN
+    # builds on) draws 4,000 random training pairs per epoch, with replacement, and so do we.
+    epoch_length: int = 4000
+    # Steps between atomic checkpoints (resume granularity), sample grids and scalar logs.
+    checkpoint_interval: int = 1000
+    sample_interval: int = 500
+    log_interval: int = 50
+    # Seeds model initialisation and the batch sampler (restored exactly on resume).
+    seed: int = 0
+    # Free-form name shown in logs and kept in checkpoints.
+    name: str = field(default="market1501")
+
+    def __post_init__(self) -> None:
+        height, width = self.image_size
+        if height % TOTAL_DOWNSAMPLING or width % TOTAL_DOWNSAMPLING:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by {TOTAL_DOWNSAMPLING} "
+                "(encoder /4 then three stride-2 Conv_A / Conv_S stages)"
+            )
+        if self.num_blocks < 1:
+            raise ValueError("num_blocks (T) must be at least 1")
+        if self.perceptual_layer not in VGG19_RELU_INDEX:
+            raise ValueError(
+                f"unknown perceptual_layer {self.perceptual_layer!r}; "
+                f"choose one of {sorted(VGG19_RELU_INDEX)}"
+            )
+        if min(self.batch_size, self.epochs, self.epoch_length) < 1:
+            raise ValueError("batch_size, epochs and epoch_length must be positive")
+        if min(self.checkpoint_interval, self.sample_interval, self.log_interval) < 1:
+            raise ValueError("checkpoint/sample/log intervals must be positive")
+
+    @property
+    def appearance_channels(self) -> int:
+        """Appearance pathway input: image (3) + source mask (1) + source parsing (L)."""
+        return 3 + int(self.use_mask_inputs) + self.parsing_classes
+
+    @property
+    def semantic_channels(self) -> int:
+        """Semantic pathway input: target mask (1) + target parsing (L)."""
+        return int(self.use_mask_inputs) + self.parsing_classes
+
+    @property
+    def total_steps(self) -> int:
+        """Optimiser steps over the whole schedule: epochs * epoch_length / batch_size."""
+        return max(1, self.epochs * self.epoch_length // self.batch_size)
+
+    @classmethod
+    def market1501(cls, **overrides: Any) -> SANConfig:
+        """Market-1501 (section 4.2): 128x64, batch 32, 300 epochs, weights (10, 15, 5)."""
+        return replace(cls(), **overrides)
+
+    @classmethod
+    def deepfashion(cls, **overrides: Any) -> SANConfig:
+        """DeepFashion (section 4.2): 256x256, batch 8, 500 epochs, weights (15, 1, 5)."""
+        base = cls(
+            image_size=(256, 256),
+            batch_size=8,
+            epochs=500,
+            alpha=15.0,
+            beta=1.0,
+            gamma=5.0,
+            name="deepfashion",
+        )
+        return replace(base, **overrides)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> SANConfig:
+        """A few-kilobyte model on 64x32 images, for tests and smoke runs on a CPU."""
+        base = cls(
+            image_size=(64, 32),
+            num_blocks=2,
+            ngf=4,
+            ndf=4,
+            batch_size=4,
+            epochs=2,
+            epoch_length=16,
+            checkpoint_interval=4,
+            sample_interval=4,
+            log_interval=2,
+            name="tiny",
+        )
+        return replace(base, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only, so the dict loads under ``torch.load(weights_only=True)``."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SANConfig:
+        """Inverse of :meth:`to_dict`; ignores unknown keys written by other versions."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in values.items() if k in known}
+        for key in ("image_size", "betas"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)

@@ -1,0 +1,454 @@
+"""Training the SAN generator (paper section 4.2): in-memory pairs, Adam, linear decay, DDP.
+
+The caller loads images, masks, parsing and the pairs table into memory (Market-1501 is about
+1.3 GB decoded) and passes them as :class:`SANTrainData`; batches are gathered by index from
+those arrays, which is faster than any file-backed loader (no worker processes needed).
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) the process group is initialised here (NCCL on CUDA,
+Gloo on CPU), G and D are wrapped in DDP, every rank draws the same global batch from the same
+seeded sampler and keeps its own slice of it, and only rank 0 writes checkpoints and logs.
+BatchNorm statistics stay per rank (no SyncBatchNorm), as in the single-GPU reference code.
+
+Randomness: model initialisation uses torch's global generator (seeded from the config), batch
+sampling a dedicated ``torch.Generator``; both states go into every checkpoint. numpy's RNG is
+not used during training, so there is no numpy state to save.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .config import SANConfig
+from .discriminator import build_discriminator
+from .generator import (
+    build_generator,
+    images_to_tensor,
+    masks_to_tensor,
+    parsing_to_one_hot,
+    tensor_to_images,
+)
+from .losses import VGGPerceptualLoss, build_perceptual_loss, discriminator_loss, generator_loss
+from .visualize import sample_grid, save_png
+
+# Config fields that may change between a run and its resume without changing the result.
+RESUMABLE_CHANGES = {"checkpoint_interval", "sample_interval", "log_interval", "name"}
+SAMPLE_ROWS = 4
+
+
+@dataclass(frozen=True)
+class SANTrainData:
+    """All training arrays, in memory (numpy arrays or CPU tensors).
+
+    Attributes:
+        images: uint8 ``[N, H, W, 3]`` RGB.
+        masks: uint8 ``[N, H, W]``, non-zero = person.
+        parsing: uint8 ``[N, H, W]``, LIP labels 0..19.
+        pairs: int64 ``[P, 2]``, rows of (source index, target index) into the arrays above.
+    """
+
+    images: np.ndarray | torch.Tensor
+    masks: np.ndarray | torch.Tensor
+    parsing: np.ndarray | torch.Tensor
+    pairs: np.ndarray | torch.Tensor
+
+    def __post_init__(self) -> None:
+        n = self.images.shape[0]
+        if tuple(self.images.shape[3:]) != (3,) or len(self.images.shape) != 4:
+            raise ValueError(f"images must be [N, H, W, 3], got {tuple(self.images.shape)}")
+        for name in ("masks", "parsing"):
+            shape = tuple(getattr(self, name).shape)
+            if shape != tuple(self.images.shape[:3]):
+                raise ValueError(f"{name} must be [N, H, W] = {self.images.shape[:3]}, got {shape}")
+        if len(self.pairs.shape) != 2 or self.pairs.shape[1] != 2 or self.pairs.shape[0] == 0:
+            raise ValueError(
+                f"pairs must be a non-empty [P, 2] table, got {tuple(self.pairs.shape)}"
+            )
+        pairs = torch.as_tensor(self.pairs)
+        if int(pairs.min()) < 0 or int(pairs.max()) >= n:
+            raise ValueError(f"pair indices must lie in [0, {n})")
+        for name in ("images", "masks", "parsing"):
+            dtype = torch.as_tensor(getattr(self, name)[:1]).dtype
+            if dtype != torch.uint8:
+                raise ValueError(f"{name} must be uint8, got {dtype}")
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """One batch in the stored layout, uint8 tensors on the training device."""
+
+    source_image: torch.Tensor  # [B, H, W, 3]
+    source_mask: torch.Tensor  # [B, H, W]
+    source_parsing: torch.Tensor  # [B, H, W]
+    target_image: torch.Tensor  # [B, H, W, 3]
+    target_mask: torch.Tensor  # [B, H, W]
+    target_parsing: torch.Tensor  # [B, H, W]
+
+
+class PairSampler:
+    """Draws random pairs (PATN: uniform, with replacement) and gathers them from memory.
+
+    Every rank holds an identically seeded generator and draws the same global batch of
+    ``batch_size`` pairs, then keeps rows ``rank::world_size``: ranks never overlap and the
+    sampler's state is the same everywhere, so rank 0's checkpoint restores all ranks.
+    """
+
+    def __init__(
+        self, data: SANTrainData, *, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} not divisible by world size {world_size}")
+        # Gathered with numpy: its fancy indexing copies whole rows in one thread, while
+        # torch's indexing kernels spin OpenMP threads and slow down 10-100x on a busy machine.
+        self.images = np.asarray(data.images)
+        self.masks = np.asarray(data.masks)
+        self.parsing = np.asarray(data.parsing)
+        self.pairs = torch.as_tensor(data.pairs, dtype=torch.int64)
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next_pairs(self) -> torch.Tensor:
+        """This rank's ``[batch_size / world_size, 2]`` rows of the next global batch."""
+        rows = torch.randint(len(self.pairs), (self.batch_size,), generator=self.generator)
+        return self.pairs[rows[self.rank :: self.world_size]]
+
+    def gather(self, pairs: torch.Tensor, device: torch.device) -> PairBatch:
+        """Index the in-memory arrays by ``pairs`` ``[B, 2]`` and move the uint8 batch."""
+        source, target = pairs[:, 0].numpy(), pairs[:, 1].numpy()
+
+        def take(array: np.ndarray, index: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(array[index]).to(device, non_blocking=True)
+
+        return PairBatch(
+            take(self.images, source),
+            take(self.masks, source),
+            take(self.parsing, source),
+            take(self.images, target),
+            take(self.masks, target),
+            take(self.parsing, target),
+        )
+
+
+@dataclass(frozen=True)
+class ModelBatch:
+    """A batch in model layout (see :mod:`san_model.generator`), float tensors."""
+
+    source_image: torch.Tensor  # [B, 3, H, W] in [-1, 1]
+    source_mask: torch.Tensor  # [B, 1, H, W] in {0, 1}
+    source_parsing: torch.Tensor  # [B, L, H, W] one-hot
+    target_image: torch.Tensor  # [B, 3, H, W] in [-1, 1]
+    target_mask: torch.Tensor  # [B, 1, H, W] in {0, 1}
+    target_parsing: torch.Tensor  # [B, L, H, W] one-hot
+
+    @classmethod
+    def from_pairs(
+        cls, batch: PairBatch, *, num_classes: int, channels_last: bool = False
+    ) -> ModelBatch:
+        """Convert on the batch's device (uint8 travels to the GPU, 4x less than float)."""
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+        def convert(t: torch.Tensor) -> torch.Tensor:
+            return t.contiguous(memory_format=fmt)
+
+        return cls(
+            convert(images_to_tensor(batch.source_image)),
+            convert(masks_to_tensor(batch.source_mask)),
+            convert(parsing_to_one_hot(batch.source_parsing, num_classes)),
+            convert(images_to_tensor(batch.target_image)),
+            convert(masks_to_tensor(batch.target_mask)),
+            convert(parsing_to_one_hot(batch.target_parsing, num_classes)),
+        )
+
+
+def train_step(
+    *,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    perceptual: VGGPerceptualLoss | None,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    batch: ModelBatch,
+    config: SANConfig,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One D update then one G update (eq. 4-7); returns (generated image, detached losses).
+
+    D sees real and fake pairs in one forward call so a DDP-wrapped D has exactly one forward
+    per backward; the G update's pass through D runs under ``no_sync`` because D's gradients
+    from it are discarded (zeroed before the next D update), so there is nothing to all-reduce.
+    """
+    b = batch
+
+    def autocast() -> contextlib.AbstractContextManager[Any]:
+        if autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(b.source_image.device.type, dtype=autocast_dtype)
+
+    with autocast():
+        fake = generator(
+            b.source_image, b.source_mask, b.source_parsing, b.target_mask, b.target_parsing
+        )
+        probabilities = discriminator(
+            torch.cat([b.source_image, b.source_image]),
+            torch.cat([b.target_image, fake.detach()]),
+        )
+    real_p, fake_p = probabilities.chunk(2)
+    loss_d = discriminator_loss(real_probability=real_p, fake_probability=fake_p)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+
+    no_sync = (
+        discriminator.no_sync()
+        if isinstance(discriminator, DistributedDataParallel)
+        else contextlib.nullcontext()
+    )
+    with no_sync:
+        with autocast():
+            terms = generator_loss(
+                fake_probability=discriminator(b.source_image, fake),
+                generated=fake,
+                target=b.target_image,
+                config=config,
+                perceptual=perceptual,
+            )
+        opt_g.zero_grad(set_to_none=True)
+        terms.total.backward()
+    opt_g.step()
+    losses = {
+        "g_total": terms.total,
+        "g_adversarial": terms.adversarial,
+        "g_l1": terms.l1,
+        "g_perceptual": terms.perceptual,
+        "d": loss_d,
+    }
+    return fake.detach(), {name: value.detach() for name, value in losses.items()}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one :func:`train_san` call did."""
+
+    run_dir: Path
+    checkpoint: Path  # run_dir / "checkpoints" / "latest.pt"
+    step: int  # optimiser steps completed in total (including resumed ones)
+    total_steps: int  # the schedule's length, config.total_steps
+    losses: dict[str, float]  # the last step's terms ({} when no step ran)
+    pairs_per_second: float  # global pairs per wall-clock second in this call
+
+
+def train_san(
+    config: SANConfig,
+    data: SANTrainData,
+    run_dir: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    max_steps: int | None = None,
+    pretrained_vgg: bool = True,
+    vgg_weights: str | Path | None = None,
+) -> TrainResult:
+    """Train (or continue training) G and D; checkpoints, TensorBoard and samples in ``run_dir``.
+
+    Args:
+        config: the run's settings (section 4.2 presets in :class:`SANConfig`).
+        data: in-memory arrays and the pairs table.
+        run_dir: output folder: ``checkpoints/latest.pt``, ``tensorboard/``, ``samples/``.
+        device: ``"cpu"`` or ``"cuda"`` (under torchrun the local rank's GPU is used).
+        resume: continue from ``run_dir``'s checkpoint when it exists (fresh start otherwise);
+            the continuation is exactly the uninterrupted run. ``False`` starts from scratch
+            and replaces any checkpoint already there.
+        max_steps: stop once this many steps (counted from the run's start, not this call's)
+            are done; default: the whole schedule, ``config.total_steps``.
+        pretrained_vgg: load ImageNet VGG-19 for eq. 6; ``False`` only for tests/offline runs.
+        vgg_weights: explicit path of ``vgg19-dcbfe2b4.pth`` (else the weights folders).
+
+    Returns:
+        A :class:`TrainResult`. A checkpoint is always written at the end of the call.
+    """
+    run_dir = Path(run_dir)
+    height, width = config.image_size
+    if tuple(data.images.shape[1:3]) != (height, width):
+        raise ValueError(
+            f"images are {tuple(data.images.shape[1:3])}, config says {(height, width)}"
+        )
+    # Checked once here: per batch on the GPU, the check would cost a synchronisation.
+    if int(torch.as_tensor(data.parsing).max()) >= config.parsing_classes:
+        raise ValueError(f"parsing labels must be < parsing_classes = {config.parsing_classes}")
+    rank, world_size, dev, own_group = _setup_distributed(torch.device(device))
+    sampler = PairSampler(
+        data, batch_size=config.batch_size, seed=config.seed, rank=rank, world_size=world_size
+    )
+    cuda = dev.type == "cuda"
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    generator = build_generator(config=config).to(dev)
+    discriminator = build_discriminator(config=config).to(dev)
+    perceptual = build_perceptual_loss(
+        config=config, pretrained=pretrained_vgg, weights_path=vgg_weights
+    )
+    if perceptual is not None:
+        perceptual = perceptual.to(dev)
+    if cuda:  # NHWC convolutions are the fast path for bf16 tensor cores
+        for module in (generator, discriminator, perceptual):
+            if module is not None:
+                module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
+    total = config.total_steps
+
+    def decay(step: int) -> float:  # linear to 0 over the whole schedule (section 4.2)
+        return max(0.0, 1.0 - step / total)
+
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, decay)
+    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, decay)
+    ckpt_file = run_dir / "checkpoints" / CHECKPOINT_NAME
+    step = 0
+    if resume and ckpt_file.is_file():
+        state = load_checkpoint(ckpt_file)
+        _check_resumable(config, SANConfig.from_dict(state["config"]))
+        generator.load_state_dict(state["generator"])
+        discriminator.load_state_dict(state["discriminator"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        sched_g.load_state_dict(state["sched_g"])
+        sched_d.load_state_dict(state["sched_d"])
+        sampler.generator.set_state(state["sampler_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if cuda and state["cuda_rng"]:
+            torch.cuda.set_rng_state(state["cuda_rng"][0], dev)
+        step = int(state["step"])
+    g_model: nn.Module = generator
+    d_model: nn.Module = discriminator
+    if world_size > 1:
+        ids = [dev.index] if cuda else None
+        g_model = DistributedDataParallel(generator, device_ids=ids)
+        d_model = DistributedDataParallel(discriminator, device_ids=ids)
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "config": config.to_dict(),
+            "step": step,
+            "generator": generator.state_dict(),
+            "discriminator": discriminator.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "sched_g": sched_g.state_dict(),
+            "sched_d": sched_d.state_dict(),
+            "sampler_rng": sampler.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": [torch.cuda.get_rng_state(dev)] if cuda else [],
+        }
+
+    stop = total if max_steps is None else min(max_steps, total)
+    writer = _open_writer(run_dir) if rank == 0 else None
+    autocast_dtype = torch.bfloat16 if cuda else None  # CPU stays fp32: exact resume, no bf16 win
+    losses: dict[str, torch.Tensor] = {}
+    start_step, started = step, time.perf_counter()
+    window_step, window_start = step, started
+    while step < stop:
+        pairs = sampler.next_pairs()
+        batch = ModelBatch.from_pairs(
+            sampler.gather(pairs, dev), num_classes=config.parsing_classes, channels_last=cuda
+        )
+        fake, losses = train_step(
+            generator=g_model,
+            discriminator=d_model,
+            perceptual=perceptual,
+            opt_g=opt_g,
+            opt_d=opt_d,
+            batch=batch,
+            config=config,
+            autocast_dtype=autocast_dtype,
+        )
+        sched_g.step()
+        sched_d.step()
+        step += 1
+        if writer is None:  # ranks other than 0 neither log nor write
+            continue
+        if step % config.log_interval == 0 or step == stop:
+            now = time.perf_counter()
+            rate = (step - window_step) * config.batch_size / max(now - window_start, 1e-9)
+            for name, value in losses.items():
+                writer.add_scalar(f"loss/{name}", value.item(), step)
+            writer.add_scalar("lr", sched_g.get_last_lr()[0], step)
+            writer.add_scalar("pairs_per_second", rate, step)
+            window_step, window_start = step, now
+        if step % config.sample_interval == 0 or step == stop:
+            grid = _sample_grid(batch, fake)
+            save_png(grid, run_dir / "samples" / f"step_{step:07d}.png")
+            writer.add_image("samples", grid, step, dataformats="HWC")
+        if step % config.checkpoint_interval == 0:
+            save_checkpoint(snapshot(), ckpt_file)
+    elapsed = time.perf_counter() - started
+    if rank == 0:
+        save_checkpoint(snapshot(), ckpt_file)
+        if writer is not None:
+            writer.close()
+    if world_size > 1:
+        dist.barrier()  # nobody returns before rank 0's checkpoint is on disk
+        if own_group:
+            dist.destroy_process_group()
+    return TrainResult(
+        run_dir=run_dir,
+        checkpoint=ckpt_file,
+        step=step,
+        total_steps=total,
+        losses={name: value.item() for name, value in losses.items()},
+        pairs_per_second=(step - start_step) * config.batch_size / max(elapsed, 1e-9),
+    )
+
+
+def _setup_distributed(device: torch.device) -> tuple[int, int, torch.device, bool]:
+    """(rank, world size, this rank's device, whether we created the process group)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return 0, 1, device, False
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size, device, created
+
+
+def _check_resumable(config: SANConfig, saved: SANConfig) -> None:
+    new, old = config.to_dict(), saved.to_dict()
+    changed = sorted(k for k in new if new[k] != old.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        raise ValueError(f"cannot resume: config differs from the checkpoint's in {changed}")
+
+
+def _open_writer(run_dir: Path) -> Any:
+    # Imported here: tensorboard costs about 1.5 s to import, and only rank 0 of a training
+    # run needs it (inference stages import san_model without it).
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def _sample_grid(batch: ModelBatch, fake: torch.Tensor) -> np.ndarray:
+    """The first rows of this step's batch as a source | pose | generated | truth grid."""
+    n = min(SAMPLE_ROWS, fake.shape[0])
+    masks = batch.target_mask[:n, 0].to(torch.uint8).cpu().numpy()
+    parsing = batch.target_parsing[:n].argmax(dim=1).to(torch.uint8).cpu().numpy()
+    return sample_grid(
+        tensor_to_images(batch.source_image[:n]).cpu().numpy(),
+        masks,
+        parsing,
+        tensor_to_images(fake[:n]).cpu().numpy(),
+        tensor_to_images(batch.target_image[:n]).cpu().numpy(),
+    )
