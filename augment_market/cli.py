@@ -18,6 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="SAN person-image generation for Re-ID augmentation.")
 ingest_app = typer.Typer(no_args_is_help=True, help="Read a dataset folder into a store.")
 app.add_typer(ingest_app, name="ingest")
+reid_app = typer.Typer(no_args_is_help=True, help="Re-ID baselines on original/augmented data.")
+app.add_typer(reid_app, name="reid")
 segment_app = typer.Typer(no_args_is_help=True, help="Fill masks or parsing in a store.")
 app.add_typer(segment_app, name="segment")
 
@@ -281,6 +283,50 @@ def export(
 
     written = export_market(open_store(store), out, alpha=alpha)
     typer.echo(f"wrote {written} images to {out}")
+
+
+@reid_app.command("train")
+def reid_train(
+    store: StoreArg,
+    out: Annotated[Path, typer.Option(help="Folder for checkpoints and results.")],
+    model: Annotated[str, typer.Option(help="ide or siamese.")] = "ide",
+    arch: Annotated[str, typer.Option(help="resnet50 (paper) or resnet18 (CPU demos).")]
+    = "resnet50",
+    alpha: Annotated[int | None, typer.Option(
+        help="Train on the real images plus the store's generated/alpha<A> set.")] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 60,
+    pretrained: Annotated[bool, typer.Option(help="ImageNet initialisation.")] = True,
+    ap: Annotated[str, typer.Option(help="standard (torchreid) or trapezoid (Market code).")]
+    = "standard",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Train IDE/Siamese, then evaluate with Euclidean, XQDA and KISSME distances."""
+    from pipeline.reid_stage import train_reid_baseline
+    from reid.models import ReIDModelConfig
+    from reid.train import TrainConfig
+    from storage import open_store
+
+    config = TrainConfig(model=ReIDModelConfig(kind=model, arch=arch,  # type: ignore[arg-type]
+                                               pretrained=pretrained), epochs=epochs)
+    stamp = train_reid_baseline(open_store(store, mode="r+"), out, config=config, alpha=alpha,
+                                ap=ap, device=device,  # type: ignore[arg-type]
+                                progress=_progress("reid"))
+    for metric, row in stamp.report["results"].items():
+        typer.echo(f"{metric:<10} rank-1 {row['rank1']:6.2f}  mAP {row['mAP']:6.2f}")
+
+
+@reid_app.command("evaluate")
+def reid_evaluate(
+    store: StoreArg,
+    out: Annotated[Path, typer.Option(help="Folder for the comparison table and CMC plot.")],
+) -> None:
+    """Compare every finished Re-ID run of the store (table + CMC curves)."""
+    from pipeline.reid_stage import compare_reid_runs
+    from storage import open_store
+
+    table = compare_reid_runs(open_store(store), out)
+    typer.echo(table.read_text())
+    typer.echo(f"CMC curves: {table.parent / 'cmc.png'}")
 
 
 def main() -> None:

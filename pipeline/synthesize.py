@@ -1,0 +1,116 @@
+"""Synthesis stage: alpha-augment the training split with a trained generator (paper section 5).
+
+Every training image is the source of ``alpha - 1`` generated images, each in the pose (mask +
+parsing) of another person's training image; the generated image keeps the source's identity.
+Results go to the store's ``generated/alpha<A>`` group, source-major (row ``i * (alpha - 1) + j``
+is the j-th image of the i-th training image), in resumable blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from augment_market.weights import sha256_of
+from san_model.checkpoint import checkpoint_path, load_generator
+from san_model.generator import generate
+from storage import PersonStore, StageStamp
+
+
+def generated_run_name(alpha: int) -> str:
+    """The store group of an alpha-augmented set, e.g. ``alpha2``."""
+    return f"alpha{alpha}"
+
+
+def draw_target_poses(person_ids: np.ndarray, alpha: int, rng: np.random.Generator
+                      ) -> np.ndarray:
+    """For each image, ``alpha - 1`` distinct other images of other identities.
+
+    Args:
+        person_ids: int [M] identity of each training image.
+        alpha: augmentation factor (>= 2).
+    Returns:
+        int64 [M, alpha - 1] positions into ``person_ids``; never the image itself, never its
+        identity, no repeats within a row. Deterministic for ``rng``'s seed.
+    Raises:
+        ValueError: alpha < 2, or too few other-identity images for ``alpha - 1`` draws.
+    """
+    if alpha < 2:
+        raise ValueError(f"alpha must be at least 2 (alpha - 1 generated per image), got {alpha}")
+    count = len(person_ids)
+    draws = alpha - 1
+    fewest_others = count - np.bincount(person_ids).max()
+    if fewest_others < draws:
+        raise ValueError(f"alpha {alpha} needs {draws} poses of other identities per image; "
+                         f"the largest identity leaves only {fewest_others}")
+    targets = rng.integers(0, count, (count, draws))
+    while True:  # redraw the clashes (same identity, or a repeat in the row) until none remain
+        same_id = person_ids[targets] == person_ids[:, None]
+        repeated = np.zeros_like(same_id)
+        for j in range(1, draws):  # alpha is small: a column loop is clearer than a sort
+            repeated[:, j] = (targets[:, :j] == targets[:, j:j + 1]).any(axis=1)
+        clash = same_id | repeated
+        if not clash.any():
+            return targets.astype(np.int64)
+        targets[clash] = rng.integers(0, count, int(clash.sum()))
+
+
+def synthesize(
+    store: PersonStore,
+    run_dir: str | Path,
+    *,
+    alpha: int = 2,
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+) -> StageStamp:
+    """Generate the alpha-augmented training set into ``generated/alpha<A>``.
+
+    Args:
+        run_dir: a trained generator's run folder (or checkpoint file).
+        alpha: augmentation factor; each training image gets ``alpha - 1`` generated ones.
+        seed: target-pose draw seed.
+        batch_size: images per generator call (results do not depend on it: eval mode).
+    """
+    checkpoint = checkpoint_path(run_dir)
+    index = store.index
+    known = index["person_id"].to_numpy() > 0
+    train_rows = np.flatnonzero((index["split"] == "train").to_numpy() & known)
+    person_ids = index["person_id"].to_numpy(np.int64)[train_rows]
+    targets = train_rows[draw_target_poses(person_ids, alpha, np.random.default_rng(seed))]
+    sources = np.repeat(train_rows, alpha - 1)
+    targets = targets.reshape(-1)
+    run_name = generated_run_name(alpha)
+    config = {"alpha": alpha, "seed": seed, "generator_checkpoint_sha256": sha256_of(checkpoint),
+              "group": f"generated/{run_name}"}
+    store.create_generated(run_name, len(sources), attributes=config)
+    n_blocks = -(-len(sources) // store.block_size)
+    with store.stage("synthesize", config=config, inputs=["generator", "masks", "parsing"],
+                     n_blocks=n_blocks, on_block=progress) as run:
+        pending = run.pending_blocks()
+        if pending:
+            generator, _ = load_generator(checkpoint, device=device)
+            arrays = store.load_in_memory(("images", "masks", "parsing"))
+        for block in pending:
+            rows = store.block_slice(block, len(sources))
+            source, target = sources[rows], targets[rows]
+            images = np.concatenate([
+                generate(generator, *(torch.from_numpy(a) for a in (
+                    arrays["images"][source[i:i + batch_size]],
+                    arrays["masks"][source[i:i + batch_size]],
+                    arrays["parsing"][source[i:i + batch_size]],
+                    arrays["masks"][target[i:i + batch_size]],
+                    arrays["parsing"][target[i:i + batch_size]]))).numpy()
+                for i in range(0, len(source), batch_size)])
+            group = f"generated/{run_name}"
+            run.write(f"{group}/images", block, images)
+            run.write(f"{group}/source_index", block, source)
+            run.write(f"{group}/target_index", block, target)
+            run.write(f"{group}/person_id", block, index["person_id"].to_numpy(np.int64)[source])
+            run.mark_done(block)
+        return run.finish(counts={"generated": len(sources), "train_images": len(train_rows),
+                                  "alpha": alpha})
