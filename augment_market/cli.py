@@ -14,8 +14,11 @@ import typer
 if TYPE_CHECKING:
     from storage import PersonStore
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="SAN person-image generation for Re-ID augmentation.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="SAN person-image generation for Re-ID augmentation.",
+)
 ingest_app = typer.Typer(no_args_is_help=True, help="Read a dataset folder into a store.")
 app.add_typer(ingest_app, name="ingest")
 reid_app = typer.Typer(no_args_is_help=True, help="Re-ID baselines on original/augmented data.")
@@ -47,14 +50,19 @@ def synth(
     typer.echo(f"wrote {summary} to {out}")
 
 
-def _ingest(kind: str, source: Path, store: str, annotations: Path | None,
-            overwrite: bool) -> None:
+def _ingest(kind: str, source: Path, store: str, annotations: Path | None, overwrite: bool) -> None:
     from pipeline.ingest import ingest
 
-    stamp = ingest(source, store, kind=kind, overwrite=overwrite,  # type: ignore[arg-type]
-                   progress=_progress("ingest"))
-    typer.echo(f"ingested {stamp.counts['images']} images into {store} "
-               f"({stamp.counts['skipped']} skipped)")
+    stamp = ingest(
+        source,
+        store,
+        kind=kind,
+        overwrite=overwrite,  # type: ignore[arg-type]
+        progress=_progress("ingest"),
+    )
+    typer.echo(
+        f"ingested {stamp.counts['images']} images into {store} ({stamp.counts['skipped']} skipped)"
+    )
     for note in stamp.report.get("skipped", [])[:20]:
         typer.echo(f"  skipped: {note}")
     if annotations is not None:
@@ -63,8 +71,12 @@ def _ingest(kind: str, source: Path, store: str, annotations: Path | None,
 
         opened = open_store(store, mode="r+")
         for kind_name in ("masks", "parsing"):
-            import_provided(opened, annotations, kind=kind_name,  # type: ignore[arg-type]
-                            progress=_progress(f"import {kind_name}"))
+            import_provided(
+                opened,
+                annotations,
+                kind=kind_name,  # type: ignore[arg-type]
+                progress=_progress(f"import {kind_name}"),
+            )
         typer.echo(f"imported masks and parsing from {annotations}")
         _record_consistency(opened)
 
@@ -73,10 +85,13 @@ def _ingest(kind: str, source: Path, store: str, annotations: Path | None,
 def ingest_market1501(
     source: Annotated[Path, typer.Argument(help="Market-1501-v15.09.15 folder.")],
     store: Annotated[str, typer.Option(help="Store folder or fsspec URL.")],
-    annotations: Annotated[Path | None, typer.Option(
-        help="Folder with masks/*.png and parsing/*.png to import by file name.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a store built from other files.")]
-    = False,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(help="Folder with masks/*.png and parsing/*.png to import by file name."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a store built from other files.")
+    ] = False,
 ) -> None:
     """Ingest Market-1501 (bounding_box_train, bounding_box_test, query)."""
     _ingest("market1501", source, store, annotations, overwrite)
@@ -86,10 +101,13 @@ def ingest_market1501(
 def ingest_deepfashion(
     source: Annotated[Path, typer.Argument(help="DeepFashion In-shop folder (img/, lists).")],
     store: Annotated[str, typer.Option(help="Store folder or fsspec URL.")],
-    annotations: Annotated[Path | None, typer.Option(
-        help="Folder with masks/ and parsing/ PNGs to import by file name.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a store built from other files.")]
-    = False,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(help="Folder with masks/ and parsing/ PNGs to import by file name."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a store built from other files.")
+    ] = False,
 ) -> None:
     """Ingest DeepFashion In-shop (images resized to 256x256)."""
     _ingest("deepfashion", source, store, annotations, overwrite)
@@ -100,8 +118,10 @@ def _record_consistency(store: PersonStore) -> None:
 
     if store.stamp("masks") is not None and store.stamp("parsing") is not None:
         consistency = record_consistency(store).report["consistency"]
-        typer.echo(f"consistency: empty masks {consistency['empty_mask_fraction']:.3f}, "
-                   f"mean mask/parsing IoU {consistency['mean_iou']:.3f}")
+        typer.echo(
+            f"consistency: empty masks {consistency['empty_mask_fraction']:.3f}, "
+            f"mean mask/parsing IoU {consistency['mean_iou']:.3f}"
+        )
 
 
 @segment_app.command("masks")
@@ -109,12 +129,19 @@ def segment_masks(
     store: StoreArg,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    weights: Annotated[Path | None, typer.Option(
-        help="maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (else the weights folders).")] = None,
-    backend: Annotated[str, typer.Option(help="torchvision, or detectron2 if installed.")]
-    = "torchvision",
-    provided: Annotated[Path | None, typer.Option(
-        help="Import masks/<stem>.png from this folder instead of running Mask R-CNN.")] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (else the weights folders)."),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="torchvision, or detectron2 if installed.")
+    ] = "torchvision",
+    provided: Annotated[
+        Path | None,
+        typer.Option(
+            help="Import masks/<stem>.png from this folder instead of running Mask R-CNN."
+        ),
+    ] = None,
 ) -> None:
     """Person masks: Mask R-CNN (highest-scoring person >= 0.5) or provided PNGs."""
     from pipeline.masks import compute_masks
@@ -125,8 +152,14 @@ def segment_masks(
     if provided is not None:
         stamp = import_provided(opened, provided, kind="masks", progress=_progress("masks"))
     else:
-        stamp = compute_masks(opened, device=device, batch_size=batch_size, weights=weights,
-                              backend=backend, progress=_progress("masks"))
+        stamp = compute_masks(
+            opened,
+            device=device,
+            batch_size=batch_size,
+            weights=weights,
+            backend=backend,
+            progress=_progress("masks"),
+        )
     typer.echo(f"masks: {stamp.counts}")
     for name in stamp.report.get("empty_masks", [])[:20]:
         typer.echo(f"  no person found: {name}")
@@ -138,11 +171,14 @@ def segment_parsing(
     store: StoreArg,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
-    weights: Annotated[Path | None, typer.Option(
-        help="exp-schp-201908261155-lip.pth (else the weights folders).")] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="exp-schp-201908261155-lip.pth (else the weights folders).")
+    ] = None,
     flip: Annotated[bool, typer.Option(help="Flip test-time augmentation.")] = False,
-    provided: Annotated[Path | None, typer.Option(
-        help="Import parsing/<stem>.png from this folder instead of running SCHP.")] = None,
+    provided: Annotated[
+        Path | None,
+        typer.Option(help="Import parsing/<stem>.png from this folder instead of running SCHP."),
+    ] = None,
 ) -> None:
     """20-class LIP human parsing: SCHP (ResNet-101 AugmentCE2P) or provided PNGs."""
     from pipeline.parsing import compute_parsing
@@ -153,8 +189,14 @@ def segment_parsing(
     if provided is not None:
         stamp = import_provided(opened, provided, kind="parsing", progress=_progress("parsing"))
     else:
-        stamp = compute_parsing(opened, device=device, batch_size=batch_size, weights=weights,
-                                flip=flip, progress=_progress("parsing"))
+        stamp = compute_parsing(
+            opened,
+            device=device,
+            batch_size=batch_size,
+            weights=weights,
+            flip=flip,
+            progress=_progress("parsing"),
+        )
     typer.echo(f"parsing: {stamp.counts}")
     _record_consistency(opened)
 
@@ -175,8 +217,11 @@ def info(store: StoreArg) -> None:
         counts = ", ".join(f"{k}={v}" for k, v in stamp.counts.items())
         typer.echo(f"  {name:<12} {stamp.digest}  {counts}")
         if "consistency" in stamp.report:
-            shown = {k: round(v, 4) if isinstance(v, float) else v
-                     for k, v in stamp.report["consistency"].items() if k != "worst"}
+            shown = {
+                k: round(v, 4) if isinstance(v, float) else v
+                for k, v in stamp.report["consistency"].items()
+                if k != "worst"
+            }
             typer.echo(f"    {shown}")
     for run, count in summary.generated.items():
         typer.echo(f"generated  {run}: {count} images")
@@ -185,19 +230,27 @@ def info(store: StoreArg) -> None:
 @app.command()
 def pairs(
     store: StoreArg,
-    train_pairs: Annotated[int | None, typer.Option(
-        help="Training pairs (default: every ordered same-identity pair).")] = None,
+    train_pairs: Annotated[
+        int | None, typer.Option(help="Training pairs (default: every ordered same-identity pair).")
+    ] = None,
     test_pairs: Annotated[int | None, typer.Option(help="Test pairs.")] = 12_000,
-    preset: Annotated[str | None, typer.Option(
-        help="Paper counts: market1501 (243,200/12,000) or deepfashion (106,966/8,570).")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Paper counts: market1501 (243,200/12,000) or deepfashion (106,966/8,570)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Draw seed.")] = 0,
 ) -> None:
     """Sample same-identity (source, target) pairs for training and testing."""
     from pipeline.pairs import PairsConfig, sample_pairs
     from storage import open_store
 
-    config = (getattr(PairsConfig, preset)() if preset
-              else PairsConfig(train_pairs=train_pairs, test_pairs=test_pairs, seed=seed))
+    config = (
+        getattr(PairsConfig, preset)()
+        if preset
+        else PairsConfig(train_pairs=train_pairs, test_pairs=test_pairs, seed=seed)
+    )
     stamp = sample_pairs(open_store(store, mode="r+"), config)
     typer.echo(f"pairs: {stamp.counts}")
 
@@ -220,15 +273,26 @@ def train(
     from san_model.config import SANConfig
     from storage import open_store
 
-    overrides: dict[str, object] = {"use_perceptual": not no_perceptual,
-                                    "use_mask_inputs": not no_mask_inputs}
+    overrides: dict[str, object] = {
+        "use_perceptual": not no_perceptual,
+        "use_mask_inputs": not no_mask_inputs,
+    }
     if epochs is not None:
         overrides["epochs"] = epochs
     if blocks is not None:
         overrides["num_blocks"] = blocks
     config = getattr(SANConfig, preset)(**overrides)
-    stamp = train_generator(open_store(store, mode="r+"), out, config=config, device=device,
-                            resume=resume, max_steps=max_steps, progress=_progress("train"))
+    stamp = train_generator(
+        open_store(store, mode="r+"),
+        out,
+        config=config,
+        device=device,
+        resume=resume,
+        max_steps=max_steps,
+        progress=_progress("train"),
+    )
+    if stamp is None:  # a non-zero torchrun rank
+        return
     typer.echo(f"trained {stamp.counts['steps']} steps; checkpoint {stamp.report['checkpoint']}")
 
 
@@ -237,18 +301,28 @@ def evaluate(
     store: StoreArg,
     run: Annotated[Path, typer.Option(help="Trained generator run folder.")],
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    offline: Annotated[bool, typer.Option(
-        help="Declared offline mode: pixel metrics only (no Inception/AlexNet weights).")]
-    = False,
-    fid_variant: Annotated[str, typer.Option(help="torchvision (GFLA protocol) or tf-fid.")]
-    = "torchvision",
+    offline: Annotated[
+        bool,
+        typer.Option(
+            help="Declared offline mode: pixel metrics only (no Inception/AlexNet weights)."
+        ),
+    ] = False,
+    fid_variant: Annotated[
+        str, typer.Option(help="torchvision (GFLA protocol) or tf-fid.")
+    ] = "torchvision",
 ) -> None:
     """FID, LPIPS and mask-LPIPS on the test pairs, beside the paper's table 1."""
     from pipeline.evaluate import evaluate_generator
     from storage import open_store
 
-    stamp = evaluate_generator(open_store(store, mode="r+"), run, device=device, offline=offline,
-                               fid_variant=fid_variant, progress=_progress("evaluate"))
+    stamp = evaluate_generator(
+        open_store(store, mode="r+"),
+        run,
+        device=device,
+        offline=offline,
+        fid_variant=fid_variant,
+        progress=_progress("evaluate"),
+    )
     typer.echo(Path(stamp.report["results"]).read_text())
     typer.echo(f"examples: {stamp.report['examples']}")
 
@@ -257,8 +331,7 @@ def evaluate(
 def synthesize(
     store: StoreArg,
     run: Annotated[Path, typer.Option(help="Trained generator run folder.")],
-    alpha: Annotated[int, typer.Option(help="Augmentation factor (alpha - 1 new per image).")]
-    = 2,
+    alpha: Annotated[int, typer.Option(help="Augmentation factor (alpha - 1 new per image).")] = 2,
     seed: Annotated[int, typer.Option(help="Target-pose draw seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
@@ -266,8 +339,14 @@ def synthesize(
     from pipeline.synthesize import synthesize as run_synthesis
     from storage import open_store
 
-    stamp = run_synthesis(open_store(store, mode="r+"), run, alpha=alpha, seed=seed,
-                          device=device, progress=_progress("synthesize"))
+    stamp = run_synthesis(
+        open_store(store, mode="r+"),
+        run,
+        alpha=alpha,
+        seed=seed,
+        device=device,
+        progress=_progress("synthesize"),
+    )
     typer.echo(f"generated {stamp.counts['generated']} images (alpha {alpha})")
 
 
@@ -290,14 +369,18 @@ def reid_train(
     store: StoreArg,
     out: Annotated[Path, typer.Option(help="Folder for checkpoints and results.")],
     model: Annotated[str, typer.Option(help="ide or siamese.")] = "ide",
-    arch: Annotated[str, typer.Option(help="resnet50 (paper) or resnet18 (CPU demos).")]
-    = "resnet50",
-    alpha: Annotated[int | None, typer.Option(
-        help="Train on the real images plus the store's generated/alpha<A> set.")] = None,
+    arch: Annotated[
+        str, typer.Option(help="resnet50 (paper) or resnet18 (CPU demos).")
+    ] = "resnet50",
+    alpha: Annotated[
+        int | None,
+        typer.Option(help="Train on the real images plus the store's generated/alpha<A> set."),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 60,
     pretrained: Annotated[bool, typer.Option(help="ImageNet initialisation.")] = True,
-    ap: Annotated[str, typer.Option(help="standard (torchreid) or trapezoid (Market code).")]
-    = "standard",
+    ap: Annotated[
+        str, typer.Option(help="standard (torchreid) or trapezoid (Market code).")
+    ] = "standard",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Train IDE/Siamese, then evaluate with Euclidean, XQDA and KISSME distances."""
@@ -306,11 +389,25 @@ def reid_train(
     from reid.train import TrainConfig
     from storage import open_store
 
-    config = TrainConfig(model=ReIDModelConfig(kind=model, arch=arch,  # type: ignore[arg-type]
-                                               pretrained=pretrained), epochs=epochs)
-    stamp = train_reid_baseline(open_store(store, mode="r+"), out, config=config, alpha=alpha,
-                                ap=ap, device=device,  # type: ignore[arg-type]
-                                progress=_progress("reid"))
+    config = TrainConfig(
+        model=ReIDModelConfig(
+            kind=model,
+            arch=arch,  # type: ignore[arg-type]
+            pretrained=pretrained,
+        ),
+        epochs=epochs,
+    )
+    stamp = train_reid_baseline(
+        open_store(store, mode="r+"),
+        out,
+        config=config,
+        alpha=alpha,
+        ap=ap,
+        device=device,  # type: ignore[arg-type]
+        progress=_progress("reid"),
+    )
+    if stamp is None:  # a non-zero torchrun rank
+        return
     for metric, row in stamp.report["results"].items():
         typer.echo(f"{metric:<10} rank-1 {row['rank1']:6.2f}  mAP {row['mAP']:6.2f}")
 
@@ -331,3 +428,7 @@ def reid_evaluate(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # torchrun -m augment_market.cli train ...
+    main()

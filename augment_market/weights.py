@@ -90,8 +90,9 @@ def resolve_weights(
         target = torch_hub_dir() / spec.file_name
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            torch.hub.download_url_to_file(spec.url, str(target), hash_prefix=spec.sha256_prefix or None,
-                                           progress=False)
+            torch.hub.download_url_to_file(
+                spec.url, str(target), hash_prefix=spec.sha256_prefix or None, progress=False
+            )
             return target
         except Exception as error:  # no network, DNS failure, hash mismatch
             reason = f"download failed ({type(error).__name__}: {error})"

@@ -61,10 +61,15 @@ def bench_evaluator() -> list[str]:
     results = {}
     seconds = {}
     for ap in ("standard", "trapezoid"):
-        seconds[ap] = best_of(3, lambda ap=ap: results.__setitem__(
-            ap, evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams, ap=ap)))
-    seconds64 = best_of(1, lambda: evaluate_ranking(distmat.double(), q_pids, g_pids, q_cams,
-                                                    g_cams))
+        seconds[ap] = best_of(
+            3,
+            lambda ap=ap: results.__setitem__(
+                ap, evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams, ap=ap)
+            ),
+        )
+    seconds64 = best_of(
+        1, lambda: evaluate_ranking(distmat.double(), q_pids, g_pids, q_cams, g_cams)
+    )
     rows = DEFAULT_CHUNK_ELEMENTS // NUM_GALLERY
     chunk_mib = DEFAULT_CHUNK_ELEMENTS * 13 / 2**20  # float32 rows + int64 keys + a bool mask
     r = results["standard"]
@@ -88,8 +93,10 @@ def bench_xqda() -> list[str]:
     features = torch.randn(NUM_TRAIN, 2048, generator=gen)
     xqda = XQDA()
     seconds = best_of(1, lambda: xqda.fit(features, labels))
-    return [f"- XQDA fit on {NUM_TRAIN} x 2048 random features, {TRAIN_IDS} ids: {seconds:.1f} s "
-            f"(float64; kept {len(xqda.eigenvalues)} dims)"]
+    return [
+        f"- XQDA fit on {NUM_TRAIN} x 2048 random features, {TRAIN_IDS} ids: {seconds:.1f} s "
+        f"(float64; kept {len(xqda.eigenvalues)} dims)"
+    ]
 
 
 def bench_network(device: str) -> list[str]:
@@ -99,8 +106,7 @@ def bench_network(device: str) -> list[str]:
         torch.backends.cudnn.benchmark = True
     gen = torch.Generator().manual_seed(0)
     batches, batch = (2, 32) if dev.type == "cpu" else (20, 128)
-    images = torch.randint(0, 256, (batches * batch, 128, 64, 3), generator=gen,
-                           dtype=torch.uint8)
+    images = torch.randint(0, 256, (batches * batch, 128, 64, 3), generator=gen, dtype=torch.uint8)
     model = build_reid_model(config=ReIDModelConfig(pretrained=False), num_classes=TRAIN_IDS)
     extract_features(model, images[:batch], batch_size=batch, device=dev)  # warm-up
     if dev.type == "cuda":
@@ -143,14 +149,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="also measure the networks on this device")
     args = parser.parse_args(argv)
-    machine = (f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
-               f" ({torch.get_num_threads()} threads), {datetime.date.today().isoformat()}")
+    machine = (
+        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+        f" ({torch.get_num_threads()} threads), {datetime.date.today().isoformat()}"
+    )
     print(machine, flush=True)
     lines = [machine]
     benches = [bench_evaluator, bench_xqda, lambda: bench_network("cpu")]
     if args.device.startswith("cuda") and torch.cuda.is_available():
-        benches.append(lambda: [f"- GPU: {torch.cuda.get_device_name()}"]
-                       + bench_network(args.device))
+        benches.append(
+            lambda: [f"- GPU: {torch.cuda.get_device_name()}"] + bench_network(args.device)
+        )
     else:
         benches.append(lambda: ["- cuda: not measured (no GPU on this machine)"])
     for bench in benches:
@@ -158,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(new), flush=True)
         lines += new
     write_section(lines)
+
 
 if __name__ == "__main__":
     main()

@@ -10,16 +10,20 @@ from pathlib import Path
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-HEADER = ("# Benchmarks\n\nWritten by the scripts in `benchmarks/`; each replaces its own "
-          "section. Rows marked \"not measured\" need hardware the run did not have.\n")
+HEADER = (
+    "# Benchmarks\n\nWritten by the scripts in `benchmarks/`; each replaces its own "
+    'section. Rows marked "not measured" need hardware the run did not have.\n'
+)
 
 
 def machine() -> str:
     """One line naming the machine the figures come from, and the date."""
     cpu = platform.processor() or platform.machine()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.node()} ({cpu}, {os.cpu_count()} cores, {gpu}), torch "
-            f"{torch.__version__}, {datetime.date.today().isoformat()}")
+    return (
+        f"{platform.node()} ({cpu}, {os.cpu_count()} cores, {gpu}), torch "
+        f"{torch.__version__}, {datetime.date.today().isoformat()}"
+    )
 
 
 def write_section(title: str, body: str) -> None:

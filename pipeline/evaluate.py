@@ -54,16 +54,21 @@ def _as_signed(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def real_statistics(store: PersonStore, *, variant: str, pretrained: bool, device: str,
-                    batch_size: int) -> FeatureStatistics:
+def real_statistics(
+    store: PersonStore, *, variant: str, pretrained: bool, device: str, batch_size: int
+) -> FeatureStatistics:
     """Inception statistics of the store's whole training split, cached with a stamp."""
     stage = f"fid_real_{variant}"
     config = {"variant": variant, "pretrained": pretrained}
     stamp = store.stamp(stage)
     prefix = f"fid/{variant}"
     if stamp is not None and stamp.config == config and store.has(f"{prefix}/mu"):
-        return FeatureStatistics(mu=store.read(f"{prefix}/mu"), sigma=store.read(f"{prefix}/sigma"),
-                                 n=stamp.counts["images"], variant=variant)  # type: ignore[arg-type]
+        return FeatureStatistics(
+            mu=store.read(f"{prefix}/mu"),
+            sigma=store.read(f"{prefix}/sigma"),
+            n=stamp.counts["images"],
+            variant=variant,
+        )  # type: ignore[arg-type]
     extractor = build_fid_extractor(variant=variant, pretrained=pretrained).to(device)  # type: ignore[arg-type]
     train_rows = np.flatnonzero((store.index["split"] == "train").to_numpy())
     accumulator = FeatureAccumulator(variant=variant)  # type: ignore[arg-type]
@@ -71,7 +76,7 @@ def real_statistics(store: PersonStore, *, variant: str, pretrained: bool, devic
         images = store.load_in_memory(("images",), rows=train_rows)["images"]
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                batch = _as_signed(images[start:start + batch_size]).to(device)
+                batch = _as_signed(images[start : start + batch_size]).to(device)
                 accumulator.update(extractor(batch))
         statistics = accumulator.statistics()
         store.write_array(f"{prefix}/mu", statistics.mu)
@@ -106,22 +111,39 @@ def evaluate_generator(
     checkpoint = checkpoint_path(run_dir)
     out = Path(run_dir) / "evaluation"
     pairs = store.read_table(TEST_TABLE)[["source", "target"]].to_numpy(np.int64)
-    config = {"checkpoint_sha256": sha256_of(checkpoint), "offline": offline,
-              "pretrained": pretrained, "fid_variant": fid_variant}
+    config = {
+        "checkpoint_sha256": sha256_of(checkpoint),
+        "offline": offline,
+        "pretrained": pretrained,
+        "fid_variant": fid_variant,
+    }
     with store.stage("evaluate", config=config, inputs=["generator", "pairs"], n_blocks=1) as run:
         generator, _ = load_generator(checkpoint, device=device)
         arrays = store.load_in_memory(("images", "masks", "parsing"))
         metrics: dict[str, list[torch.Tensor]] = {}
         fake_features = None if offline else FeatureAccumulator(variant=fid_variant)  # type: ignore[arg-type]
-        extractor = None if offline else build_fid_extractor(
-            variant=fid_variant, pretrained=pretrained).to(device)  # type: ignore[arg-type]
+        extractor = (
+            None
+            if offline
+            else build_fid_extractor(variant=fid_variant, pretrained=pretrained).to(device)
+        )  # type: ignore[arg-type]
         lpips_net = None if offline else build_lpips(pretrained=pretrained).to(device)
         examples = []
         for start in range(0, len(pairs), batch_size):
-            source, target = pairs[start:start + batch_size].T
-            fake = generate(generator, *(torch.from_numpy(arrays[name][rows]) for name, rows in (
-                ("images", source), ("masks", source), ("parsing", source),
-                ("masks", target), ("parsing", target)))).numpy()
+            source, target = pairs[start : start + batch_size].T
+            fake = generate(
+                generator,
+                *(
+                    torch.from_numpy(arrays[name][rows])
+                    for name, rows in (
+                        ("images", source),
+                        ("masks", source),
+                        ("parsing", source),
+                        ("masks", target),
+                        ("parsing", target),
+                    )
+                ),
+            ).numpy()
             if start == 0:
                 examples = [source[:EXAMPLE_ROWS], target[:EXAMPLE_ROWS], fake[:EXAMPLE_ROWS]]
             fake_t, real_t = _as_signed(fake), _as_signed(arrays["images"][target])
@@ -136,34 +158,51 @@ def evaluate_generator(
                     a, b = fake_t.to(device), real_t.to(device)
                     metrics.setdefault("lpips", []).append(lpips_distance(lpips_net, a, b).cpu())
                     metrics.setdefault("mask_lpips", []).append(
-                        masked_lpips(lpips_net, a, b, mask).cpu())
+                        masked_lpips(lpips_net, a, b, mask).cpu()
+                    )
                     fake_features.update(extractor(a))  # type: ignore[union-attr, misc]
             if progress is not None:
                 progress(min(start + batch_size, len(pairs)), len(pairs))
-        results: dict[str, Any] = {name: float(torch.cat(values).mean())
-                                   for name, values in metrics.items()}
+        results: dict[str, Any] = {
+            name: float(torch.cat(values).mean()) for name, values in metrics.items()
+        }
         if not offline:
-            real = real_statistics(store, variant=fid_variant, pretrained=pretrained,
-                                   device=device, batch_size=batch_size)
+            real = real_statistics(
+                store,
+                variant=fid_variant,
+                pretrained=pretrained,
+                device=device,
+                batch_size=batch_size,
+            )
             fid = fid_from_statistics(real, fake_features.statistics())  # type: ignore[union-attr]
             results.update(fid=fid.value, fid_variant=fid.variant, fid_real_images=fid.n_real)
         results.update(test_pairs=len(pairs), mode=_mode(offline, pretrained))
         _write_outputs(out, results, arrays, examples)
         run.mark_done(0)
-        return run.finish(counts={"test_pairs": len(pairs)},
-                          report={"metrics": results, "results": str(out / "results.md"),
-                                  "examples": str(out / "examples.png")})
+        return run.finish(
+            counts={"test_pairs": len(pairs)},
+            report={
+                "metrics": results,
+                "results": str(out / "results.md"),
+                "examples": str(out / "examples.png"),
+            },
+        )
 
 
 def _pixel_metrics(a: torch.Tensor, b: torch.Tensor, prefix: str) -> dict[str, torch.Tensor]:
-    return {f"{prefix}l1": l1_distance(a, b), f"{prefix}ssim": ssim(a, b),
-            f"{prefix}psnr": psnr(a, b).clamp(max=PSNR_CAP)}
+    return {
+        f"{prefix}l1": l1_distance(a, b),
+        f"{prefix}ssim": ssim(a, b),
+        f"{prefix}psnr": psnr(a, b).clamp(max=PSNR_CAP),
+    }
 
 
 def _mode(offline: bool, pretrained: bool) -> str:
     if offline:
-        return ("offline (declared): no pretrained Inception/AlexNet here, so FID, LPIPS and "
-                "mask-LPIPS are not computed; pixel metrics L1/SSIM/PSNR instead")
+        return (
+            "offline (declared): no pretrained Inception/AlexNet here, so FID, LPIPS and "
+            "mask-LPIPS are not computed; pixel metrics L1/SSIM/PSNR instead"
+        )
     if not pretrained:
         return "random Inception/AlexNet weights (test mode): FID/LPIPS not comparable to papers"
     return "paper protocol"
@@ -171,31 +210,54 @@ def _mode(offline: bool, pretrained: bool) -> str:
 
 def results_markdown(results: dict[str, Any]) -> str:
     """Table 1 beside this run's numbers, plus the pixel metrics."""
-    lines = [f"# Generator evaluation ({results['test_pairs']} test pairs)", "",
-             f"Mode: {results['mode']}.", ""]
+    lines = [
+        f"# Generator evaluation ({results['test_pairs']} test pairs)",
+        "",
+        f"Mode: {results['mode']}.",
+        "",
+    ]
     if "fid" in results:
-        lines += [f"FID variant: {results['fid_variant']} Inception (generated test images vs "
-                  f"the {results['fid_real_images']} training images). mask-LPIPS uses the "
-                  "target's segmentation mask (GFLA: keypoint mask).", "",
-                  "| method | Market FID | Market LPIPS | Market mask-LPIPS | DeepFashion FID "
-                  "| DeepFashion LPIPS |", "|---|---|---|---|---|---|"]
-        lines += [f"| {name} | " + " | ".join(f"{v:g}" for v in row) + " |"
-                  for name, row in PAPER_TABLE.items()]
-        lines += [f"| this run | {results['fid']:.3f} | {results['lpips']:.4f} | "
-                  f"{results['mask_lpips']:.4f} | | |", ""]
-    lines += ["| method | L1 | SSIM | PSNR |", "|---|---|---|---|",
-              f"| this run | {results['l1']:.4f} | {results['ssim']:.4f} | {results['psnr']:.2f} |",
-              f"| copy the source image | {results['copy_source_l1']:.4f} | "
-              f"{results['copy_source_ssim']:.4f} | {results['copy_source_psnr']:.2f} |", ""]
+        lines += [
+            f"FID variant: {results['fid_variant']} Inception (generated test images vs "
+            f"the {results['fid_real_images']} training images). mask-LPIPS uses the "
+            "target's segmentation mask (GFLA: keypoint mask).",
+            "",
+            "| method | Market FID | Market LPIPS | Market mask-LPIPS | DeepFashion FID "
+            "| DeepFashion LPIPS |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | " + " | ".join(f"{v:g}" for v in row) + " |"
+            for name, row in PAPER_TABLE.items()
+        ]
+        lines += [
+            f"| this run | {results['fid']:.3f} | {results['lpips']:.4f} | "
+            f"{results['mask_lpips']:.4f} | | |",
+            "",
+        ]
+    lines += [
+        "| method | L1 | SSIM | PSNR |",
+        "|---|---|---|---|",
+        f"| this run | {results['l1']:.4f} | {results['ssim']:.4f} | {results['psnr']:.2f} |",
+        f"| copy the source image | {results['copy_source_l1']:.4f} | "
+        f"{results['copy_source_ssim']:.4f} | {results['copy_source_psnr']:.2f} |",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def _write_outputs(out: Path, results: dict[str, Any], arrays: dict[str, np.ndarray],
-                   examples: list[np.ndarray]) -> None:
+def _write_outputs(
+    out: Path, results: dict[str, Any], arrays: dict[str, np.ndarray], examples: list[np.ndarray]
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
     (out / "results.md").write_text(results_markdown(results))
     source, target, fake = examples
-    grid = sample_grid(arrays["images"][source], arrays["masks"][target],
-                       arrays["parsing"][target], fake, arrays["images"][target])
+    grid = sample_grid(
+        arrays["images"][source],
+        arrays["masks"][target],
+        arrays["parsing"][target],
+        fake,
+        arrays["images"][target],
+    )
     save_png(grid, out / "examples.png")

@@ -53,19 +53,26 @@ def export_market(store: PersonStore, out_dir: str | Path, *, alpha: int | None 
     group = f"generated/{generated_run_name(alpha)}"
     if not store.has(group):
         raise KeyError(f"store {store.url} has no {group}; run `augment-market synthesize` first")
-    generated = store.load_in_memory((f"{group}/images", f"{group}/source_index",
-                                      f"{group}/target_index"))
+    generated = store.load_in_memory(
+        (f"{group}/images", f"{group}/source_index", f"{group}/target_index")
+    )
     sources = generated[f"{group}/source_index"]
     cameras = index["camera"].to_numpy()
     person_ids = index["person_id"].to_numpy()
     draws = np.arange(len(sources)) % (alpha - 1) + 1
-    names = [generated_file_name(int(person_ids[s]), int(cameras[s]), row, int(d))
-             for row, (s, d) in enumerate(zip(sources, draws, strict=True))]
+    names = [
+        generated_file_name(int(person_ids[s]), int(cameras[s]), row, int(d))
+        for row, (s, d) in enumerate(zip(sources, draws, strict=True))
+    ]
     for name, image in zip(names, generated[f"{group}/images"], strict=True):
         _save(image, out / "bounding_box_train" / name)
-    pd.DataFrame({"file": names, "source": index["filename"].to_numpy()[sources],
-                  "target_pose": index["filename"].to_numpy()[generated[f"{group}/target_index"]]}
-                 ).to_csv(out / "generated.csv", index=False)
+    pd.DataFrame(
+        {
+            "file": names,
+            "source": index["filename"].to_numpy()[sources],
+            "target_pose": index["filename"].to_numpy()[generated[f"{group}/target_index"]],
+        }
+    ).to_csv(out / "generated.csv", index=False)
     return written + len(names)
 
 

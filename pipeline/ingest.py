@@ -24,7 +24,9 @@ from storage import PersonStore, StageStamp, create_store, open_store
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 MARKET_FOLDERS = {"bounding_box_train": "train", "bounding_box_test": "gallery", "query": "query"}
 # pid (-1 junk, 0000 distractor), camera 1-6, sequence, frame, box index.
-MARKET_NAME = re.compile(r"^(?P<pid>-1|\d{4})_c(?P<cam>\d)s(?P<seq>\d+)_(?P<frame>\d+)_(?P<box>\d+)$")
+MARKET_NAME = re.compile(
+    r"^(?P<pid>-1|\d{4})_c(?P<cam>\d)s(?P<seq>\d+)_(?P<frame>\d+)_(?P<box>\d+)$"
+)
 DEEPFASHION_VIEWS = {"front": 1, "side": 2, "back": 3, "full": 4, "additional": 5, "flat": 6}
 DEEPFASHION_SPLITS = {"train": "train", "query": "query", "gallery": "gallery"}
 
@@ -55,8 +57,13 @@ def parse_market_name(name: str) -> MarketName:
     match = MARKET_NAME.match(Path(name).stem)
     if match is None or not 1 <= int(match["cam"]) <= 6:
         raise ValueError(f"{name}: not a Market-1501 image name (pid_cCsS_frame_box.jpg)")
-    return MarketName(int(match["pid"]), int(match["cam"]), int(match["seq"]),
-                      int(match["frame"]), int(match["box"]))
+    return MarketName(
+        int(match["pid"]),
+        int(match["cam"]),
+        int(match["seq"]),
+        int(match["frame"]),
+        int(match["box"]),
+    )
 
 
 def scan_market1501(source: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -74,7 +81,8 @@ def scan_market1501(source: Path) -> tuple[pd.DataFrame, list[str]]:
     if missing:
         raise DatasetLayoutError(
             f"{source} is not a Market-1501 folder: missing {', '.join(missing)} "
-            f"(expected {', '.join(MARKET_FOLDERS)})")
+            f"(expected {', '.join(MARKET_FOLDERS)})"
+        )
     rows, skipped = [], []
     for folder, split in MARKET_FOLDERS.items():
         for path in sorted((source / folder).iterdir()):
@@ -95,12 +103,22 @@ def scan_deepfashion(source: Path) -> tuple[pd.DataFrame, list[str]]:
     The item id is the identity; the view (front/side/back/full/...) stands in for the camera.
     """
     source = Path(source)
-    partition = next((p for p in (source / "list_eval_partition.txt",
-                                  source / "Eval" / "list_eval_partition.txt") if p.is_file()), None)
+    partition = next(
+        (
+            p
+            for p in (
+                source / "list_eval_partition.txt",
+                source / "Eval" / "list_eval_partition.txt",
+            )
+            if p.is_file()
+        ),
+        None,
+    )
     if not (source / "img").is_dir() or partition is None:
         raise DatasetLayoutError(
             f"{source} is not a DeepFashion In-shop folder: needs img/ and "
-            "list_eval_partition.txt (or Eval/list_eval_partition.txt)")
+            "list_eval_partition.txt (or Eval/list_eval_partition.txt)"
+        )
     rows, skipped = [], []
     for line in partition.read_text().splitlines()[2:]:  # count line, then header line
         fields = line.split()
@@ -112,8 +130,15 @@ def scan_deepfashion(source: Path) -> tuple[pd.DataFrame, list[str]]:
         if status not in DEEPFASHION_SPLITS or not item_id.startswith("id_"):
             skipped.append(f"{image_name}: unknown split '{status}' or item '{item_id}'")
             continue
-        rows.append((int(item_id[3:]), DEEPFASHION_VIEWS.get(view, 0), DEEPFASHION_SPLITS[status],
-                     image_name.removeprefix("img/"), str(path)))
+        rows.append(
+            (
+                int(item_id[3:]),
+                DEEPFASHION_VIEWS.get(view, 0),
+                DEEPFASHION_SPLITS[status],
+                image_name.removeprefix("img/"),
+                str(path),
+            )
+        )
     return pd.DataFrame(rows, columns=["person_id", "camera", "split", "filename", "path"]), skipped
 
 
@@ -138,8 +163,9 @@ def decode_image(path: str, *, size: tuple[int, int], resize: bool) -> np.ndarra
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def _check_all(candidates: pd.DataFrame, size: tuple[int, int], resize: bool,
-               workers: int) -> list[str | None]:
+def _check_all(
+    candidates: pd.DataFrame, size: tuple[int, int], resize: bool, workers: int
+) -> list[str | None]:
     def check(path: str) -> str | None:
         try:
             decode_image(path, size=size, resize=resize)
@@ -187,8 +213,12 @@ def ingest(
     files = candidates[keep].reset_index(drop=True)
     index = files.drop(columns="path")
     store = _create_or_resume(store_url, index, size, block_size, overwrite)
-    config = {"source": str(Path(source).resolve()), "kind": kind, "size": list(size),
-              "n_images": len(index)}
+    config = {
+        "source": str(Path(source).resolve()),
+        "kind": kind,
+        "size": list(size),
+        "n_images": len(index),
+    }
     with store.stage("ingest", config=config, on_block=progress) as run:
         for block in run.pending_blocks():
             rows = store.block_slice(block)
@@ -197,26 +227,35 @@ def ingest(
                 images = list(pool.map(lambda p: decode_image(p, size=size, resize=resize), paths))
             run.write("images", block, np.stack(images))
             run.mark_done(block)
-        counts = {"images": len(index), "skipped": len(skipped),
-                  **{f"{split}_images": int((index["split"] == split).sum())
-                     for split in ("train", "gallery", "query")}}
+        counts = {
+            "images": len(index),
+            "skipped": len(skipped),
+            **{
+                f"{split}_images": int((index["split"] == split).sum())
+                for split in ("train", "gallery", "query")
+            },
+        }
         return run.finish(counts=counts, report={"skipped": skipped})
 
 
-def _create_or_resume(url: str, index: pd.DataFrame, size: tuple[int, int], block_size: int,
-                      overwrite: bool) -> PersonStore:
+def _create_or_resume(
+    url: str, index: pd.DataFrame, size: tuple[int, int], block_size: int, overwrite: bool
+) -> PersonStore:
     try:
         existing = open_store(url, mode="r+")
     except FileNotFoundError:
-        return create_store(url, index=index, height=size[0], width=size[1],
-                            block_size=block_size)
-    same = (existing.n_images == len(index)
-            and (existing.height, existing.width) == size
-            and existing.index["filename"].tolist() == index["filename"].tolist())
+        return create_store(url, index=index, height=size[0], width=size[1], block_size=block_size)
+    same = (
+        existing.n_images == len(index)
+        and (existing.height, existing.width) == size
+        and existing.index["filename"].tolist() == index["filename"].tolist()
+    )
     if same:
         return existing
     if not overwrite:
         raise FileExistsError(
-            f"{url} already holds a store built from other images; pass --overwrite to replace it")
-    return create_store(url, index=index, height=size[0], width=size[1], block_size=block_size,
-                        overwrite=True)
+            f"{url} already holds a store built from other images; pass --overwrite to replace it"
+        )
+    return create_store(
+        url, index=index, height=size[0], width=size[1], block_size=block_size, overwrite=True
+    )

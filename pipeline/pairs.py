@@ -74,8 +74,14 @@ def all_ordered_pairs(rows: np.ndarray, person_ids: np.ndarray) -> np.ndarray:
     return np.stack([rows[sources[keep]], rows[targets[keep]]], axis=1).astype(np.int64)
 
 
-def draw_pairs(rows: np.ndarray, person_ids: np.ndarray, count: int | None,
-               rng: np.random.Generator, *, label: str) -> np.ndarray:
+def draw_pairs(
+    rows: np.ndarray,
+    person_ids: np.ndarray,
+    count: int | None,
+    rng: np.random.Generator,
+    *,
+    label: str,
+) -> np.ndarray:
     """``count`` distinct pairs drawn uniformly from :func:`all_ordered_pairs` (all if None).
 
     Raises:
@@ -88,13 +94,19 @@ def draw_pairs(rows: np.ndarray, person_ids: np.ndarray, count: int | None,
         raise NotEnoughPairsError(
             f"{label}: asked for {count} pairs but the {len(np.unique(person_ids))} identities "
             f"({len(rows)} images) supply only {len(pairs)} distinct ordered pairs; "
-            "lower the count or pass None for all")
+            "lower the count or pass None for all"
+        )
     return pairs[rng.choice(len(pairs), size=count, replace=False)]
 
 
 def _table(pairs: np.ndarray, person_ids: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"source": pairs[:, 0], "target": pairs[:, 1],
-                         "person_id": person_ids[pairs[:, 0]].astype(np.int64)})
+    return pd.DataFrame(
+        {
+            "source": pairs[:, 0],
+            "target": pairs[:, 1],
+            "person_id": person_ids[pairs[:, 0]].astype(np.int64),
+        }
+    )
 
 
 def sample_pairs(store: PersonStore, config: PairsConfig = PairsConfig()) -> StageStamp:
@@ -116,18 +128,27 @@ def sample_pairs(store: PersonStore, config: PairsConfig = PairsConfig()) -> Sta
     test = usable & (index["split"] != "train").to_numpy()
     overlap = np.intersect1d(person_ids[train], person_ids[test])
     if overlap.size:
-        raise ValueError(f"training and test identities overlap (e.g. {overlap[:5].tolist()}): "
-                         "pose-transfer test pairs must use unseen identities")
+        raise ValueError(
+            f"training and test identities overlap (e.g. {overlap[:5].tolist()}): "
+            "pose-transfer test pairs must use unseen identities"
+        )
     rng = np.random.default_rng(config.seed)
     with store.stage("pairs", config=asdict(config), inputs=inputs, n_blocks=1) as run:
         train_rows, test_rows = np.flatnonzero(train), np.flatnonzero(test)
-        train_pairs = draw_pairs(train_rows, person_ids[train_rows], config.train_pairs, rng,
-                                 label="training pairs")
-        test_pairs = draw_pairs(test_rows, person_ids[test_rows], config.test_pairs, rng,
-                                label="test pairs")
+        train_pairs = draw_pairs(
+            train_rows, person_ids[train_rows], config.train_pairs, rng, label="training pairs"
+        )
+        test_pairs = draw_pairs(
+            test_rows, person_ids[test_rows], config.test_pairs, rng, label="test pairs"
+        )
         store.write_table(TRAIN_TABLE, _table(train_pairs, person_ids))
         store.write_table(TEST_TABLE, _table(test_pairs, person_ids))
         run.mark_done(0)
-        return run.finish(counts={"train_pairs": len(train_pairs), "test_pairs": len(test_pairs),
-                                  "train_ids": len(np.unique(person_ids[train_rows])),
-                                  "test_ids": len(np.unique(person_ids[test_rows]))})
+        return run.finish(
+            counts={
+                "train_pairs": len(train_pairs),
+                "test_pairs": len(test_pairs),
+                "train_ids": len(np.unique(person_ids[train_rows])),
+                "test_ids": len(np.unique(person_ids[test_rows])),
+            }
+        )

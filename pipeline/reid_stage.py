@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -45,8 +46,9 @@ def training_set(store: PersonStore, alpha: int | None) -> tuple[np.ndarray, np.
     """Training images uint8 [N, H, W, 3] and identity labels int64 [N]: the real training
     split, plus the generated images of ``generated/alpha<A>`` when ``alpha`` is given."""
     index = store.index
-    rows = np.flatnonzero((index["split"] == "train").to_numpy()
-                          & (index["person_id"] > 0).to_numpy())
+    rows = np.flatnonzero(
+        (index["split"] == "train").to_numpy() & (index["person_id"] > 0).to_numpy()
+    )
     images = store.load_in_memory(("images",), rows=rows)["images"]
     labels = index["person_id"].to_numpy(np.int64)[rows]
     if alpha is None:
@@ -55,8 +57,10 @@ def training_set(store: PersonStore, alpha: int | None) -> tuple[np.ndarray, np.
     if not store.has(group):
         raise KeyError(f"store {store.url} has no {group}; run the synthesize stage first")
     generated = store.load_in_memory((f"{group}/images", f"{group}/person_id"))
-    return (np.concatenate([images, generated[f"{group}/images"]]),
-            np.concatenate([labels, generated[f"{group}/person_id"]]))
+    return (
+        np.concatenate([images, generated[f"{group}/images"]]),
+        np.concatenate([labels, generated[f"{group}/person_id"]]),
+    )
 
 
 def train_reid_baseline(
@@ -72,8 +76,11 @@ def train_reid_baseline(
     max_steps: int | None = None,
     weights: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> StageStamp:
+) -> StageStamp | None:
     """Train, extract features, fit metrics, evaluate; results in ``out_dir`` and the stamp.
+
+    Under ``torchrun`` all ranks train (DDP); rank 0 alone evaluates and stamps, the other
+    ranks return None.
 
     Args:
         config: the Re-ID recipe (model kind/arch, input size, schedule).
@@ -89,51 +96,105 @@ def train_reid_baseline(
     name = reid_stage_name(config.model.kind, alpha)
     out = Path(out_dir) / name
     inputs = ["ingest"] + (["synthesize"] if alpha is not None else [])
-    settings = {"train": _jsonable(config), "alpha": alpha, "metrics": list(metrics),
-                "metric_options": metric_options or {}, "ap": ap, "max_steps": max_steps}
+    settings = {
+        "train": _jsonable(config),
+        "alpha": alpha,
+        "metrics": list(metrics),
+        "metric_options": metric_options or {},
+        "ap": ap,
+        "max_steps": max_steps,
+    }
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 evaluates and stamps
+        images, labels = training_set(store, alpha)
+        train_reid(
+            config,
+            torch.from_numpy(images),
+            torch.from_numpy(labels),
+            out / "checkpoint",
+            device=device,
+            max_steps=max_steps,
+            weights=weights,
+        )
+        return None
     with store.stage(name, config=settings, inputs=inputs, n_blocks=1) as run:
         images, labels = training_set(store, alpha)
-        result = train_reid(config, torch.from_numpy(images), torch.from_numpy(labels),
-                            out / "checkpoint", device=device, max_steps=max_steps,
-                            weights=weights, progress=progress)
+        result = train_reid(
+            config,
+            torch.from_numpy(images),
+            torch.from_numpy(labels),
+            out / "checkpoint",
+            device=device,
+            max_steps=max_steps,
+            weights=weights,
+            progress=progress,
+        )
         features = _features(store, result.model, images, config, device)
         q, g = features["query"], features["gallery"]
         results, curves = {}, {}
         for metric in metrics:
             learner = build_metric(metric, **(metric_options or {}).get(metric, {}))  # type: ignore[arg-type]
             learner.fit(features["train"], torch.from_numpy(labels))
-            ranking = evaluate_ranking(learner.distance(q["features"], g["features"]).float(),
-                                       q["pids"], g["pids"], q["cams"], g["cams"], ap=ap)
-            results[metric] = {"rank1": 100 * ranking.rank1, "rank5": 100 * ranking.rank5,
-                               "rank10": 100 * ranking.rank10, "mAP": 100 * ranking.mAP,
-                               "queries_without_match": ranking.num_queries_without_match}
+            ranking = evaluate_ranking(
+                learner.distance(q["features"], g["features"]).float(),
+                q["pids"],
+                g["pids"],
+                q["cams"],
+                g["cams"],
+                ap=ap,
+            )
+            results[metric] = {
+                "rank1": 100 * ranking.rank1,
+                "rank5": 100 * ranking.rank5,
+                "rank10": 100 * ranking.rank10,
+                "mAP": 100 * ranking.mAP,
+                "queries_without_match": ranking.num_queries_without_match,
+            }
             curves[metric] = (100 * np.asarray(ranking.cmc)).tolist()
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps({"results": results, "cmc": curves},
-                                                     indent=2))
+        (out / "results.json").write_text(json.dumps({"results": results, "cmc": curves}, indent=2))
         run.mark_done(0)
         return run.finish(
-            counts={"train_images": len(labels), "train_ids": len(np.unique(labels)),
-                    "steps": result.steps},
-            report={"results": results, "cmc": curves, "ap": ap, "alpha": alpha,
-                    "model": f"{config.model.kind} {config.model.arch}"
-                             f"{' ImageNet' if config.model.pretrained else ' random init'}",
-                    "output": str(out)})
+            counts={
+                "train_images": len(labels),
+                "train_ids": len(np.unique(labels)),
+                "steps": result.steps,
+            },
+            report={
+                "results": results,
+                "cmc": curves,
+                "ap": ap,
+                "alpha": alpha,
+                "model": f"{config.model.kind} {config.model.arch}"
+                f"{' ImageNet' if config.model.pretrained else ' random init'}",
+                "output": str(out),
+            },
+        )
 
 
-def _features(store: PersonStore, model: torch.nn.Module, train_images: np.ndarray,
-              config: TrainConfig, device: str) -> dict[str, Any]:
+def _features(
+    store: PersonStore,
+    model: torch.nn.Module,
+    train_images: np.ndarray,
+    config: TrainConfig,
+    device: str,
+) -> dict[str, Any]:
     index = store.index
     size = (config.height, config.width)
-    features: dict[str, Any] = {"train": extract_features(
-        model, torch.from_numpy(train_images), device=device, size=size).float().cpu()}
+    features: dict[str, Any] = {
+        "train": extract_features(model, torch.from_numpy(train_images), device=device, size=size)
+        .float()
+        .cpu()
+    }
     for split in ("query", "gallery"):
         rows = np.flatnonzero((index["split"] == split).to_numpy())
         images = store.load_in_memory(("images",), rows=rows)["images"]
         features[split] = {
-            "features": extract_features(model, torch.from_numpy(images), device=device,
-                                         size=size).float().cpu(),
-            "pids": index["person_id"].to_numpy()[rows], "cams": index["camera"].to_numpy()[rows]}
+            "features": extract_features(model, torch.from_numpy(images), device=device, size=size)
+            .float()
+            .cpu(),
+            "pids": index["person_id"].to_numpy()[rows],
+            "cams": index["camera"].to_numpy()[rows],
+        }
     return features
 
 
@@ -150,24 +211,31 @@ def compare_reid_runs(store: PersonStore, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = {name: stamp for name, stamp in store.stamps().items() if name.startswith("reid_")}
-    lines = ["| model | training set | distance | rank-1 | rank-5 | rank-10 | mAP |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | training set | distance | rank-1 | rank-5 | rank-10 | mAP |",
+        "|---|---|---|---|---|---|---|",
+    ]
     figure = Figure(figsize=(6, 4))
     axis = figure.add_subplot()
-    for name, stamp in sorted(runs.items()):
+    for _, stamp in sorted(runs.items()):
         alpha = stamp.report["alpha"]
         label = "original" if alpha is None else f"augmented alpha={alpha}"
         for metric, row in stamp.report["results"].items():
-            lines.append(f"| {stamp.report['model']} | {label} | {metric} | {row['rank1']:.2f} "
-                         f"| {row['rank5']:.2f} | {row['rank10']:.2f} | {row['mAP']:.2f} |")
+            lines.append(
+                f"| {stamp.report['model']} | {label} | {metric} | {row['rank1']:.2f} "
+                f"| {row['rank5']:.2f} | {row['rank10']:.2f} | {row['mAP']:.2f} |"
+            )
             curve = stamp.report["cmc"][metric]
             axis.plot(np.arange(1, len(curve) + 1), curve, label=f"{label}, {metric}")
     for name, (rank1, mean_ap) in REFERENCE_ROWS.items():
         lines.append(f"| {name} | Market-1501 original | | {rank1:.2f} | | | {mean_ap:.2f} |")
     ap_names = {stamp.report["ap"] for stamp in runs.values()}
-    lines += ["", f"AP definition: {', '.join(sorted(ap_names)) or 'n/a'} "
-              "(standard = non-interpolated, as torchreid). Reference rows: IDE-baseline "
-              "repository on the real Market-1501, for scale only."]
+    lines += [
+        "",
+        f"AP definition: {', '.join(sorted(ap_names)) or 'n/a'} "
+        "(standard = non-interpolated, as torchreid). Reference rows: IDE-baseline "
+        "repository on the real Market-1501, for scale only.",
+    ]
     axis.set_xlabel("rank")
     axis.set_ylabel("matching rate (%)")
     axis.set_xlim(1, 20)

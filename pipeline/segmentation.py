@@ -206,6 +206,7 @@ def record_consistency(store: PersonStore) -> StageStamp:
     report = consistency_report(store)
     with store.stage("consistency", config={}, inputs=["masks", "parsing"], n_blocks=1) as run:
         run.mark_done(0)
-        return run.finish(counts={"images": report["images"],
-                                  "iou_below_0.5": report["iou_below_0.5"]},
-                          report={"consistency": report})
+        return run.finish(
+            counts={"images": report["images"], "iou_below_0.5": report["iou_below_0.5"]},
+            report={"consistency": report},
+        )

@@ -25,8 +25,7 @@ def generated_run_name(alpha: int) -> str:
     return f"alpha{alpha}"
 
 
-def draw_target_poses(person_ids: np.ndarray, alpha: int, rng: np.random.Generator
-                      ) -> np.ndarray:
+def draw_target_poses(person_ids: np.ndarray, alpha: int, rng: np.random.Generator) -> np.ndarray:
     """For each image, ``alpha - 1`` distinct other images of other identities.
 
     Args:
@@ -44,14 +43,16 @@ def draw_target_poses(person_ids: np.ndarray, alpha: int, rng: np.random.Generat
     draws = alpha - 1
     fewest_others = count - np.bincount(person_ids).max()
     if fewest_others < draws:
-        raise ValueError(f"alpha {alpha} needs {draws} poses of other identities per image; "
-                         f"the largest identity leaves only {fewest_others}")
+        raise ValueError(
+            f"alpha {alpha} needs {draws} poses of other identities per image; "
+            f"the largest identity leaves only {fewest_others}"
+        )
     targets = rng.integers(0, count, (count, draws))
     while True:  # redraw the clashes (same identity, or a repeat in the row) until none remain
         same_id = person_ids[targets] == person_ids[:, None]
         repeated = np.zeros_like(same_id)
         for j in range(1, draws):  # alpha is small: a column loop is clearer than a sort
-            repeated[:, j] = (targets[:, :j] == targets[:, j:j + 1]).any(axis=1)
+            repeated[:, j] = (targets[:, :j] == targets[:, j : j + 1]).any(axis=1)
         clash = same_id | repeated
         if not clash.any():
             return targets.astype(np.int64)
@@ -85,12 +86,21 @@ def synthesize(
     sources = np.repeat(train_rows, alpha - 1)
     targets = targets.reshape(-1)
     run_name = generated_run_name(alpha)
-    config = {"alpha": alpha, "seed": seed, "generator_checkpoint_sha256": sha256_of(checkpoint),
-              "group": f"generated/{run_name}"}
+    config = {
+        "alpha": alpha,
+        "seed": seed,
+        "generator_checkpoint_sha256": sha256_of(checkpoint),
+        "group": f"generated/{run_name}",
+    }
     store.create_generated(run_name, len(sources), attributes=config)
     n_blocks = -(-len(sources) // store.block_size)
-    with store.stage("synthesize", config=config, inputs=["generator", "masks", "parsing"],
-                     n_blocks=n_blocks, on_block=progress) as run:
+    with store.stage(
+        "synthesize",
+        config=config,
+        inputs=["generator", "masks", "parsing"],
+        n_blocks=n_blocks,
+        on_block=progress,
+    ) as run:
         pending = run.pending_blocks()
         if pending:
             generator, _ = load_generator(checkpoint, device=device)
@@ -98,19 +108,30 @@ def synthesize(
         for block in pending:
             rows = store.block_slice(block, len(sources))
             source, target = sources[rows], targets[rows]
-            images = np.concatenate([
-                generate(generator, *(torch.from_numpy(a) for a in (
-                    arrays["images"][source[i:i + batch_size]],
-                    arrays["masks"][source[i:i + batch_size]],
-                    arrays["parsing"][source[i:i + batch_size]],
-                    arrays["masks"][target[i:i + batch_size]],
-                    arrays["parsing"][target[i:i + batch_size]]))).numpy()
-                for i in range(0, len(source), batch_size)])
+            images = np.concatenate(
+                [
+                    generate(
+                        generator,
+                        *(
+                            torch.from_numpy(a)
+                            for a in (
+                                arrays["images"][source[i : i + batch_size]],
+                                arrays["masks"][source[i : i + batch_size]],
+                                arrays["parsing"][source[i : i + batch_size]],
+                                arrays["masks"][target[i : i + batch_size]],
+                                arrays["parsing"][target[i : i + batch_size]],
+                            )
+                        ),
+                    ).numpy()
+                    for i in range(0, len(source), batch_size)
+                ]
+            )
             group = f"generated/{run_name}"
             run.write(f"{group}/images", block, images)
             run.write(f"{group}/source_index", block, source)
             run.write(f"{group}/target_index", block, target)
             run.write(f"{group}/person_id", block, index["person_id"].to_numpy(np.int64)[source])
             run.mark_done(block)
-        return run.finish(counts={"generated": len(sources), "train_images": len(train_rows),
-                                  "alpha": alpha})
+        return run.finish(
+            counts={"generated": len(sources), "train_images": len(train_rows), "alpha": alpha}
+        )

@@ -9,6 +9,7 @@ at most one checkpoint interval.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 from augment_market.weights import sha256_of
 from pipeline.pairs import TRAIN_TABLE
 from san_model.config import SANConfig
-from san_model.train import SANTrainData, train_san
+from san_model.train import SANTrainData, TrainResult, train_san
 from storage import PersonStore, StageStamp
 
 PROGRESS_SLICES = 20
@@ -34,8 +35,12 @@ def load_training_data(store: PersonStore, pairs_table: str = TRAIN_TABLE) -> SA
     pairs = table[["source", "target"]].to_numpy(np.int64)
     rows, compact = np.unique(pairs, return_inverse=True)
     arrays = store.load_in_memory(("images", "masks", "parsing"), rows=rows)
-    return SANTrainData(images=arrays["images"], masks=arrays["masks"],
-                        parsing=arrays["parsing"], pairs=compact.reshape(pairs.shape))
+    return SANTrainData(
+        images=arrays["images"],
+        masks=arrays["masks"],
+        parsing=arrays["parsing"],
+        pairs=compact.reshape(pairs.shape),
+    )
 
 
 def train_generator(
@@ -49,8 +54,11 @@ def train_generator(
     pretrained_vgg: bool = True,
     vgg_weights: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> StageStamp:
+) -> StageStamp | None:
     """Train the generator into ``run_dir`` and stamp the ``generator`` stage.
+
+    Under ``torchrun`` every rank trains its slice of each batch (DDP); rank 0 alone holds the
+    stage's lock and writes its stamp, the other ranks return None.
 
     Args:
         config: SAN settings; ``config.image_size`` must equal the store's image size.
@@ -62,31 +70,58 @@ def train_generator(
         progress: called as ``progress(steps_done, steps_total)``.
     """
     if tuple(config.image_size) != (store.height, store.width):
-        raise ValueError(f"config.image_size {config.image_size} differs from the store's "
-                         f"{store.height}x{store.width} images ({store.url})")
+        raise ValueError(
+            f"config.image_size {config.image_size} differs from the store's "
+            f"{store.height}x{store.width} images ({store.url})"
+        )
     run_dir = Path(run_dir)
     target = config.total_steps if max_steps is None else min(max_steps, config.total_steps)
-    settings = {"san": config.to_dict(), "run_dir": str(run_dir.resolve()), "steps": target,
-                "pretrained_vgg": pretrained_vgg and config.use_perceptual}
-    with store.stage("generator", config=settings, inputs=["pairs", "masks", "parsing"],
-                     n_blocks=1) as run:
-        data = load_training_data(store)
+    settings = {
+        "san": config.to_dict(),
+        "run_dir": str(run_dir.resolve()),
+        "steps": target,
+        "pretrained_vgg": pretrained_vgg and config.use_perceptual,
+    }
+
+    def train_in_slices(data: SANTrainData) -> TrainResult:
         slice_steps = max(1, -(-target // PROGRESS_SLICES))
         result = None
         for stop in range(slice_steps, target + slice_steps, slice_steps):
-            result = train_san(config, data, run_dir, device=device,
-                               resume=resume or result is not None,
-                               max_steps=min(stop, target), pretrained_vgg=pretrained_vgg,
-                               vgg_weights=vgg_weights)
+            result = train_san(
+                config,
+                data,
+                run_dir,
+                device=device,
+                resume=resume or result is not None,
+                max_steps=min(stop, target),
+                pretrained_vgg=pretrained_vgg,
+                vgg_weights=vgg_weights,
+            )
             if progress is not None:
                 progress(result.step, target)
         assert result is not None
+        return result
+
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 alone keeps the stage books
+        train_in_slices(load_training_data(store))
+        return None
+    with store.stage(
+        "generator", config=settings, inputs=["pairs", "masks", "parsing"], n_blocks=1
+    ) as run:
+        data = load_training_data(store)
+        result = train_in_slices(data)
         run.mark_done(0)
         return run.finish(
             counts={"steps": result.step, "train_pairs": len(data.pairs)},
-            report={"checkpoint": str(result.checkpoint),
-                    "checkpoint_sha256": sha256_of(result.checkpoint),
-                    "losses": result.losses, "pairs_per_second": result.pairs_per_second,
-                    "perceptual_loss": "VGG-19 ImageNet" if settings["pretrained_vgg"]
-                    else "off (declared offline mode)" if not config.use_perceptual
-                    else "random VGG-19 (test mode)"})
+            report={
+                "checkpoint": str(result.checkpoint),
+                "checkpoint_sha256": sha256_of(result.checkpoint),
+                "losses": result.losses,
+                "pairs_per_second": result.pairs_per_second,
+                "perceptual_loss": "VGG-19 ImageNet"
+                if settings["pretrained_vgg"]
+                else "off (declared offline mode)"
+                if not config.use_perceptual
+                else "random VGG-19 (test mode)",
+            },
+        )

@@ -21,11 +21,13 @@ from augment_market.weights import WeightsFile, load_state_dict, resolve_weights
 # baselines fine-tuned; V2 trains with a different recipe and is not what the references used.
 IMAGENET_WEIGHTS: dict[str, WeightsFile] = {
     "resnet50": WeightsFile(
-        "resnet50-0676ba61.pth", "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        "resnet50-0676ba61.pth",
+        "https://download.pytorch.org/models/resnet50-0676ba61.pth",
         "0676ba61",
     ),
     "resnet18": WeightsFile(
-        "resnet18-f37072fd.pth", "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        "resnet18-f37072fd.pth",
+        "https://download.pytorch.org/models/resnet18-f37072fd.pth",
         "f37072fd",
     ),
 }

@@ -134,8 +134,9 @@ def _average_precision(ranks: torch.Tensor, valid: np.ndarray, ap: str) -> np.nd
     hits = np.arange(1, ranks.shape[1] + 1, dtype=np.float64)[None, :]  # i
     precision = hits / position
     if ap == "trapezoid":
-        before = np.divide(hits - 1.0, position - 1.0, out=np.ones_like(position),
-                           where=position > 1.0)
+        before = np.divide(
+            hits - 1.0, position - 1.0, out=np.ones_like(position), where=position > 1.0
+        )
         precision = (precision + before) / 2.0
     return np.where(valid, precision, 0.0).sum(1) / valid.sum(1)
 

@@ -109,8 +109,9 @@ class XQDA:
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> XQDA:
         """features float [N, D], labels int [N]."""
         sigma_i, sigma_e = difference_covariances(features, labels)
-        sigma_i = sigma_i + self.reg * torch.eye(len(sigma_i), dtype=sigma_i.dtype,
-                                                 device=sigma_i.device)
+        sigma_i = sigma_i + self.reg * torch.eye(
+            len(sigma_i), dtype=sigma_i.dtype, device=sigma_i.device
+        )
         # Generalized symmetric eigenproblem via Cholesky: with Sigma_I = L L', the eigenvectors
         # V of L^-1 Sigma_E L^-T give W = L^-T V, normalised so that W' Sigma_I W = I.
         chol = torch.linalg.cholesky(sigma_i)

@@ -118,8 +118,13 @@ class SiameseNet(IDENet):
         dropout: float,
         verification_dropout: float,
     ) -> None:
-        super().__init__(backbone=backbone, feature_dim=feature_dim, num_classes=num_classes,
-                         bottleneck_dim=bottleneck_dim, dropout=dropout)
+        super().__init__(
+            backbone=backbone,
+            feature_dim=feature_dim,
+            num_classes=num_classes,
+            bottleneck_dim=bottleneck_dim,
+            dropout=dropout,
+        )
         verifier = nn.Linear(feature_dim, 2)
         nn.init.normal_(verifier.weight, std=0.001)
         nn.init.zeros_(verifier.bias)
@@ -175,10 +180,20 @@ def build_reid_model(
     if config.pretrained:
         backbone.load_state_dict(imagenet_state_dict(config.arch, path=weights, download=download))
     if config.kind == "siamese":
-        return SiameseNet(backbone=backbone, feature_dim=config.feature_dim,
-                          num_classes=num_classes, bottleneck_dim=config.bottleneck_dim,
-                          dropout=config.dropout, verification_dropout=config.verification_dropout)
+        return SiameseNet(
+            backbone=backbone,
+            feature_dim=config.feature_dim,
+            num_classes=num_classes,
+            bottleneck_dim=config.bottleneck_dim,
+            dropout=config.dropout,
+            verification_dropout=config.verification_dropout,
+        )
     if config.kind != "ide":
         raise ValueError(f"unknown model kind {config.kind!r}")
-    return IDENet(backbone=backbone, feature_dim=config.feature_dim, num_classes=num_classes,
-                  bottleneck_dim=config.bottleneck_dim, dropout=config.dropout)
+    return IDENet(
+        backbone=backbone,
+        feature_dim=config.feature_dim,
+        num_classes=num_classes,
+        bottleneck_dim=config.bottleneck_dim,
+        dropout=config.dropout,
+    )

@@ -109,8 +109,9 @@ class _Objective(nn.Module):
 
     def forward(self, images: torch.Tensor, targets: torch.Tensor, same: torch.Tensor | None):
         features = self.model.forward_features(images)
-        loss = identification_loss(self.model.forward_head(features), targets,
-                                   label_smoothing=self.config.label_smoothing)
+        loss = identification_loss(
+            self.model.forward_head(features), targets, label_smoothing=self.config.label_smoothing
+        )
         if same is not None:
             assert isinstance(self.model, SiameseNet)
             pairs = len(same)  # first half anchors, second half their partners
@@ -152,8 +153,9 @@ def _augment(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torc
         p = config.pad
         padded = F.pad(x, (p, p, p, p))
         offsets = torch.randint(0, 2 * p + 1, (b, 2), generator=gen).tolist()
-        x = torch.stack([padded[i, :, oy : oy + h, ox : ox + w]
-                         for i, (oy, ox) in enumerate(offsets)])
+        x = torch.stack(
+            [padded[i, :, oy : oy + h, ox : ox + w] for i, (oy, ox) in enumerate(offsets)]
+        )
     x = _normalize(x)
     if config.random_erasing > 0:
         # Zhong et al.: area 2-40% of the image, aspect ratio log-uniform in [0.3, 1/0.3]; the
@@ -226,15 +228,19 @@ def _optimizer(model: IDENet, config: TrainConfig) -> torch.optim.Optimizer:
     backbone = list(model.backbone.parameters())
     backbone_ids = {id(p) for p in backbone}
     new = [p for p in model.parameters() if id(p) not in backbone_ids]
-    groups = [{"params": backbone, "lr": config.lr * config.backbone_lr_mult},
-              {"params": new, "lr": config.lr}]
+    groups = [
+        {"params": backbone, "lr": config.lr * config.backbone_lr_mult},
+        {"params": new, "lr": config.lr},
+    ]
     if config.optimizer == "amsgrad":
-        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay,
-                                amsgrad=True)
+        return torch.optim.Adam(
+            groups, lr=config.lr, weight_decay=config.weight_decay, amsgrad=True
+        )
     if config.optimizer != "sgd":
         raise ValueError(f"unknown optimizer {config.optimizer!r}")
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
 
 
 def _distributed(device: torch.device) -> tuple[int, int, torch.device, bool]:
@@ -308,8 +314,9 @@ def train_reid(
     step = 0
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=device)
-        if state["config"] != dataclasses.asdict(config) or not torch.equal(state["classes"],
-                                                                            classes):
+        if state["config"] != dataclasses.asdict(config) or not torch.equal(
+            state["classes"], classes
+        ):
             raise ValueError(f"{checkpoint} was written with another config or label set")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -320,7 +327,8 @@ def train_reid(
     objective: nn.Module = _Objective(model, config)
     if world > 1:
         objective = DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None)
+            objective, device_ids=[device.index] if device.type == "cuda" else None
+        )
     size = (config.height, config.width)
     losses: list[tuple[int, float]] = []
     model.train()
@@ -340,8 +348,9 @@ def train_reid(
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = objective(x, targets[indices].to(device),
-                             None if same is None else same.to(device))
+            loss = objective(
+                x, targets[indices].to(device), None if same is None else same.to(device)
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -353,18 +362,25 @@ def train_reid(
             losses.append((step, float(loss.detach())))
             logger.info("step %d/%d loss %.4f", step, total_steps, losses[-1][1])
         if (step % config.checkpoint_every == 0 or step == stop) and rank == 0:
-            save_checkpoint(checkpoint, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "step": step,
-                "config": dataclasses.asdict(config), "classes": classes,
-            })
+            save_checkpoint(
+                checkpoint,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "step": step,
+                    "config": dataclasses.asdict(config),
+                    "classes": classes,
+                },
+            )
     if world > 1:
         dist.barrier()  # the last checkpoint is on disk before any rank returns
         if created_group:
             dist.destroy_process_group()
     model.eval()
-    return TrainResult(model=model, steps=step, losses=tuple(losses), checkpoint=checkpoint,
-                       classes=classes)
+    return TrainResult(
+        model=model, steps=step, losses=tuple(losses), checkpoint=checkpoint, classes=classes
+    )
 
 
 def load_trained_model(

@@ -63,8 +63,13 @@ class StageStamp:
     @property
     def digest(self) -> str:
         """Identity of the stage's output: settings, inputs, code version and counts (not time)."""
-        key = [self.stage, self.config_hash, sorted(self.inputs.items()), self.version,
-               sorted(self.counts.items())]
+        key = [
+            self.stage,
+            self.config_hash,
+            sorted(self.inputs.items()),
+            self.version,
+            sorted(self.counts.items()),
+        ]
         return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:16]
 
     def to_json(self) -> str:

@@ -66,8 +66,9 @@ class PersonStore:
         self.group = group
         self.mode = mode
         self.fs, self.root = fsspec.core.url_to_fs(url)
-        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
-                                else (self.fs.protocol,))
+        self.local = "file" in (
+            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        )
         attrs = dict(group.attrs)
         self.n_images = int(attrs["n_images"])
         self.height = int(attrs["height"])
@@ -98,8 +99,9 @@ class PersonStore:
         return self._index
 
     # -- arrays ----------------------------------------------------------------------------
-    def read(self, name: str, selection: slice | np.ndarray | Sequence[int] = slice(None)
-             ) -> np.ndarray:
+    def read(
+        self, name: str, selection: slice | np.ndarray | Sequence[int] = slice(None)
+    ) -> np.ndarray:
         """Read rows of array ``name`` (``images``, ``masks``, ``parsing``, or a generated
         array such as ``generated/<run>/images``)."""
         array = self.group[name]
@@ -109,8 +111,10 @@ class PersonStore:
         return np.asarray(array.get_orthogonal_selection((rows,)))
 
     def load_in_memory(
-        self, names: Sequence[str] = ("images", "masks", "parsing"),
-        *, rows: np.ndarray | None = None,
+        self,
+        names: Sequence[str] = ("images", "masks", "parsing"),
+        *,
+        rows: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Decode whole arrays into memory (the fast training path: one sequential read).
 
@@ -141,10 +145,12 @@ class PersonStore:
         data = np.asarray(data)
         if data.shape != expected:
             raise StoreValidationError(
-                f"{name} block {block}: expected shape {expected}, got {data.shape}")
+                f"{name} block {block}: expected shape {expected}, got {data.shape}"
+            )
         if data.dtype != array.dtype:
             raise StoreValidationError(
-                f"{name} block {block}: expected dtype {array.dtype}, got {data.dtype}")
+                f"{name} block {block}: expected dtype {array.dtype}, got {data.dtype}"
+            )
         self._check_range(name, rows, data)
         array[rows] = data
 
@@ -156,19 +162,23 @@ class PersonStore:
         bad = np.flatnonzero(per_image > limit)
         if bad.size:
             row = rows.start + int(bad[0])
-            label = self.index["filename"].iloc[row] if not name.startswith("generated/") \
+            label = (
+                self.index["filename"].iloc[row]
+                if not name.startswith("generated/")
                 else f"row {row}"
+            )
             raise StoreValidationError(
-                f"{name}: image {label} has value {int(per_image[bad[0]])}, "
-                f"allowed 0..{limit}")
+                f"{name}: image {label} has value {int(per_image[bad[0]])}, allowed 0..{limit}"
+            )
 
     def write_array(self, name: str, data: np.ndarray) -> None:
         """Write a small derived array whole (e.g. cached FID statistics), replacing it."""
         if self.mode == "r":
             raise PermissionError(f"store {self.url} is open read-only")
         data = np.asarray(data)
-        array = self.group.create_array(name, shape=data.shape, dtype=data.dtype,
-                                        chunks=data.shape or (1,), overwrite=True)
+        array = self.group.create_array(
+            name, shape=data.shape, dtype=data.dtype, chunks=data.shape or (1,), overwrite=True
+        )
         array[...] = data
 
     def has(self, name: str) -> bool:
@@ -176,8 +186,9 @@ class PersonStore:
         return name in self.group
 
     # -- generated images ------------------------------------------------------------------
-    def create_generated(self, run: str, n: int, *, attributes: Mapping[str, Any] | None = None
-                         ) -> None:
+    def create_generated(
+        self, run: str, n: int, *, attributes: Mapping[str, Any] | None = None
+    ) -> None:
         """Create (or keep, if same size) ``generated/<run>`` with ``n`` rows of images and
         their ``source_index``, ``target_index`` and ``person_id``."""
         path = f"generated/{run}"
@@ -185,9 +196,14 @@ class PersonStore:
             return
         group = self.group.require_group(path)
         chunk = (self.block_size,)
-        group.create_array("images", shape=(n, self.height, self.width, 3), dtype="uint8",
-                           chunks=(self.block_size, self.height, self.width, 3),
-                           compressors=_COMPRESSOR, overwrite=True)
+        group.create_array(
+            "images",
+            shape=(n, self.height, self.width, 3),
+            dtype="uint8",
+            chunks=(self.block_size, self.height, self.width, 3),
+            compressors=_COMPRESSOR,
+            overwrite=True,
+        )
         for column in ("source_index", "target_index", "person_id"):
             group.create_array(column, shape=(n,), dtype="int64", chunks=chunk, overwrite=True)
         group.attrs.update(dict(attributes or {}))
@@ -240,8 +256,11 @@ class PersonStore:
         folder = self._path("stamps")
         if not self.fs.exists(folder):
             return {}
-        names = sorted(p.rsplit("/", 1)[-1][: -len(".json")] for p in self.fs.ls(folder,
-                       detail=False) if p.endswith(".json"))
+        names = sorted(
+            p.rsplit("/", 1)[-1][: -len(".json")]
+            for p in self.fs.ls(folder, detail=False)
+            if p.endswith(".json")
+        )
         return {name: stamp for name in names if (stamp := self.stamp(name)) is not None}
 
     def _write_stamp(self, stamp: StageStamp) -> None:
@@ -258,8 +277,9 @@ class PersonStore:
             done = self.group[path]
             if done.attrs.get("config_hash") == digest and done.shape == (n_blocks,):
                 return done
-        done = self.group.create_array(path, shape=(n_blocks,), dtype="bool", chunks=(1,),
-                                       fill_value=False, overwrite=True)
+        done = self.group.create_array(
+            path, shape=(n_blocks,), dtype="bool", chunks=(1,), fill_value=False, overwrite=True
+        )
         done.attrs["config_hash"] = digest
         return done
 
@@ -292,15 +312,21 @@ class PersonStore:
             stamp = self.stamp(stage_name)
             if stamp is None:
                 raise MissingInputError(
-                    f"stage '{name}' needs stage '{stage_name}' finished first on {self.url}")
+                    f"stage '{name}' needs stage '{stage_name}' finished first on {self.url}"
+                )
             input_digests[stage_name] = stamp.digest
         lock = StageLock(self.fs, self._path("locks", f"{name}.lock"), self.local)
         lock.acquire(name)
         try:
             self.clear_stamp(name)
-            yield StageRun(store=self, name=name, config=config, inputs=input_digests,
-                           n_blocks=self.n_blocks if n_blocks is None else n_blocks,
-                           on_block=on_block)
+            yield StageRun(
+                store=self,
+                name=name,
+                config=config,
+                inputs=input_digests,
+                n_blocks=self.n_blocks if n_blocks is None else n_blocks,
+                on_block=on_block,
+            )
         finally:
             lock.release()
 
@@ -309,11 +335,16 @@ class PersonStore:
         index = self.index
         known = index[index["person_id"] > 0]
         return StoreSummary(
-            url=self.url, n_images=self.n_images, height=self.height, width=self.width,
+            url=self.url,
+            n_images=self.n_images,
+            height=self.height,
+            width=self.width,
             images_per_split={s: int((index["split"] == s).sum()) for s in SPLITS},
-            ids_per_split={s: int(known.loc[known["split"] == s, "person_id"].nunique())
-                           for s in SPLITS},
-            stages=self.stamps(), generated=self.generated_runs(),
+            ids_per_split={
+                s: int(known.loc[known["split"] == s, "person_id"].nunique()) for s in SPLITS
+            },
+            stages=self.stamps(),
+            generated=self.generated_runs(),
             size_bytes=int(self.fs.du(self.root)) if self.fs.exists(self.root) else 0,
         )
 
@@ -325,9 +356,11 @@ def _validate_index(index: pd.DataFrame) -> pd.DataFrame:
     unknown = sorted(set(index["split"]) - set(SPLITS))
     if unknown:
         raise StoreValidationError(f"unknown split values {unknown}; allowed {SPLITS}")
-    if index["filename"].duplicated().any():
+    duplicates = index["filename"][index["filename"].duplicated()]
+    if len(duplicates):
         raise StoreValidationError(
-            f"duplicate file names: {index['filename'][index['filename'].duplicated()].tolist()[:5]}")
+            f"duplicate file names: {duplicates.tolist()[:5]}"
+        )
     return index.reset_index(drop=True)
 
 
@@ -359,14 +392,28 @@ def create_store(
         fs.rm(root, recursive=True)
     group = zarr.open_group(url, mode="w", storage_options=dict(storage_options or {}) or None)
     n = len(index)
-    group.attrs.update({"n_images": n, "height": height, "width": width,
-                        "block_size": block_size, "format": "augment-market/1"})
-    for name, shape in (("images", (n, height, width, 3)), ("masks", (n, height, width)),
-                        ("parsing", (n, height, width))):
-        group.create_array(name, shape=shape, dtype="uint8",
-                           chunks=(block_size, *shape[1:]), compressors=_COMPRESSOR)
-    group.create_array("person_id", data=index["person_id"].to_numpy(np.int32),
-                       chunks=(max(n, 1),))
+    group.attrs.update(
+        {
+            "n_images": n,
+            "height": height,
+            "width": width,
+            "block_size": block_size,
+            "format": "augment-market/1",
+        }
+    )
+    for name, shape in (
+        ("images", (n, height, width, 3)),
+        ("masks", (n, height, width)),
+        ("parsing", (n, height, width)),
+    ):
+        group.create_array(
+            name,
+            shape=shape,
+            dtype="uint8",
+            chunks=(block_size, *shape[1:]),
+            compressors=_COMPRESSOR,
+        )
+    group.create_array("person_id", data=index["person_id"].to_numpy(np.int32), chunks=(max(n, 1),))
     group.create_array("camera", data=index["camera"].to_numpy(np.int8), chunks=(max(n, 1),))
     for column in ("split", "filename"):
         column_array = group.create_array(column, shape=(n,), dtype=str, chunks=(max(n, 1),))
@@ -374,13 +421,16 @@ def create_store(
     return PersonStore(url, group, mode="r+")
 
 
-def open_store(url: str, *, mode: Literal["r", "r+"] = "r",
-               storage_options: Mapping[str, Any] | None = None) -> PersonStore:
+def open_store(
+    url: str, *, mode: Literal["r", "r+"] = "r", storage_options: Mapping[str, Any] | None = None
+) -> PersonStore:
     """Open an existing store; a clear error when ``url`` holds none."""
     fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     if not fs.exists(f"{root}/zarr.json"):
-        raise FileNotFoundError(f"no augment-market store at {url} (missing zarr.json); "
-                                "create one with `augment-market ingest`")
+        raise FileNotFoundError(
+            f"no augment-market store at {url} (missing zarr.json); "
+            "create one with `augment-market ingest`"
+        )
     group = zarr.open_group(url, mode=mode, storage_options=dict(storage_options or {}) or None)
     if group.attrs.get("format") != "augment-market/1":
         raise StoreValidationError(f"{url} is a Zarr group but not an augment-market store")

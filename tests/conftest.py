@@ -33,7 +33,7 @@ def build_store(path, *, ids=(3, 3), per_id=4, height=64, width=32, seed=0) -> P
     parsing = np.zeros((n, height, width), np.uint8)
     for i in range(n):
         top, left = rng.integers(2, 8), rng.integers(2, 6)
-        masks[i, top:height - 2, left:width - 4] = 1
+        masks[i, top : height - 2, left : width - 4] = 1
         bands = np.array([2, 13, 5, 9, 18])[np.arange(height) * 5 // height]
         parsing[i] = masks[i] * bands[:, None]
         images[i][masks[i] == 1] = (pid_colour := (37 * index["person_id"][i]) % 256)

@@ -15,8 +15,9 @@ from san_model.config import SANConfig
 @pytest.fixture
 def trained_run(small_store, tmp_path):
     sample_pairs(small_store, PairsConfig(test_pairs=4))
-    train_generator(small_store, tmp_path / "run", config=SANConfig.tiny(use_perceptual=False),
-                    max_steps=2)
+    train_generator(
+        small_store, tmp_path / "run", config=SANConfig.tiny(use_perceptual=False), max_steps=2
+    )
     return tmp_path / "run"
 
 

@@ -23,11 +23,19 @@ def _jpeg(path, value, size=(64, 128)):
 
 def _market(root, extra_train=0):
     names = {
-        "bounding_box_train": ["0002_c1s1_000451_01.jpg", "0002_c3s1_000551_01.jpg",
-                               "0007_c2s3_070952_01.jpg", "0007_c6s1_000151_02.jpg"]
-                              + [f"0009_c1s1_{i:06d}_01.jpg" for i in range(extra_train)],
-        "bounding_box_test": ["0000_c1s1_000001_01.jpg", "-1_c1s1_000401_03.jpg",
-                              "0010_c2s1_000100_01.jpg", "0010_c5s2_000200_01.jpg"],
+        "bounding_box_train": [
+            "0002_c1s1_000451_01.jpg",
+            "0002_c3s1_000551_01.jpg",
+            "0007_c2s3_070952_01.jpg",
+            "0007_c6s1_000151_02.jpg",
+        ]
+        + [f"0009_c1s1_{i:06d}_01.jpg" for i in range(extra_train)],
+        "bounding_box_test": [
+            "0000_c1s1_000001_01.jpg",
+            "-1_c1s1_000401_03.jpg",
+            "0010_c2s1_000100_01.jpg",
+            "0010_c5s2_000200_01.jpg",
+        ],
         "query": ["0010_c1s1_000300_00.jpg"],
     }
     for value, (folder, files) in enumerate(names.items()):
@@ -38,18 +46,22 @@ def _market(root, extra_train=0):
     return names
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("0002_c3s1_000451_01.jpg", (2, 3, 1, 451, 1)),
-    ("-1_c1s1_000401_03.jpg", (-1, 1, 1, 401, 3)),
-    ("0000_c6s4_002202_00.jpg", (0, 6, 4, 2202, 0)),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("0002_c3s1_000451_01.jpg", (2, 3, 1, 451, 1)),
+        ("-1_c1s1_000401_03.jpg", (-1, 1, 1, 401, 3)),
+        ("0000_c6s4_002202_00.jpg", (0, 6, 4, 2202, 0)),
+    ],
+)
 def test_parse_market_name(name, expected):
     parsed = parse_market_name(name)
     assert (parsed.person_id, parsed.camera, parsed.sequence, parsed.frame, parsed.box) == expected
 
 
-@pytest.mark.parametrize("name", ["Thumbs.db", "0002_c7s1_000451_01.jpg", "abc.jpg",
-                                  "2_c1s1_000451_01.jpg"])
+@pytest.mark.parametrize(
+    "name", ["Thumbs.db", "0002_c7s1_000451_01.jpg", "abc.jpg", "2_c1s1_000451_01.jpg"]
+)
 def test_parse_market_name_rejects(name):
     with pytest.raises(ValueError, match="not a Market-1501 image name"):
         parse_market_name(name)
@@ -112,10 +124,12 @@ def test_ingest_resumes_and_refuses_other_data(tmp_path):
 
 
 def test_deepfashion_layout(tmp_path):
-    names = ["img/WOMEN/Dresses/id_00000002/02_1_front.jpg",
-             "img/WOMEN/Dresses/id_00000002/02_2_side.jpg",
-             "img/MEN/Denim/id_00000080/01_1_front.jpg",
-             "img/MEN/Denim/id_00000080/01_3_back.jpg"]
+    names = [
+        "img/WOMEN/Dresses/id_00000002/02_1_front.jpg",
+        "img/WOMEN/Dresses/id_00000002/02_2_side.jpg",
+        "img/MEN/Denim/id_00000080/01_1_front.jpg",
+        "img/MEN/Denim/id_00000080/01_3_back.jpg",
+    ]
     statuses = ["train", "train", "query", "gallery"]
     for i, name in enumerate(names):
         _jpeg(tmp_path / name, i * 20, size=(176, 256))

@@ -23,8 +23,11 @@ def test_all_ordered_pairs_matches_brute_force():
     person_ids = rng.integers(1, 6, 30)
     rows = rng.permutation(100)[:30]
     pairs = {tuple(p) for p in all_ordered_pairs(rows, person_ids).tolist()}
-    expected = {(int(rows[i]), int(rows[j])) for i, j in itertools.permutations(range(30), 2)
-                if person_ids[i] == person_ids[j]}
+    expected = {
+        (int(rows[i]), int(rows[j]))
+        for i, j in itertools.permutations(range(30), 2)
+        if person_ids[i] == person_ids[j]
+    }
     assert pairs == expected
     assert len(all_ordered_pairs(rows, person_ids)) == len(expected)
 
@@ -45,8 +48,14 @@ def test_draw_is_deterministic_distinct_and_bounded():
 def _store(tmp_path):
     pids = [1, 1, 1, 2, 2, 3, 3, 3, 0, -1, 3, 4, 4, 4]
     splits = ["train"] * 5 + ["gallery"] * 5 + ["query"] + ["train"] * 3
-    index = pd.DataFrame({"person_id": pids, "camera": [1] * 14, "split": splits,
-                          "filename": [f"{i}.jpg" for i in range(14)]})
+    index = pd.DataFrame(
+        {
+            "person_id": pids,
+            "camera": [1] * 14,
+            "split": splits,
+            "filename": [f"{i}.jpg" for i in range(14)],
+        }
+    )
     store = create_store(str(tmp_path / "s"), index=index, height=2, width=2, block_size=4)
     with store.stage("ingest", config={}) as run:
         for block in run.pending_blocks():
@@ -83,9 +92,14 @@ def test_empty_masks_are_left_out(tmp_path):
 
 
 def test_overlapping_identities_are_refused(tmp_path):
-    index = pd.DataFrame({"person_id": [1, 1, 1, 1], "camera": [1, 2, 1, 2],
-                          "split": ["train", "train", "gallery", "query"],
-                          "filename": ["a", "b", "c", "d"]})
+    index = pd.DataFrame(
+        {
+            "person_id": [1, 1, 1, 1],
+            "camera": [1, 2, 1, 2],
+            "split": ["train", "train", "gallery", "query"],
+            "filename": ["a", "b", "c", "d"],
+        }
+    )
     store = create_store(str(tmp_path / "s"), index=index, height=2, width=2)
     with pytest.raises(ValueError, match="overlap"):
         sample_pairs(store)

@@ -9,15 +9,25 @@ from pipeline.reid_stage import compare_reid_runs, train_reid_baseline, training
 from reid.models import ReIDModelConfig
 from reid.train import TrainConfig
 
-TINY = TrainConfig(model=ReIDModelConfig(arch="resnet18", pretrained=False), height=64,
-                   width=32, batch_size=8, epochs=1, random_erasing=0.0)
+TINY = TrainConfig(
+    model=ReIDModelConfig(arch="resnet18", pretrained=False),
+    height=64,
+    width=32,
+    batch_size=8,
+    epochs=1,
+    random_erasing=0.0,
+)
 
 
 def test_original_then_augmented(small_store, tmp_path):
     seen = []
-    original = train_reid_baseline(small_store, tmp_path, config=TINY,
-                                   metric_options={"kissme": {"pca_dim": 8}},
-                                   progress=lambda done, total: seen.append((done, total)))
+    original = train_reid_baseline(
+        small_store,
+        tmp_path,
+        config=TINY,
+        metric_options={"kissme": {"pca_dim": 8}},
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert original.counts["train_images"] == 12 and seen[-1][0] == seen[-1][1]
     for metric in ("euclidean", "xqda", "kissme"):
         row = original.report["results"][metric]
@@ -29,8 +39,9 @@ def test_original_then_augmented(small_store, tmp_path):
     _fake_generated(small_store)
     images, labels = training_set(small_store, 2)
     assert len(images) == 24 and np.array_equal(labels[12:], labels[:12])
-    augmented = train_reid_baseline(small_store, tmp_path, config=TINY, alpha=2,
-                                    metrics=("euclidean",))
+    augmented = train_reid_baseline(
+        small_store, tmp_path, config=TINY, alpha=2, metrics=("euclidean",)
+    )
     assert augmented.counts["train_images"] == 24
     assert small_store.stamp("reid_ide_augmented").inputs["synthesize"]
     table = compare_reid_runs(small_store, tmp_path / "report").read_text()

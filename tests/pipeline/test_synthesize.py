@@ -28,8 +28,9 @@ def test_draw_target_poses_rules():
 @pytest.fixture
 def trained_run(small_store, tmp_path):
     sample_pairs(small_store, PairsConfig(test_pairs=6))
-    train_generator(small_store, tmp_path / "run", config=SANConfig.tiny(use_perceptual=False),
-                    max_steps=2)
+    train_generator(
+        small_store, tmp_path / "run", config=SANConfig.tiny(use_perceptual=False), max_steps=2
+    )
     return tmp_path / "run"
 
 

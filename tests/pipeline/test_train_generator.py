@@ -26,8 +26,13 @@ def test_train_generator_stage(small_store, tmp_path):
     sample_pairs(small_store, PairsConfig(test_pairs=None))
     config = SANConfig.tiny(use_perceptual=False)
     seen = []
-    stamp = train_generator(small_store, tmp_path / "run", config=config, max_steps=6,
-                            progress=lambda done, total: seen.append((done, total)))
+    stamp = train_generator(
+        small_store,
+        tmp_path / "run",
+        config=config,
+        max_steps=6,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert stamp.counts["steps"] == 6 and seen[-1] == (6, 6) and len(seen) == 6
     assert stamp.report["perceptual_loss"].startswith("off")
     assert load_checkpoint(tmp_path / "run")["step"] == 6

@@ -63,8 +63,9 @@ def test_matches_reference(name, make, ap):
     q_pids, g_pids, q_cams, g_cams = market_like(rng, 37, 211, 12)
     distmat = make(rng, (37, 211))
     # A tiny chunk forces many chunks of different padding widths.
-    result = evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=20, ap=ap,
-                              chunk_elements=600)
+    result = evaluate_ranking(
+        distmat, q_pids, g_pids, q_cams, g_cams, max_rank=20, ap=ap, chunk_elements=600
+    )
     cmc, aps = reference(distmat, q_pids, g_pids, q_cams, g_cams, 20, ap)
     np.testing.assert_array_equal(result.cmc, cmc)
     np.testing.assert_allclose(result.per_query_ap, aps, rtol=1e-12, equal_nan=True)
@@ -91,8 +92,14 @@ def test_hand_built_case():
 
 def test_torch_inputs_and_errors():
     distmat = torch.tensor([[1.0, 0.0]])
-    result = evaluate_ranking(distmat, torch.tensor([3]), torch.tensor([3, 4]), torch.tensor([1]),
-                              torch.tensor([2, 2]), max_rank=2)
+    result = evaluate_ranking(
+        distmat,
+        torch.tensor([3]),
+        torch.tensor([3, 4]),
+        torch.tensor([1]),
+        torch.tensor([2, 2]),
+        max_rank=2,
+    )
     assert result.cmc.tolist() == [0.0, 1.0] and result.mAP == 0.5
     with pytest.raises(ValueError, match="NaN"):
         evaluate_ranking(torch.tensor([[np.nan, 0.0]]), [3], [3, 4], [1], [2, 2])
@@ -106,13 +113,16 @@ def test_torch_inputs_and_errors():
 
 def test_compute_distance_matches_explicit_differences():
     gen = torch.Generator().manual_seed(0)
-    qf, gf = torch.randn(5, 4, generator=gen, dtype=torch.float64), torch.randn(7, 4, generator=gen,
-                                                                                dtype=torch.float64)
+    qf, gf = (
+        torch.randn(5, 4, generator=gen, dtype=torch.float64),
+        torch.randn(7, 4, generator=gen, dtype=torch.float64),
+    )
     a = torch.randn(4, 4, generator=gen, dtype=torch.float64)
     matrix = a @ a.T
     diff = qf[:, None, :] - gf[None, :, :]  # [Q, G, D]
     torch.testing.assert_close(compute_distance(qf, gf), (diff**2).sum(-1))
-    torch.testing.assert_close(compute_distance(qf, gf, matrix=matrix),
-                               torch.einsum("qgd,de,qge->qg", diff, matrix, diff))
+    torch.testing.assert_close(
+        compute_distance(qf, gf, matrix=matrix), torch.einsum("qgd,de,qge->qg", diff, matrix, diff)
+    )
     cosine = 1 - torch.nn.functional.cosine_similarity(qf[:, None], gf[None], dim=-1)
     torch.testing.assert_close(compute_distance(qf, gf, metric="cosine"), cosine)

@@ -32,8 +32,9 @@ def test_ide_shapes_and_gradients(bottleneck_dim):
 
 def test_siamese_verification_is_symmetric():
     torch.manual_seed(0)
-    model = build_reid_model(config=ReIDModelConfig(arch="resnet18", pretrained=False,
-                                                    kind="siamese"), num_classes=4).eval()
+    model = build_reid_model(
+        config=ReIDModelConfig(arch="resnet18", pretrained=False, kind="siamese"), num_classes=4
+    ).eval()
     assert isinstance(model, SiameseNet)
     a, b = torch.randn(2, 512), torch.randn(2, 512)
     out = model.forward_verification(a, b)
@@ -55,10 +56,10 @@ def test_pretrained_loads_official_format(tmp_path, monkeypatch):
     reference = resnet18(weights=None)  # an "official" file: torchvision keys, fc included
     torch.save(reference.state_dict(), tmp_path / "resnet18-f37072fd.pth")
     monkeypatch.setenv("AUGMENT_MARKET_WEIGHTS", str(tmp_path))
-    model = build_reid_model(config=ReIDModelConfig(arch="resnet18"), num_classes=3,
-                             download=False)
-    torch.testing.assert_close(model.backbone.layer3[0].conv1.weight,
-                               reference.layer3[0].conv1.weight)
+    model = build_reid_model(config=ReIDModelConfig(arch="resnet18"), num_classes=3, download=False)
+    torch.testing.assert_close(
+        model.backbone.layer3[0].conv1.weight, reference.layer3[0].conv1.weight
+    )
     torch.testing.assert_close(model.backbone.bn1.running_var, reference.bn1.running_var)
 
 
@@ -73,5 +74,6 @@ def test_invalid_configs():
     with pytest.raises(ValueError, match="2 identities"):
         build_reid_model(config=SMALL, num_classes=1)
     with pytest.raises(ValueError, match="last_stride"):
-        build_reid_model(config=ReIDModelConfig(arch="resnet18", pretrained=False,
-                                                last_stride=3), num_classes=2)
+        build_reid_model(
+            config=ReIDModelConfig(arch="resnet18", pretrained=False, last_stride=3), num_classes=2
+        )

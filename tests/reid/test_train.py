@@ -26,8 +26,15 @@ from reid.train import (
 
 TINY = TrainConfig(
     model=ReIDModelConfig(arch="resnet18", pretrained=False),
-    height=32, width=16, pad=2, batch_size=8, epochs=4, lr_milestones=(2,), lr=0.01,
-    checkpoint_every=1000, log_every=1,
+    height=32,
+    width=16,
+    pad=2,
+    batch_size=8,
+    epochs=4,
+    lr_milestones=(2,),
+    lr=0.01,
+    checkpoint_every=1000,
+    log_every=1,
 )
 
 
@@ -49,8 +56,9 @@ def test_exact_resume(tmp_path):
     resumed = train_reid(TINY, images, labels, tmp_path / "split", max_steps=4)
     assert resumed.steps == 4 and [s for s, _ in resumed.losses] == [3, 4]
     assert resumed.losses == full.losses[2:]
-    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(),
-                            strict=True):
+    for (name, a), b in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
     with pytest.raises(ValueError, match="another config"):
         train_reid(dataclasses.replace(TINY, lr=0.5), images, labels, tmp_path / "split")
@@ -58,11 +66,18 @@ def test_exact_resume(tmp_path):
 
 def test_siamese_trains_and_reloads(tmp_path):
     images, labels = toy_set()
-    config = dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, kind="siamese"),
-                                 optimizer="amsgrad", lr=1e-3)
+    config = dataclasses.replace(
+        TINY, model=dataclasses.replace(TINY.model, kind="siamese"), optimizer="amsgrad", lr=1e-3
+    )
     seen = []
-    result = train_reid(config, images, labels, tmp_path, max_steps=3,
-                        progress=lambda done, total: seen.append((done, total)))
+    result = train_reid(
+        config,
+        images,
+        labels,
+        tmp_path,
+        max_steps=3,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert seen == [(1, 3), (2, 3), (3, 3)]
     assert all(torch.isfinite(torch.tensor(loss)) for _, loss in result.losses)
     model, loaded_config, classes = load_trained_model(result.checkpoint)
@@ -100,13 +115,21 @@ def test_augment_keeps_shape_and_erases():
 
 def test_training_learns_and_features_separate_ids(tmp_path):
     images, labels = toy_set()
-    config = dataclasses.replace(TINY, random_erasing=0.0, epochs=20, lr_milestones=(15,),
-                                 optimizer="amsgrad", lr=3e-4, backbone_lr_mult=1.0)
+    config = dataclasses.replace(
+        TINY,
+        random_erasing=0.0,
+        epochs=20,
+        lr_milestones=(15,),
+        optimizer="amsgrad",
+        lr=3e-4,
+        backbone_lr_mult=1.0,
+    )
     result = train_reid(config, images, labels, tmp_path, max_steps=24)
     losses = torch.tensor([loss for _, loss in result.losses])
     assert losses[-4:].mean() < 0.6 * losses[:4].mean()
-    features = extract_features(result.model, images, batch_size=10, size=(32, 16), flip=True,
-                                normalize=True)
+    features = extract_features(
+        result.model, images, batch_size=10, size=(32, 16), flip=True, normalize=True
+    )
     assert features.shape == (24, 512)
     torch.testing.assert_close(features.norm(dim=1), torch.ones(24))
     similarity = features @ features.T
@@ -138,11 +161,21 @@ def test_ddp_two_cpu_processes(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(port)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "WORLD_SIZE": "2",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
     workers = [
-        subprocess.Popen([sys.executable, str(script)], env={**env, "RANK": r, "LOCAL_RANK": r},
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, str(script)],
+            env={**env, "RANK": r, "LOCAL_RANK": r},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for r in ("0", "1")
     ]
     outputs = [worker.communicate(timeout=180)[0] for worker in workers]

@@ -21,8 +21,14 @@ from storage import (
 
 
 def _store(path, n=10, block_size=2):
-    index = pd.DataFrame({"person_id": np.arange(n) + 1, "camera": np.ones(n, int),
-                          "split": ["train"] * n, "filename": [f"{i}.jpg" for i in range(n)]})
+    index = pd.DataFrame(
+        {
+            "person_id": np.arange(n) + 1,
+            "camera": np.ones(n, int),
+            "split": ["train"] * n,
+            "filename": [f"{i}.jpg" for i in range(n)],
+        }
+    )
     return create_store(str(path), index=index, height=2, width=2, block_size=block_size)
 
 
@@ -111,8 +117,11 @@ HOLDING_WRITER = textwrap.dedent("""
 
 def test_second_writer_is_refused_while_first_holds_the_stage(tmp_path):
     _store(tmp_path / "s")
-    holder = subprocess.Popen([sys.executable, "-c", HOLDING_WRITER, str(tmp_path / "s")],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDING_WRITER, str(tmp_path / "s")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         store = open_store(str(tmp_path / "s"), mode="r+")

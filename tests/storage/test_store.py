@@ -14,12 +14,14 @@ from storage import (
 
 
 def _index(n: int) -> pd.DataFrame:
-    return pd.DataFrame({
-        "person_id": np.arange(n) // 2 + 1,
-        "camera": np.arange(n) % 6 + 1,
-        "split": ["train"] * (n // 2) + ["gallery"] * (n - n // 2 - 1) + ["query"],
-        "filename": [f"{i:04d}.jpg" for i in range(n)],
-    })
+    return pd.DataFrame(
+        {
+            "person_id": np.arange(n) // 2 + 1,
+            "camera": np.arange(n) % 6 + 1,
+            "split": ["train"] * (n // 2) + ["gallery"] * (n - n // 2 - 1) + ["query"],
+            "filename": [f"{i:04d}.jpg" for i in range(n)],
+        }
+    )
 
 
 def test_round_trip_all_arrays(tmp_path):
@@ -42,8 +44,9 @@ def test_round_trip_all_arrays(tmp_path):
     np.testing.assert_array_equal(reopened.read("images", [6, 0, 3]), images[[6, 0, 3]])
     pd.testing.assert_frame_equal(reopened.index, _index(7).astype(reopened.index.dtypes))
     rows = np.array([1, 5])
-    np.testing.assert_array_equal(reopened.load_in_memory(("masks",), rows=rows)["masks"],
-                                  masks[rows])
+    np.testing.assert_array_equal(
+        reopened.load_in_memory(("masks",), rows=rows)["masks"], masks[rows]
+    )
 
 
 def test_validation_names_the_image(tmp_path):
