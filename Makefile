@@ -3,9 +3,8 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --locked --no-sync
-DEMO_DIR ?= demo_output
 
-.PHONY: uv sync demo test lint bench
+.PHONY: uv sync demo test lint bench server-start server-deploy server-worker server-stop
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv \
@@ -15,10 +14,10 @@ sync: uv
 	@$(UV) sync --locked --quiet
 
 demo: sync
-	$(RUN) augment-market synth $(DEMO_DIR)/synthetic --ids 24 --images-per-id 8 --seed 0
-	$(RUN) augment-market ingest market1501 $(DEMO_DIR)/synthetic --store $(DEMO_DIR)/store \
-		--annotations $(DEMO_DIR)/synthetic/annotations --overwrite
-	$(RUN) augment-market info $(DEMO_DIR)/store
+	$(RUN) augment-market run --config demo.yaml
+
+server-start server-deploy server-worker server-stop: sync
+	PREFECT="$(RUN) prefect" scripts/server.sh $(@:server-%=%)
 
 test: sync
 	$(RUN) pytest -q
@@ -29,3 +28,8 @@ lint: sync
 
 bench: sync
 	$(RUN) python -m benchmarks.store_io
+	$(RUN) python -m benchmarks.segmentation
+	$(RUN) python -m benchmarks.san_training
+	$(RUN) python -m benchmarks.san_learning
+	$(RUN) python -m benchmarks.reid
+	$(RUN) python -m benchmarks.demo

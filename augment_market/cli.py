@@ -426,6 +426,29 @@ def reid_evaluate(
     typer.echo(f"CMC curves: {table.parent / 'cmc.png'}")
 
 
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option(help="YAML parameters, e.g. demo.yaml.")],
+) -> None:
+    """Run the whole augment-market DAG in this process (Prefect embedded mode, no server)."""
+    import os
+
+    # The embedded server starts in a subprocess: 10-17 s on an idle 2-core laptop, more under
+    # load, past Prefect's 20 s default. Offline machines send no analytics.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.config import load_params
+    from flows.dag import run_from_config
+    from storage import open_store
+
+    params = load_params(config)
+    for stage, entry in run_from_config(params).items():
+        typer.echo(f"{stage:<24} {entry['status']:<7} {entry['digest']}")
+    report = open_store(params.store_url).stamp("report")
+    if report is not None:
+        typer.echo(f"\nreport: {report.report['path']}")
+
+
 def main() -> None:
     app()
 

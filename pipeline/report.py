@@ -1,0 +1,130 @@
+"""Report stage: one Markdown page gathering every finished stage's stamp and results.
+
+The page opens with the run's offline declarations (which stages ran without pretrained weights
+and what they did instead), so numbers from an offline run are never mistaken for paper-protocol
+numbers. Then: the stages with their digests and counts, the generator evaluation (the
+``evaluate`` stage's ``results.md``), and the Re-ID baselines side by side
+(:func:`pipeline.reid_stage.compare_reid_runs`, with its CMC figure).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.reid_stage import compare_reid_runs
+from storage import PersonStore, StageStamp
+
+# Stages in the order the report lists them; Re-ID stages (``reid_<kind>_<set>``) follow.
+PIPELINE_ORDER = ("ingest", "masks", "parsing", "pairs", "generator", "evaluate", "synthesize")
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else "n/a"
+    return str(value)
+
+
+def _offline_section(offline: Mapping[str, str]) -> list[str]:
+    if not offline:
+        return ["Offline mode: none (every stage used its pretrained weights).", ""]
+    lines = [
+        "> **Offline mode.** These stages ran in their declared offline mode; their numbers",
+        "> are not comparable with the paper's:",
+        ">",
+    ]
+    lines += [f"> - **{group}**: {reason}" for group, reason in sorted(offline.items())]
+    return [*lines, ""]
+
+
+def _stages_section(stamps: Mapping[str, StageStamp]) -> list[str]:
+    lines = ["## Stages", "", "| stage | digest | counts | finished (UTC) |", "|---|---|---|---|"]
+    for name, stamp in stamps.items():
+        counts = ", ".join(f"{k}={v}" for k, v in stamp.counts.items())
+        when = dt.datetime.fromtimestamp(stamp.finished_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"| {name} | `{stamp.digest}` | {counts} | {when} |")
+    return [*lines, ""]
+
+
+def _evaluation_section(stamp: StageStamp | None) -> list[str]:
+    if stamp is None:
+        return []
+    results = Path(str(stamp.report.get("results", "")))
+    if results.is_file():
+        # The evaluation page, its headings one level down (its title becomes a section).
+        lines = [f"#{line}" if line.startswith("#") else line
+                 for line in results.read_text().splitlines()]
+    else:
+        metrics = stamp.report.get("metrics", {})
+        lines = ["## Generator evaluation", ""]
+        lines += [f"- {name}: {_format(value)}" for name, value in sorted(metrics.items())]
+    examples = stamp.report.get("examples")
+    if examples:
+        lines += ["", f"Examples (source, target pose, generated, target): `{examples}`"]
+    return [*lines, ""]
+
+
+def _reid_section(reid_table: Path | None) -> list[str]:
+    if reid_table is None or not reid_table.is_file():
+        return []
+    body = reid_table.read_text().splitlines()
+    lines = [f"#{line}" if line.startswith("#") else line for line in body]
+    return [*lines, "", f"CMC curves: `{reid_table.parent / 'cmc.png'}`", ""]
+
+
+def render_report(
+    stamps: Mapping[str, StageStamp],
+    *,
+    offline: Mapping[str, str],
+    title: str,
+    reid_table: Path | None = None,
+) -> str:
+    """The report's Markdown for ``stamps`` (stage -> stamp, pipeline order), the offline
+    declarations (stage group -> reason) and the Re-ID comparison page, when there is one."""
+    lines = [
+        f"# {title}",
+        "",
+        *_offline_section(offline),
+        *_stages_section(stamps),
+        *_evaluation_section(stamps.get("evaluate")),
+        *_reid_section(reid_table),
+    ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(
+    store: PersonStore,
+    run_dir: str | Path,
+    *,
+    offline: Mapping[str, str] | None = None,
+    title: str = "augment-market report",
+) -> StageStamp:
+    """Write ``<run_dir>/report.md`` from the store's stamps and stamp the ``report`` stage.
+
+    Args:
+        store: opened ``r+``; every stage that has finished on it is reported.
+        run_dir: where ``report.md`` goes (the run's folder).
+        offline: stage group -> why it ran in its declared offline mode (shown at the top).
+        title: the page's heading.
+    Returns:
+        The ``report`` stamp; ``report["path"]`` is the Markdown file.
+    """
+    offline = dict(offline or {})
+    found = {name: stamp for name, stamp in store.stamps().items() if name != "report"}
+    order = {name: i for i, name in enumerate(PIPELINE_ORDER)}
+    stamps = dict(sorted(found.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
+    path = Path(run_dir) / "report.md"
+    config = {"run_dir": str(Path(run_dir).resolve()), "offline": offline, "title": title}
+    with store.stage("report", config=config, inputs=list(stamps), n_blocks=1) as run:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reid_table = None
+        if any(name.startswith("reid_") for name in stamps):
+            reid_table = compare_reid_runs(store, Path(run_dir) / "reid")
+        path.write_text(render_report(stamps, offline=offline, title=title, reid_table=reid_table))
+        run.mark_done(0)
+        return run.finish(
+            counts={"stages": len(stamps)}, report={"path": str(path), "offline": offline}
+        )

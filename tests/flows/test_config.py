@@ -1,0 +1,79 @@
+"""Flow parameters: demo.yaml, the prefect.yaml deployments, validation, offline decisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from flows import offline as offline_module
+from flows.config import STAGES, AugmentMarketParams, load_params
+from flows.deploy import deployment_specs
+from flows.offline import resolve_offline
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_yaml_is_valid_and_small():
+    params = load_params(PROJECT / "demo.yaml")
+    assert params.dataset.synthetic and params.segmentation.masks_from == "provided"
+    assert params.segmentation.annotations_dir == str(Path("demo_output/synthetic/annotations"))
+    assert set(params.devices.model_dump().values()) == {"cpu"}
+    assert params.generator.preset == "tiny" and params.reid.arch == "resnet18"
+    assert params.stages == list(STAGES)
+
+
+def test_deployments_default_is_the_demo_and_market1501_the_paper():
+    specs = {spec["name"]: spec for spec in deployment_specs(PROJECT / "prefect.yaml")}
+    assert set(specs) == {"default", "market1501"}
+    demo = yaml.safe_load((PROJECT / "demo.yaml").read_text())
+    assert specs["default"]["parameters"]["params"] == demo
+    paper = load_params(specs["market1501"]["parameters"]["params"])
+    assert (paper.pairs.train_pairs, paper.pairs.test_pairs) == (243_200, 12_000)
+    assert paper.generator.preset == "market1501" and paper.reid.arch == "resnet50"
+    for spec in specs.values():
+        assert spec["entrypoint"] == "flows/dag.py:augment_market"
+        assert spec["work_pool"]["name"] == "augment-market"
+
+
+def test_unknown_and_wrong_settings_are_rejected():
+    base = {"dataset": {"source": "x"}, "store_url": "s", "run_dir": "r"}
+    assert load_params(base).offline == "auto"
+    with pytest.raises(ValidationError, match="typo"):
+        load_params({**base, "typo": 1})
+    with pytest.raises(ValidationError):
+        load_params({**base, "stages": ["ingest", "nonsense"]})
+    with pytest.raises(ValidationError):
+        load_params({**base, "alpha": 1})
+
+
+def test_parameter_schema_is_one_model_for_the_ui():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.dag import augment_market
+
+    schema = parameter_schema(augment_market.fn).model_dump()
+    assert list(schema["properties"]) == ["params"]
+    assert "AugmentMarketParams" in schema["definitions"]
+
+
+def test_offline_auto_switches_only_stages_with_missing_weights(monkeypatch, tmp_path):
+    params = AugmentMarketParams.model_validate(
+        {"dataset": {"source": "x"}, "store_url": "s", "run_dir": "r",
+         "reid": {"arch": "resnet18"}})
+    monkeypatch.setenv("AUGMENT_MARKET_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert set(resolve_offline(params)) == {"generator", "evaluate", "reid"}
+    needed = offline_module.required_weights(params)
+    for spec in needed["generator"] + needed["reid"]:
+        (tmp_path / spec.file_name).write_bytes(b"")
+    decisions = resolve_offline(params)
+    assert set(decisions) == {"evaluate"}
+    assert "inception" in decisions["evaluate"]
+    assert resolve_offline(params.model_copy(update={"offline": False})) == {}
+    assert set(resolve_offline(params.model_copy(update={"offline": True}))) == {
+        "generator", "evaluate", "reid"}
+    subset = params.model_copy(update={"stages": ["ingest", "generator"]})
+    assert set(offline_module.required_weights(subset)) == {"generator"}
