@@ -40,8 +40,14 @@ def stamped_store(folder: str) -> str:
 
     from storage import create_store
 
-    index = pd.DataFrame({"person_id": [1, 1], "camera": [1, 2], "split": ["train"] * 2,
-                          "filename": ["a.jpg", "b.jpg"]})
+    index = pd.DataFrame(
+        {
+            "person_id": [1, 1],
+            "camera": [1, 2],
+            "split": ["train"] * 2,
+            "filename": ["a.jpg", "b.jpg"],
+        }
+    )
     store = create_store(f"{folder}/store", index=index, height=4, width=4, block_size=2)
     with store.stage("ingest", config={}, n_blocks=1) as run:
         run.mark_done(0)
@@ -75,8 +81,10 @@ def task_overhead(n_tasks: int, store_url: str) -> dict[str, float]:
         return (time.perf_counter() - start) / n_tasks
 
     many("plain")  # starts the temporary server and warms imports
-    return {kind: many("plain" if kind == "plain" else "staged")
-            for kind in ("plain", "staged", "staged-cached")}
+    return {
+        kind: many("plain" if kind == "plain" else "staged")
+        for kind in ("plain", "staged", "staged-cached")
+    }
 
 
 def write_section(lines: list[str]) -> None:
@@ -89,40 +97,54 @@ def write_section(lines: list[str]) -> None:
         text = text.rstrip() + "\n\n" + body
     else:
         end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end < 0 else "\n" + text[end + 1:])
+        text = text[:start] + body + ("" if end < 0 else "\n" + text[end + 1 :])
     path.write_text(text)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--command", default="make demo")
     parser.add_argument("--tasks", type=int, default=50)
     parser.add_argument("--skip-demo", action="store_true", help="only the task overhead")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="bench-prefect-")
     os.environ.update(PREFECT_HOME=home, PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    lines = [f"Machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}, "
-             f"Python {platform.python_version()}. Date: {dt.date.today().isoformat()}.", ""]
+    lines = [
+        f"Machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}, "
+        f"Python {platform.python_version()}. Date: {dt.date.today().isoformat()}.",
+        "",
+    ]
     if not args.skip_demo:
         shutil.rmtree(PROJECT / "demo_output", ignore_errors=True)
         environment = dict(os.environ)
         cold = time_command(args.command, environment)
         cached = time_command(args.command, environment)
-        lines += [f"`{args.command}` (demo.yaml, CPU):", "",
-                  "| run | seconds |", "|---|---|",
-                  f"| cold (no store, no cache records) | {cold:.0f} |",
-                  f"| cached (nothing changed: every stage a cache hit) | {cached:.0f} |", ""]
+        lines += [
+            f"`{args.command}` (demo.yaml, CPU):",
+            "",
+            "| run | seconds |",
+            "|---|---|",
+            f"| cold (no store, no cache records) | {cold:.0f} |",
+            f"| cached (nothing changed: every stage a cache hit) | {cached:.0f} |",
+            "",
+        ]
     overhead = task_overhead(args.tasks, stamped_store(home))
-    lines += [f"Prefect overhead per task ({args.tasks} no-op tasks run one after another inside "
-              "a flow; flow start-up excluded; temporary server in this process):", "",
-              "| task | ms per task |", "|---|---|",
-              f"| plain task | {1000 * overhead['plain']:.1f} |",
-              f"| StageCachePolicy, first run (key, store lookup, record write) | "
-              f"{1000 * overhead['staged']:.1f} |",
-              f"| StageCachePolicy, cache hit | {1000 * overhead['staged-cached']:.1f} |", "",
-              "A Python process that runs a flow without a server first starts a temporary one "
-              "(10-17 s here); against a running server that cost is gone."]
+    lines += [
+        f"Prefect overhead per task ({args.tasks} no-op tasks run one after another inside "
+        "a flow; flow start-up excluded; temporary server in this process):",
+        "",
+        "| task | ms per task |",
+        "|---|---|",
+        f"| plain task | {1000 * overhead['plain']:.1f} |",
+        f"| StageCachePolicy, first run (key, store lookup, record write) | "
+        f"{1000 * overhead['staged']:.1f} |",
+        f"| StageCachePolicy, cache hit | {1000 * overhead['staged-cached']:.1f} |",
+        "",
+        "A Python process that runs a flow without a server first starts a temporary one "
+        "(10-17 s here); against a running server that cost is gone.",
+    ]
     write_section(lines)
     print("\n".join(lines))
     sys.exit(0)

@@ -64,8 +64,10 @@ def _hash(*parts: Any) -> str:
 def stage_key(stage: str, inputs: Mapping[str, Any]) -> str:
     """The base cache key of ``stage`` called with task arguments ``inputs`` (see module doc)."""
     upstream = inputs.get("upstream") or {}
-    digests = {name: stamp.digest if isinstance(stamp, StageStamp) else None
-               for name, stamp in upstream.items()}
+    digests = {
+        name: stamp.digest if isinstance(stamp, StageStamp) else None
+        for name, stamp in upstream.items()
+    }
     settings = {name: value for name, value in inputs.items() if name != "upstream"}
     if isinstance(settings.get("device"), str):
         settings["device"] = settings["device"].split(":")[0]

@@ -9,7 +9,7 @@ translation from these settings to each pipeline function's arguments happens in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -27,18 +27,7 @@ StageName = Literal[
     "report",
 ]
 # Topological order of the DAG (also the order of the report and of the progress artifact).
-STAGES: tuple[StageName, ...] = (
-    "ingest",
-    "masks",
-    "parsing",
-    "pairs",
-    "generator",
-    "evaluate",
-    "synthesize",
-    "reid_original",
-    "reid_augmented",
-    "report",
-)
+STAGES: tuple[StageName, ...] = get_args(StageName)
 
 
 class _Settings(BaseModel):

@@ -56,8 +56,15 @@ INPUTS: dict[StageName, tuple[StageName, ...]] = {
     "reid_augmented": ("ingest", "synthesize"),
     "report": STAGES[:-1],
 }
-GPU_STAGES = {"masks", "parsing", "generator", "evaluate", "synthesize", "reid_original",
-              "reid_augmented"}
+GPU_STAGES = {
+    "masks",
+    "parsing",
+    "generator",
+    "evaluate",
+    "synthesize",
+    "reid_original",
+    "reid_augmented",
+}
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -71,8 +78,13 @@ def is_transient(error: BaseException) -> bool:
     (``FileNotFoundError`` and so ``MissingWeightsError``, ``FileExistsError``,
     ``PermissionError``, ``IsADirectoryError``, ``NotADirectoryError``).
     """
-    permanent = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
-                 NotADirectoryError)
+    permanent = (
+        FileNotFoundError,
+        FileExistsError,
+        PermissionError,
+        IsADirectoryError,
+        NotADirectoryError,
+    )
     return isinstance(error, OSError) and not isinstance(error, permanent)
 
 
@@ -107,8 +119,10 @@ def _with_progress(stage: str, run: Callable[[StageProgress], StageStamp | None]
     progress = StageProgress(stage)
     stamp = run(progress)
     if stamp is None:
-        raise RuntimeError(f"stage '{stage}' returned no stamp: is RANK set to a non-zero "
-                           "torchrun rank in the flow's environment?")
+        raise RuntimeError(
+            f"stage '{stage}' returned no stamp: is RANK set to a non-zero "
+            "torchrun rank in the flow's environment?"
+        )
     progress.finish()
     return stamp
 
@@ -126,18 +140,43 @@ def make_synthetic(source: str, *, ids: int, images_per_id: int, seed: int) -> s
 
 
 @stage_task("ingest")
-def ingest_stage(store_url: str, upstream: Upstream, *, source: str, kind: str,
-                 block_size: int, overwrite: bool, source_fingerprint: str) -> StageStamp:
+def ingest_stage(
+    store_url: str,
+    upstream: Upstream,
+    *,
+    source: str,
+    kind: str,
+    block_size: int,
+    overwrite: bool,
+    source_fingerprint: str,
+) -> StageStamp:
     """Read the dataset folder into the store. ``source_fingerprint`` is for the cache key."""
     from pipeline.ingest import ingest
 
-    return _with_progress("ingest", lambda progress: ingest(
-        Path(source), store_url, kind=kind,  # type: ignore[arg-type]
-        block_size=block_size, overwrite=overwrite, progress=progress))
+    return _with_progress(
+        "ingest",
+        lambda progress: ingest(
+            Path(source),
+            store_url,
+            kind=kind,  # type: ignore[arg-type]
+            block_size=block_size,
+            overwrite=overwrite,
+            progress=progress,
+        ),
+    )
 
 
-def _segmentation(kind: str, store_url: str, *, source: str, annotations_dir: str | None,
-                  batch_size: int, weights: str | None, device: str, flip: bool) -> StageStamp:
+def _segmentation(
+    kind: str,
+    store_url: str,
+    *,
+    source: str,
+    annotations_dir: str | None,
+    batch_size: int,
+    weights: str | None,
+    device: str,
+    flip: bool,
+) -> StageStamp:
     from pipeline.masks import compute_masks
     from pipeline.parsing import compute_parsing
     from pipeline.segmentation import import_provided
@@ -146,49 +185,110 @@ def _segmentation(kind: str, store_url: str, *, source: str, annotations_dir: st
 
     def run(progress: StageProgress) -> StageStamp:
         if source == "provided":
-            return import_provided(store, str(annotations_dir), kind=kind,  # type: ignore[arg-type]
-                                   progress=progress)
+            return import_provided(
+                store,
+                str(annotations_dir),
+                kind=kind,  # type: ignore[arg-type]
+                progress=progress,
+            )
         if kind == "masks":
-            return compute_masks(store, device=device, batch_size=batch_size, weights=weights,
-                                 progress=progress)
-        return compute_parsing(store, device=device, batch_size=batch_size, weights=weights,
-                               flip=flip, progress=progress)
+            return compute_masks(
+                store, device=device, batch_size=batch_size, weights=weights, progress=progress
+            )
+        return compute_parsing(
+            store,
+            device=device,
+            batch_size=batch_size,
+            weights=weights,
+            flip=flip,
+            progress=progress,
+        )
 
     return _with_progress(kind, run)
 
 
 @stage_task("masks")
-def masks_stage(store_url: str, upstream: Upstream, *, source: str, annotations_dir: str | None,
-                batch_size: int, weights: str | None, device: str) -> StageStamp:
+def masks_stage(
+    store_url: str,
+    upstream: Upstream,
+    *,
+    source: str,
+    annotations_dir: str | None,
+    batch_size: int,
+    weights: str | None,
+    device: str,
+) -> StageStamp:
     """Person masks: Mask R-CNN, or the provided PNGs."""
-    return _segmentation("masks", store_url, source=source, annotations_dir=annotations_dir,
-                         batch_size=batch_size, weights=weights, device=device, flip=False)
+    return _segmentation(
+        "masks",
+        store_url,
+        source=source,
+        annotations_dir=annotations_dir,
+        batch_size=batch_size,
+        weights=weights,
+        device=device,
+        flip=False,
+    )
 
 
 @stage_task("parsing")
-def parsing_stage(store_url: str, upstream: Upstream, *, source: str,
-                  annotations_dir: str | None, batch_size: int, weights: str | None,
-                  device: str, flip: bool) -> StageStamp:
+def parsing_stage(
+    store_url: str,
+    upstream: Upstream,
+    *,
+    source: str,
+    annotations_dir: str | None,
+    batch_size: int,
+    weights: str | None,
+    device: str,
+    flip: bool,
+) -> StageStamp:
     """LIP parsing: SCHP, or the provided PNGs."""
-    return _segmentation("parsing", store_url, source=source, annotations_dir=annotations_dir,
-                         batch_size=batch_size, weights=weights, device=device, flip=flip)
+    return _segmentation(
+        "parsing",
+        store_url,
+        source=source,
+        annotations_dir=annotations_dir,
+        batch_size=batch_size,
+        weights=weights,
+        device=device,
+        flip=flip,
+    )
 
 
 @stage_task("pairs")
-def pairs_stage(store_url: str, upstream: Upstream, *, train_pairs: int | None,
-                test_pairs: int | None, seed: int, skip_empty_masks: bool) -> StageStamp:
+def pairs_stage(
+    store_url: str,
+    upstream: Upstream,
+    *,
+    train_pairs: int | None,
+    test_pairs: int | None,
+    seed: int,
+    skip_empty_masks: bool,
+) -> StageStamp:
     """Same-identity training and test pairs."""
     from pipeline.pairs import PairsConfig, sample_pairs
 
-    config = PairsConfig(train_pairs=train_pairs, test_pairs=test_pairs, seed=seed,
-                         skip_empty_masks=skip_empty_masks)
+    config = PairsConfig(
+        train_pairs=train_pairs, test_pairs=test_pairs, seed=seed, skip_empty_masks=skip_empty_masks
+    )
     return sample_pairs(open_store(store_url, mode="r+"), config)
 
 
 @stage_task("generator")
-def generator_stage(store_url: str, upstream: Upstream, *, run_dir: str, preset: str,
-                    overrides: dict[str, Any], seed: int, max_steps: int | None, resume: bool,
-                    device: str, offline: bool) -> StageStamp:
+def generator_stage(
+    store_url: str,
+    upstream: Upstream,
+    *,
+    run_dir: str,
+    preset: str,
+    overrides: dict[str, Any],
+    seed: int,
+    max_steps: int | None,
+    resume: bool,
+    device: str,
+    offline: bool,
+) -> StageStamp:
     """Train SAN; offline: perceptual loss off (no VGG-19 weights needed)."""
     from pipeline.train_generator import train_generator
     from san_model.config import SANConfig
@@ -198,67 +298,148 @@ def generator_stage(store_url: str, upstream: Upstream, *, run_dir: str, preset:
         settings["use_perceptual"] = False
     # from_dict turns YAML lists back into the config's tuples (image_size, betas).
     config = SANConfig.from_dict({**getattr(SANConfig, preset)().to_dict(), **settings})
-    return _with_progress("generator", lambda progress: train_generator(
-        open_store(store_url, mode="r+"), Path(run_dir) / "generator", config=config,
-        device=device, resume=resume, max_steps=max_steps, pretrained_vgg=not offline,
-        progress=progress))
+    return _with_progress(
+        "generator",
+        lambda progress: train_generator(
+            open_store(store_url, mode="r+"),
+            Path(run_dir) / "generator",
+            config=config,
+            device=device,
+            resume=resume,
+            max_steps=max_steps,
+            pretrained_vgg=not offline,
+            progress=progress,
+        ),
+    )
 
 
 @stage_task("evaluate")
-def evaluate_stage(store_url: str, upstream: Upstream, *, run_dir: str, fid_variant: str,
-                   batch_size: int, device: str, offline: bool) -> StageStamp:
+def evaluate_stage(
+    store_url: str,
+    upstream: Upstream,
+    *,
+    run_dir: str,
+    fid_variant: str,
+    batch_size: int,
+    device: str,
+    offline: bool,
+) -> StageStamp:
     """FID / LPIPS / mask-LPIPS; offline: pixel metrics only."""
     from pipeline.evaluate import evaluate_generator
 
-    return _with_progress("evaluate", lambda progress: evaluate_generator(
-        open_store(store_url, mode="r+"), Path(run_dir) / "generator", device=device,
-        offline=offline, fid_variant=fid_variant, batch_size=batch_size, progress=progress))
+    return _with_progress(
+        "evaluate",
+        lambda progress: evaluate_generator(
+            open_store(store_url, mode="r+"),
+            Path(run_dir) / "generator",
+            device=device,
+            offline=offline,
+            fid_variant=fid_variant,
+            batch_size=batch_size,
+            progress=progress,
+        ),
+    )
 
 
 @stage_task("synthesize")
-def synthesize_stage(store_url: str, upstream: Upstream, *, run_dir: str, alpha: int, seed: int,
-                     batch_size: int, device: str) -> StageStamp:
+def synthesize_stage(
+    store_url: str,
+    upstream: Upstream,
+    *,
+    run_dir: str,
+    alpha: int,
+    seed: int,
+    batch_size: int,
+    device: str,
+) -> StageStamp:
     """Alpha-augment the training split with the trained generator."""
     from pipeline.synthesize import synthesize
 
-    return _with_progress("synthesize", lambda progress: synthesize(
-        open_store(store_url, mode="r+"), Path(run_dir) / "generator", alpha=alpha, seed=seed,
-        device=device, batch_size=batch_size, progress=progress))
+    return _with_progress(
+        "synthesize",
+        lambda progress: synthesize(
+            open_store(store_url, mode="r+"),
+            Path(run_dir) / "generator",
+            alpha=alpha,
+            seed=seed,
+            device=device,
+            batch_size=batch_size,
+            progress=progress,
+        ),
+    )
 
 
-@task(name="reid", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS,
-      retry_condition_fn=retry_on_transient_io, persist_result=True)
-def reid_stage(store_url: str, upstream: Upstream, *, run_dir: str, kind: str, arch: str,
-               model: dict[str, Any], train: dict[str, Any], seed: int, alpha: int | None,
-               metrics: list[str], metric_options: dict[str, dict[str, Any]], ap: str,
-               max_steps: int | None, weights: str | None, device: str,
-               offline: bool) -> StageStamp:
+@task(
+    name="reid",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY_SECONDS,
+    retry_condition_fn=retry_on_transient_io,
+    persist_result=True,
+)
+def reid_stage(
+    store_url: str,
+    upstream: Upstream,
+    *,
+    run_dir: str,
+    kind: str,
+    arch: str,
+    model: dict[str, Any],
+    train: dict[str, Any],
+    seed: int,
+    alpha: int | None,
+    metrics: list[str],
+    metric_options: dict[str, dict[str, Any]],
+    ap: str,
+    max_steps: int | None,
+    weights: str | None,
+    device: str,
+    offline: bool,
+) -> StageStamp:
     """One Re-ID baseline (IDE or Siamese) on the original (``alpha`` None) or augmented set;
     offline: random backbone. Given a per-stage name and cache policy by :func:`reid_task`."""
     from pipeline.reid_stage import reid_stage_name, train_reid_baseline
     from reid.models import ReIDModelConfig
     from reid.train import TrainConfig
 
-    architecture = ReIDModelConfig(**{**model, "kind": kind, "arch": arch,
-                                      "pretrained": not offline and model.get("pretrained", True)})
-    recipe: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
-              for key, value in train.items()}
+    architecture = ReIDModelConfig(
+        **{
+            **model,
+            "kind": kind,
+            "arch": arch,
+            "pretrained": not offline and model.get("pretrained", True),
+        }
+    )
+    recipe: dict[str, Any] = {
+        key: tuple(value) if isinstance(value, list) else value for key, value in train.items()
+    }
     config = dataclasses.replace(TrainConfig(model=architecture, seed=seed), **recipe)
-    return _with_progress(reid_stage_name(kind, alpha), lambda progress: train_reid_baseline(
-        open_store(store_url, mode="r+"), Path(run_dir) / "reid", config=config, alpha=alpha,
-        metrics=metrics, metric_options=metric_options, ap=ap,  # type: ignore[arg-type]
-        device=device, max_steps=max_steps, weights=weights, progress=progress))
+    return _with_progress(
+        reid_stage_name(kind, alpha),
+        lambda progress: train_reid_baseline(
+            open_store(store_url, mode="r+"),
+            Path(run_dir) / "reid",
+            config=config,
+            alpha=alpha,
+            metrics=metrics,
+            metric_options=metric_options,
+            ap=ap,  # type: ignore[arg-type]
+            device=device,
+            max_steps=max_steps,
+            weights=weights,
+            progress=progress,
+        ),
+    )
 
 
 def reid_task(stamp_name: str) -> Task[..., StageStamp]:
     """:func:`reid_stage` named and cached as the stamp it writes (``reid_ide_original``...)."""
-    return reid_stage.with_options(name=stamp_name,
-                                   cache_policy=StageCachePolicy(stage=stamp_name))
+    return reid_stage.with_options(name=stamp_name, cache_policy=StageCachePolicy(stage=stamp_name))
 
 
 @stage_task("report")
-def report_stage(store_url: str, upstream: Upstream, *, run_dir: str,
-                 offline: dict[str, str]) -> StageStamp:
+def report_stage(
+    store_url: str, upstream: Upstream, *, run_dir: str, offline: dict[str, str]
+) -> StageStamp:
     """The Markdown report of every finished stage, offline declarations first."""
     from pipeline.report import write_report
 
@@ -293,47 +474,115 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
     run_dir = str(Path(params.run_dir).resolve())
     fingerprint = folder_fingerprint(dataset.source) if "ingest" in params.stages else ""
     settings: dict[StageName, tuple[Task[..., StageStamp], dict[str, Any]]] = {
-        "ingest": (ingest_stage, {
-            "source": str(Path(dataset.source).resolve()), "kind": dataset.kind,
-            "block_size": dataset.block_size, "overwrite": dataset.overwrite,
-            "source_fingerprint": fingerprint}),
-        "masks": (masks_stage, {
-            "source": seg.masks_from, "annotations_dir": seg.annotations_dir,
-            "batch_size": seg.masks_batch_size, "weights": seg.masks_weights,
-            "device": devices.segmentation}),
-        "parsing": (parsing_stage, {
-            "source": seg.parsing_from, "annotations_dir": seg.annotations_dir,
-            "batch_size": seg.parsing_batch_size, "weights": seg.parsing_weights,
-            "device": devices.segmentation, "flip": seg.parsing_flip}),
+        "ingest": (
+            ingest_stage,
+            {
+                "source": str(Path(dataset.source).resolve()),
+                "kind": dataset.kind,
+                "block_size": dataset.block_size,
+                "overwrite": dataset.overwrite,
+                "source_fingerprint": fingerprint,
+            },
+        ),
+        "masks": (
+            masks_stage,
+            {
+                "source": seg.masks_from,
+                "annotations_dir": seg.annotations_dir,
+                "batch_size": seg.masks_batch_size,
+                "weights": seg.masks_weights,
+                "device": devices.segmentation,
+            },
+        ),
+        "parsing": (
+            parsing_stage,
+            {
+                "source": seg.parsing_from,
+                "annotations_dir": seg.annotations_dir,
+                "batch_size": seg.parsing_batch_size,
+                "weights": seg.parsing_weights,
+                "device": devices.segmentation,
+                "flip": seg.parsing_flip,
+            },
+        ),
         "pairs": (pairs_stage, params.pairs.model_dump()),
-        "generator": (generator_stage, {
-            "run_dir": run_dir, "preset": gen.preset, "overrides": gen.overrides,
-            "seed": params.seed, "max_steps": gen.max_steps, "resume": gen.resume,
-            "device": devices.generator, "offline": "generator" in offline}),
-        "evaluate": (evaluate_stage, {
-            "run_dir": run_dir, "fid_variant": params.evaluate.fid_variant,
-            "batch_size": params.evaluate.batch_size, "device": devices.evaluate,
-            "offline": "evaluate" in offline}),
-        "synthesize": (synthesize_stage, {
-            "run_dir": run_dir, "alpha": params.alpha, "seed": params.synthesis_seed,
-            "batch_size": params.synthesis_batch_size, "device": devices.synthesize}),
+        "generator": (
+            generator_stage,
+            {
+                "run_dir": run_dir,
+                "preset": gen.preset,
+                "overrides": gen.overrides,
+                "seed": params.seed,
+                "max_steps": gen.max_steps,
+                "resume": gen.resume,
+                "device": devices.generator,
+                "offline": "generator" in offline,
+            },
+        ),
+        "evaluate": (
+            evaluate_stage,
+            {
+                "run_dir": run_dir,
+                "fid_variant": params.evaluate.fid_variant,
+                "batch_size": params.evaluate.batch_size,
+                "device": devices.evaluate,
+                "offline": "evaluate" in offline,
+            },
+        ),
+        "synthesize": (
+            synthesize_stage,
+            {
+                "run_dir": run_dir,
+                "alpha": params.alpha,
+                "seed": params.synthesis_seed,
+                "batch_size": params.synthesis_batch_size,
+                "device": devices.synthesize,
+            },
+        ),
     }
-    nodes = [Node(group, group, task_, arguments, INPUTS[group])
-             for group, (task_, arguments) in settings.items()]
-    reid_common = {"run_dir": run_dir, "arch": reid.arch, "model": reid.model,
-                   "train": reid.train, "seed": params.seed, "metrics": list(reid.metrics),
-                   "metric_options": reid.metric_options, "ap": reid.ap,
-                   "max_steps": reid.max_steps, "weights": reid.weights,
-                   "device": devices.reid, "offline": "reid" in offline}
-    reid_sets: tuple[tuple[StageName, int | None], ...] = (("reid_original", None),
-                                                           ("reid_augmented", params.alpha))
+    nodes = [
+        Node(group, group, task_, arguments, INPUTS[group])
+        for group, (task_, arguments) in settings.items()
+    ]
+    reid_common = {
+        "run_dir": run_dir,
+        "arch": reid.arch,
+        "model": reid.model,
+        "train": reid.train,
+        "seed": params.seed,
+        "metrics": list(reid.metrics),
+        "metric_options": reid.metric_options,
+        "ap": reid.ap,
+        "max_steps": reid.max_steps,
+        "weights": reid.weights,
+        "device": devices.reid,
+        "offline": "reid" in offline,
+    }
+    reid_sets: tuple[tuple[StageName, int | None], ...] = (
+        ("reid_original", None),
+        ("reid_augmented", params.alpha),
+    )
     for group, alpha in reid_sets:
         for kind in reid.kinds:
             name = reid_stage_name(kind, alpha)
-            nodes.append(Node(group, name, reid_task(name),  # type: ignore[arg-type]
-                              {**reid_common, "kind": kind, "alpha": alpha}, INPUTS[group]))
-    nodes.append(Node("report", "report", report_stage,
-                      {"run_dir": run_dir, "offline": dict(offline)}, INPUTS["report"]))
+            nodes.append(
+                Node(
+                    group,
+                    name,
+                    reid_task(name),  # type: ignore[arg-type]
+                    {**reid_common, "kind": kind, "alpha": alpha},
+                    INPUTS[group],
+                )
+            )
+    nodes.append(
+        Node(
+            "report",
+            "report",
+            report_stage,
+            {"run_dir": run_dir, "offline": dict(offline)},
+            INPUTS["report"],
+        )
+    )
     return nodes
 
 
@@ -369,25 +618,38 @@ def augment_market(params: AugmentMarketParams) -> dict[str, dict[str, str | Non
     for group, reason in offline.items():
         logger.warning("offline mode for %s: %s", group, reason)
     if params.dataset.synthetic and "ingest" in params.stages:
-        make_synthetic(params.dataset.source, ids=params.dataset.synthetic_ids,
-                       images_per_id=params.dataset.synthetic_images_per_id, seed=params.seed)
+        make_synthetic(
+            params.dataset.source,
+            ids=params.dataset.synthetic_ids,
+            images_per_id=params.dataset.synthetic_images_per_id,
+            seed=params.seed,
+        )
     results: dict[str, PrefectFuture[StageStamp] | StageStamp | None] = {}
     nodes = build_nodes(params, offline)
     for node in nodes:
         if node.group not in params.stages:
             results[node.name] = _stored_stamp(params.store_url, node.name)
             continue
-        stage_fn = node.task.with_options(refresh_cache=True) \
-            if node.group in params.refresh else node.task
-        upstream = {other.name: results[other.name] for other in nodes
-                    if other.group in node.inputs}
+        stage_fn = (
+            node.task.with_options(refresh_cache=True)
+            if node.group in params.refresh
+            else node.task
+        )
+        upstream = {
+            other.name: results[other.name] for other in nodes if other.group in node.inputs
+        }
         # reid_original reads only ingest: holding it until synthesis keeps the GPU for the
         # generator and lets the two Re-ID trainings run side by side.
-        wait_for = [results["synthesize"]] if node.group == "reid_original" and isinstance(
-            results.get("synthesize"), PrefectFuture) else []
+        wait_for = (
+            [results["synthesize"]]
+            if node.group == "reid_original"
+            and isinstance(results.get("synthesize"), PrefectFuture)
+            else []
+        )
         with _placement(params, node.group):
-            results[node.name] = stage_fn.submit(params.store_url, upstream,
-                                                 wait_for=wait_for, **node.settings)
+            results[node.name] = stage_fn.submit(
+                params.store_url, upstream, wait_for=wait_for, **node.settings
+            )
     summary: dict[str, dict[str, str | None]] = {}
     stamps: dict[str, StageStamp | None] = {}
     for stage, value in results.items():
@@ -410,8 +672,13 @@ def _publish(stamps: Mapping[str, StageStamp | None]) -> None:
     """Table artifacts from the metric stamps and the report as a Markdown artifact."""
     if (evaluate := stamps.get("evaluate")) is not None:
         publish_generator_table(evaluate)
-    publish_reid_table({name: stamp for name, stamp in stamps.items()
-                        if name.startswith("reid_") and stamp is not None})
+    publish_reid_table(
+        {
+            name: stamp
+            for name, stamp in stamps.items()
+            if name.startswith("reid_") and stamp is not None
+        }
+    )
     report = stamps.get("report")
     if report is not None and Path(str(report.report.get("path", ""))).is_file():
         publish_report(Path(report.report["path"]).read_text())
@@ -427,15 +694,21 @@ def configured_flow(params: AugmentMarketParams) -> Any:
         runner = DaskTaskRunner(address=params.runner.dask_address)
     else:
         resources = {"resources": {"GPU": 1}} if params.runner.gpu_resources else {}
-        runner = DaskTaskRunner(cluster_kwargs={
-            "n_workers": params.runner.dask_workers, "threads_per_worker": 1,
-            "processes": params.runner.dask_processes, **resources})
+        runner = DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": params.runner.dask_workers,
+                "threads_per_worker": 1,
+                "processes": params.runner.dask_processes,
+                **resources,
+            }
+        )
     # DaskTaskRunner's futures subclass PrefectFuture; the stub's invariance rejects that.
     return augment_market.with_options(task_runner=runner)  # type: ignore[arg-type]
 
 
-def run_from_config(source: str | Path | dict[str, Any] | AugmentMarketParams
-                    ) -> dict[str, dict[str, str | None]]:
+def run_from_config(
+    source: str | Path | dict[str, Any] | AugmentMarketParams,
+) -> dict[str, dict[str, str | None]]:
     """Run the whole DAG in this process, without a server (Prefect's ephemeral mode).
 
     Args:

@@ -38,8 +38,9 @@ def deployment_specs(path: str | Path = PROJECT_FILE) -> list[dict[str, Any]]:
     return specs
 
 
-def serve(names: list[str] | None = None, *, path: str | Path = PROJECT_FILE,
-          limit: int | None = None) -> None:
+def serve(
+    names: list[str] | None = None, *, path: str | Path = PROJECT_FILE, limit: int | None = None
+) -> None:
     """Serve the deployments of ``prefect.yaml`` (all, or those in ``names``) until stopped.
 
     Args:
@@ -52,12 +53,15 @@ def serve(names: list[str] | None = None, *, path: str | Path = PROJECT_FILE,
     from flows.dag import augment_market
 
     deployments = [
-        cast(RunnerDeployment, augment_market.to_deployment(
-            name=spec["name"],
-            parameters=spec["parameters"],
-            description=spec.get("description"),
-            tags=spec.get("tags"),
-        ))
+        cast(
+            RunnerDeployment,
+            augment_market.to_deployment(
+                name=spec["name"],
+                parameters=spec["parameters"],
+                description=spec.get("description"),
+                tags=spec.get("tags"),
+            ),
+        )
         for spec in deployment_specs(path)
         if names is None or spec["name"] in names
     ]
@@ -68,8 +72,11 @@ def serve(names: list[str] | None = None, *, path: str | Path = PROJECT_FILE,
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m flows.deploy serve [--name default] [--limit N]``."""
-    parser = argparse.ArgumentParser(prog="python -m flows.deploy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.deploy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="serve the prefect.yaml deployments")
     serve_parser.add_argument("--name", action="append", help="deployment to serve (repeat)")

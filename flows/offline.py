@@ -40,8 +40,10 @@ def required_weights(params: AugmentMarketParams) -> dict[str, list[WeightsFile]
         from san_model.fid_inception import FID_INCEPTION_SPECS
         from san_model.metrics import ALEXNET_WEIGHTS
 
-        needed["evaluate"] = [FID_INCEPTION_SPECS[params.evaluate.fid_variant].weights,
-                              ALEXNET_WEIGHTS]
+        needed["evaluate"] = [
+            FID_INCEPTION_SPECS[params.evaluate.fid_variant].weights,
+            ALEXNET_WEIGHTS,
+        ]
     if {"reid_original", "reid_augmented"} & set(params.stages):
         from reid.checkpoint import IMAGENET_WEIGHTS
 
@@ -68,8 +70,10 @@ def resolve_offline(params: AugmentMarketParams) -> dict[str, str]:
     if params.offline is False:
         return {}
     if params.offline is True:
-        return {group: f"{mode}; offline: true in the run's settings"
-                for group, mode in OFFLINE_MODES.items()}
+        return {
+            group: f"{mode}; offline: true in the run's settings"
+            for group, mode in OFFLINE_MODES.items()
+        }
     decisions = {}
     for group, files in required_weights(params).items():
         missing = _missing(files)

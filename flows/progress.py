@@ -50,9 +50,12 @@ class StageProgress:
         self._last_update = 0.0
         self._last_logged_decile = -1
         # Called from sync code, so the sync variant runs (its stub also admits a coroutine).
-        self.artifact_id = cast(UUID, create_progress_artifact(
-            0.0, key=artifact_key("augment-market", stage), description=f"{stage}: started"
-        ))
+        self.artifact_id = cast(
+            UUID,
+            create_progress_artifact(
+                0.0, key=artifact_key("augment-market", stage), description=f"{stage}: started"
+            ),
+        )
 
     def __call__(self, done: int, total: int) -> None:
         percent = 100.0 * done / total if total else 100.0

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from pipeline.synthesize import generated_run_name
 from reid.evaluate import evaluate_ranking
 from reid.metric_learning import build_metric
-from reid.train import TrainConfig, extract_features, train_reid
+from reid.train import TrainConfig, TrainResult, extract_features, train_reid
 from storage import PersonStore, StageStamp
 
 # IDE-baseline repository, ResNet-50 on Market-1501 without augmentation: (rank-1, mAP).
@@ -104,21 +104,9 @@ def train_reid_baseline(
         "ap": ap,
         "max_steps": max_steps,
     }
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 evaluates and stamps
-        images, labels = training_set(store, alpha)
-        train_reid(
-            config,
-            torch.from_numpy(images),
-            torch.from_numpy(labels),
-            out / "checkpoint",
-            device=device,
-            max_steps=max_steps,
-            weights=weights,
-        )
-        return None
-    with store.stage(name, config=settings, inputs=inputs, n_blocks=1) as run:
-        images, labels = training_set(store, alpha)
-        result = train_reid(
+
+    def train(images: np.ndarray, labels: np.ndarray) -> TrainResult:
+        return train_reid(
             config,
             torch.from_numpy(images),
             torch.from_numpy(labels),
@@ -128,6 +116,13 @@ def train_reid_baseline(
             weights=weights,
             progress=progress,
         )
+
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 evaluates and stamps
+        train(*training_set(store, alpha))
+        return None
+    with store.stage(name, config=settings, inputs=inputs, n_blocks=1) as run:
+        images, labels = training_set(store, alpha)
+        result = train(images, labels)
         features = _features(store, result.model, images, config, device)
         q, g = features["query"], features["gallery"]
         results, curves = {}, {}

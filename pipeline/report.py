@@ -55,8 +55,10 @@ def _evaluation_section(stamp: StageStamp | None) -> list[str]:
     results = Path(str(stamp.report.get("results", "")))
     if results.is_file():
         # The evaluation page, its headings one level down (its title becomes a section).
-        lines = [f"#{line}" if line.startswith("#") else line
-                 for line in results.read_text().splitlines()]
+        lines = [
+            f"#{line}" if line.startswith("#") else line
+            for line in results.read_text().splitlines()
+        ]
     else:
         metrics = stamp.report.get("metrics", {})
         lines = ["## Generator evaluation", ""]

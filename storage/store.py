@@ -358,9 +358,7 @@ def _validate_index(index: pd.DataFrame) -> pd.DataFrame:
         raise StoreValidationError(f"unknown split values {unknown}; allowed {SPLITS}")
     duplicates = index["filename"][index["filename"].duplicated()]
     if len(duplicates):
-        raise StoreValidationError(
-            f"duplicate file names: {duplicates.tolist()[:5]}"
-        )
+        raise StoreValidationError(f"duplicate file names: {duplicates.tolist()[:5]}")
     return index.reset_index(drop=True)
 
 

@@ -32,8 +32,11 @@ def _free_port() -> int:
 
 def server_environment(api_url: str) -> dict[str, str]:
     """Environment for a subprocess that talks to the session's server."""
-    return {**os.environ, "PREFECT_API_URL": api_url,
-            "PREFECT": str(Path(sys.executable).parent / "prefect")}
+    return {
+        **os.environ,
+        "PREFECT_API_URL": api_url,
+        "PREFECT": str(Path(sys.executable).parent / "prefect"),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -42,17 +45,29 @@ def prefect_server() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     port = _free_port()
-    environment = {**os.environ, "PORT": str(port),
-                   "PREFECT": str(Path(sys.executable).parent / "prefect")}
-    subprocess.run([str(PROJECT / "scripts" / "server.sh"), "start"], env=environment,
-                   check=True, timeout=240, capture_output=True)
+    environment = {
+        **os.environ,
+        "PORT": str(port),
+        "PREFECT": str(Path(sys.executable).parent / "prefect"),
+    }
+    subprocess.run(
+        [str(PROJECT / "scripts" / "server.sh"), "start"],
+        env=environment,
+        check=True,
+        timeout=240,
+        capture_output=True,
+    )
     api_url = f"http://127.0.0.1:{port}/api"
     try:
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             yield api_url
     finally:
-        subprocess.run([str(PROJECT / "scripts" / "server.sh"), "stop"], env=environment,
-                       timeout=60, capture_output=True)
+        subprocess.run(
+            [str(PROJECT / "scripts" / "server.sh"), "stop"],
+            env=environment,
+            timeout=60,
+            capture_output=True,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -65,20 +80,39 @@ def make_tiny_params(root: Path, **changes: Any) -> dict[str, Any]:
     """Settings for a whole-DAG run in seconds: 4 synthetic identities, a 2-step generator,
     a 1-epoch ResNet-18 IDE; everything offline on the CPU."""
     params: dict[str, Any] = {
-        "dataset": {"source": str(root / "synthetic"), "synthetic": True, "synthetic_ids": 4,
-                    "synthetic_images_per_id": 4, "block_size": 8},
+        "dataset": {
+            "source": str(root / "synthetic"),
+            "synthetic": True,
+            "synthetic_ids": 4,
+            "synthetic_images_per_id": 4,
+            "block_size": 8,
+        },
         "store_url": str(root / "store"),
         "run_dir": str(root / "run"),
         "segmentation": {"masks_from": "provided", "parsing_from": "provided"},
         "pairs": {"train_pairs": None, "test_pairs": 8},
-        "generator": {"preset": "tiny", "overrides": {
-            "image_size": [128, 64], "ngf": 4, "ndf": 4, "num_blocks": 1, "batch_size": 4,
-            "epochs": 1, "epoch_length": 8}},
+        "generator": {
+            "preset": "tiny",
+            "overrides": {
+                "image_size": [128, 64],
+                "ngf": 4,
+                "ndf": 4,
+                "num_blocks": 1,
+                "batch_size": 4,
+                "epochs": 1,
+                "epoch_length": 8,
+            },
+        },
         "evaluate": {"batch_size": 8},
-        "reid": {"kinds": ["ide"], "arch": "resnet18", "metrics": ["euclidean"],
-                 "train": {"height": 64, "width": 32, "batch_size": 4, "epochs": 1}},
-        "devices": {name: "cpu" for name in
-                    ("segmentation", "generator", "evaluate", "synthesize", "reid")},
+        "reid": {
+            "kinds": ["ide"],
+            "arch": "resnet18",
+            "metrics": ["euclidean"],
+            "train": {"height": 64, "width": 32, "batch_size": 4, "epochs": 1},
+        },
+        "devices": {
+            name: "cpu" for name in ("segmentation", "generator", "evaluate", "synthesize", "reid")
+        },
         "offline": True,
     }
     params.update(changes)

@@ -17,8 +17,9 @@ from storage import StageStamp, create_store
 
 
 def stamp(stage: str, count: int) -> StageStamp:
-    return StageStamp(stage=stage, config_hash="c", config={}, inputs={}, version="v",
-                      counts={"images": count})
+    return StageStamp(
+        stage=stage, config_hash="c", config={}, inputs={}, version="v", counts={"images": count}
+    )
 
 
 class Records:
@@ -36,8 +37,14 @@ class Records:
 
 @pytest.fixture
 def store_url(tmp_path: Path) -> str:
-    index = pd.DataFrame({"person_id": [1, 1], "camera": [1, 2], "split": ["train"] * 2,
-                          "filename": ["a.jpg", "b.jpg"]})
+    index = pd.DataFrame(
+        {
+            "person_id": [1, 1],
+            "camera": [1, 2],
+            "split": ["train"] * 2,
+            "filename": ["a.jpg", "b.jpg"],
+        }
+    )
     create_store(str(tmp_path / "store"), index=index, height=4, width=4, block_size=2)
     return str(tmp_path / "store")
 
@@ -52,13 +59,20 @@ def write_stamp(store_url: str, stage: str, count: int) -> StageStamp:
 
 
 def key_of(policy: StageCachePolicy, records: dict[str, Any], inputs: dict[str, Any]) -> Any:
-    return policy.compute_key(SimpleNamespace(result_store=Records(records)),  # type: ignore[arg-type]
-                              inputs, {})
+    return policy.compute_key(
+        SimpleNamespace(result_store=Records(records)),  # type: ignore[arg-type]
+        inputs,
+        {},
+    )
 
 
 def test_key_covers_settings_inputs_and_version(monkeypatch):
-    base = {"store_url": "s", "upstream": {"ingest": stamp("ingest", 1)}, "batch_size": 4,
-            "device": "cuda:0"}
+    base = {
+        "store_url": "s",
+        "upstream": {"ingest": stamp("ingest", 1)},
+        "batch_size": 4,
+        "device": "cuda:0",
+    }
     key = stage_key("masks", base)
     assert stage_key("masks", {**base, "device": "cuda:1"}) == key  # same device type
     assert stage_key("masks", {**base, "device": "cpu"}) != key
@@ -72,10 +86,24 @@ def test_key_covers_settings_inputs_and_version(monkeypatch):
 
 def test_key_is_stable_for_equal_settings_in_another_form():
     upstream = {"ingest": stamp("ingest", 1)}
-    a = stage_key("pairs", {"store_url": "s", "upstream": upstream, "shape": (2, 3),
-                            "options": {"b": 1, "a": Path("/x")}})
-    b = stage_key("pairs", {"store_url": "s", "upstream": dict(upstream), "shape": [2, 3],
-                            "options": {"a": "/x", "b": 1}})
+    a = stage_key(
+        "pairs",
+        {
+            "store_url": "s",
+            "upstream": upstream,
+            "shape": (2, 3),
+            "options": {"b": 1, "a": Path("/x")},
+        },
+    )
+    b = stage_key(
+        "pairs",
+        {
+            "store_url": "s",
+            "upstream": dict(upstream),
+            "shape": [2, 3],
+            "options": {"a": "/x", "b": 1},
+        },
+    )
     assert a == b
 
 

@@ -61,8 +61,8 @@ def test_parameter_schema_is_one_model_for_the_ui():
 
 def test_offline_auto_switches_only_stages_with_missing_weights(monkeypatch, tmp_path):
     params = AugmentMarketParams.model_validate(
-        {"dataset": {"source": "x"}, "store_url": "s", "run_dir": "r",
-         "reid": {"arch": "resnet18"}})
+        {"dataset": {"source": "x"}, "store_url": "s", "run_dir": "r", "reid": {"arch": "resnet18"}}
+    )
     monkeypatch.setenv("AUGMENT_MARKET_WEIGHTS", str(tmp_path))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     assert set(resolve_offline(params)) == {"generator", "evaluate", "reid"}
@@ -74,6 +74,9 @@ def test_offline_auto_switches_only_stages_with_missing_weights(monkeypatch, tmp
     assert "inception" in decisions["evaluate"]
     assert resolve_offline(params.model_copy(update={"offline": False})) == {}
     assert set(resolve_offline(params.model_copy(update={"offline": True}))) == {
-        "generator", "evaluate", "reid"}
+        "generator",
+        "evaluate",
+        "reid",
+    }
     subset = params.model_copy(update={"stages": ["ingest", "generator"]})
     assert set(offline_module.required_weights(subset)) == {"generator"}

@@ -22,8 +22,7 @@ def locked_version(name: str) -> str:
 
 
 def python_minor() -> str:
-    requires = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"][
-        "requires-python"]
+    requires = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["requires-python"]
     return re.search(r">=\s*(\d+\.\d+)", requires).group(1)  # type: ignore[union-attr]
 
 
@@ -50,9 +49,12 @@ def test_compose_server_is_local_authenticated_and_on_postgres():
     environment = server["environment"]
     assert "PREFECT_SERVER_API_AUTH_STRING" in environment
     assert environment["PREFECT_SERVER_DATABASE_CONNECTION_URL"].startswith(
-        "${PREFECT_SERVER_DATABASE_CONNECTION_URL:-postgresql+asyncpg://")
-    major, minor = re.search(r"postgres:(\d+)\.?(\d*)",  # type: ignore[union-attr]
-                             COMPOSE["services"]["postgres"]["image"]).groups()
+        "${PREFECT_SERVER_DATABASE_CONNECTION_URL:-postgresql+asyncpg://"
+    )
+    major, minor = re.search(
+        r"postgres:(\d+)\.?(\d*)",  # type: ignore[union-attr]
+        COMPOSE["services"]["postgres"]["image"],
+    ).groups()
     assert (int(major), int(minor or 0)) >= (14, 9)
     worker = COMPOSE["services"]["worker"]
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
@@ -63,12 +65,19 @@ def test_compose_server_is_local_authenticated_and_on_postgres():
 
 def test_compose_config_renders_when_docker_compose_is_available():
     docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "compose", "version"],
-                                        capture_output=True).returncode != 0:
+    if (
+        docker is None
+        or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0
+    ):
         pytest.skip("the docker compose plugin is not installed here")
     result = subprocess.run(
         [docker, "compose", "-f", str(PROJECT / "docker" / "compose.yaml"), "config"],
-        capture_output=True, text=True,
-        env={"POSTGRES_PASSWORD": "x", "PREFECT_SERVER_API_AUTH_STRING": "a:b",
-             "PATH": "/usr/bin:/bin"})
+        capture_output=True,
+        text=True,
+        env={
+            "POSTGRES_PASSWORD": "x",
+            "PREFECT_SERVER_API_AUTH_STRING": "a:b",
+            "PATH": "/usr/bin:/bin",
+        },
+    )
     assert result.returncode == 0, result.stderr

@@ -11,8 +11,18 @@ import pytest
 from flows.dag import run_from_config
 from storage import open_store
 
-ALL = ["ingest", "masks", "parsing", "pairs", "generator", "evaluate", "synthesize",
-       "reid_ide_original", "reid_ide_augmented", "report"]
+ALL = [
+    "ingest",
+    "masks",
+    "parsing",
+    "pairs",
+    "generator",
+    "evaluate",
+    "synthesize",
+    "reid_ide_original",
+    "reid_ide_augmented",
+    "report",
+]
 
 
 def statuses(summary: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -24,8 +34,9 @@ def ran(summary: dict[str, dict[str, Any]]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def first_run(prefect_server: str, tiny_params: Any, tmp_path_factory: pytest.TempPathFactory
-              ) -> tuple[Path, dict[str, Any], dict[str, dict[str, Any]]]:
+def first_run(
+    prefect_server: str, tiny_params: Any, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Any], dict[str, dict[str, Any]]]:
     root = tmp_path_factory.mktemp("dag")
     params = tiny_params(root)
     return root, params, run_from_config(params)
@@ -37,7 +48,8 @@ def test_first_run_runs_every_stage_and_reports(first_run):
     assert ran(summary) == set(ALL)
     stamps = open_store(str(root / "store")).stamps()
     assert {name: stamps[name].digest for name in ALL} == {
-        name: summary[name]["digest"] for name in ALL}
+        name: summary[name]["digest"] for name in ALL
+    }
     report = (root / "run" / "report.md").read_text()
     # Offline declarations come first, never silently.
     head = report.split("## Stages")[0]
@@ -51,11 +63,19 @@ def test_artifacts_are_published(first_run):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    keys = ["augment-market-generator", "augment-market-generator-metrics",
-            "augment-market-reid-metrics", "augment-market-report"]
+    keys = [
+        "augment-market-generator",
+        "augment-market-generator-metrics",
+        "augment-market-reid-metrics",
+        "augment-market-report",
+    ]
     with get_client(sync_client=True) as client:
-        found = {artifact.key: artifact for artifact in client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))}
+        found = {
+            artifact.key: artifact
+            for artifact in client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+            )
+        }
     assert set(found) == set(keys)
     assert found["augment-market-generator"].type == "progress"
     assert found["augment-market-generator"].data == 100.0
@@ -110,5 +130,11 @@ def test_refresh_and_subset(first_run):
 def test_seed_change_reruns_pairs_and_what_depends_on_them(first_run):
     _, params, _ = first_run
     changed = run_from_config({**params, "pairs": {**params["pairs"], "seed": 1}})
-    assert ran(changed) == {"pairs", "generator", "evaluate", "synthesize",
-                            "reid_ide_augmented", "report"}
+    assert ran(changed) == {
+        "pairs",
+        "generator",
+        "evaluate",
+        "synthesize",
+        "reid_ide_augmented",
+        "report",
+    }

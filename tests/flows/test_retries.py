@@ -13,13 +13,19 @@ def test_is_transient_classification():
     assert is_transient(OSError("disk hiccup"))
     assert is_transient(ConnectionResetError())
     assert is_transient(TimeoutError())
-    for error in (FileNotFoundError("input"), PermissionError(), ValueError("bad"),
-                  StoreValidationError("bad shape"), RuntimeError()):
+    for error in (
+        FileNotFoundError("input"),
+        PermissionError(),
+        ValueError("bad"),
+        StoreValidationError("bad shape"),
+        RuntimeError(),
+    ):
         assert not is_transient(error)
 
 
-@pytest.mark.parametrize(("error", "attempts"), [(OSError, RETRIES + 1), (ValueError, 1),
-                                                 (FileNotFoundError, 1)])
+@pytest.mark.parametrize(
+    ("error", "attempts"), [(OSError, RETRIES + 1), (ValueError, 1), (FileNotFoundError, 1)]
+)
 def test_task_retries_only_transient_errors(prefect_server, error, attempts):
     calls = []
 
