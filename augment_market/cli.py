@@ -6,8 +6,9 @@ knows how a stage works.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import typer
 
@@ -29,7 +30,7 @@ app.add_typer(segment_app, name="segment")
 StoreArg = Annotated[str, typer.Argument(help="Store folder or fsspec URL.")]
 
 
-def _progress(label: str):  # type: ignore[no-untyped-def]
+def _progress(label: str) -> Callable[[int, int], None]:
     def report(done: int, total: int) -> None:
         typer.echo(f"\r{label}: block {done}/{total}", nl=done == total, err=True)
 
@@ -50,14 +51,20 @@ def synth(
     typer.echo(f"wrote {summary} to {out}")
 
 
-def _ingest(kind: str, source: Path, store: str, annotations: Path | None, overwrite: bool) -> None:
+def _ingest(
+    kind: Literal["market1501", "deepfashion"],
+    source: Path,
+    store: str,
+    annotations: Path | None,
+    overwrite: bool,
+) -> None:
     from pipeline.ingest import ingest
 
     stamp = ingest(
         source,
         store,
         kind=kind,
-        overwrite=overwrite,  # type: ignore[arg-type]
+        overwrite=overwrite,
         progress=_progress("ingest"),
     )
     typer.echo(
@@ -74,7 +81,7 @@ def _ingest(kind: str, source: Path, store: str, annotations: Path | None, overw
             import_provided(
                 opened,
                 annotations,
-                kind=kind_name,  # type: ignore[arg-type]
+                kind=kind_name,
                 progress=_progress(f"import {kind_name}"),
             )
         typer.echo(f"imported masks and parsing from {annotations}")
@@ -144,7 +151,7 @@ def segment_masks(
     ] = None,
 ) -> None:
     """Person masks: Mask R-CNN (highest-scoring person >= 0.5) or provided PNGs."""
-    from pipeline.masks import compute_masks
+    from pipeline.masks import Backend, compute_masks
     from pipeline.segmentation import import_provided
     from storage import open_store
 
@@ -157,7 +164,7 @@ def segment_masks(
             device=device,
             batch_size=batch_size,
             weights=weights,
-            backend=backend,
+            backend=cast(Backend, backend),
             progress=_progress("masks"),
         )
     typer.echo(f"masks: {stamp.counts}")
@@ -313,6 +320,7 @@ def evaluate(
 ) -> None:
     """FID, LPIPS and mask-LPIPS on the test pairs, beside the paper's table 1."""
     from pipeline.evaluate import evaluate_generator
+    from san_model.fid_inception import FIDVariant
     from storage import open_store
 
     stamp = evaluate_generator(
@@ -320,7 +328,7 @@ def evaluate(
         run,
         device=device,
         offline=offline,
-        fid_variant=fid_variant,
+        fid_variant=cast(FIDVariant, fid_variant),
         progress=_progress("evaluate"),
     )
     typer.echo(Path(stamp.report["results"]).read_text())
@@ -391,8 +399,8 @@ def reid_train(
 
     config = TrainConfig(
         model=ReIDModelConfig(
-            kind=model,
-            arch=arch,  # type: ignore[arg-type]
+            kind=cast(Literal["ide", "siamese"], model),
+            arch=cast(Literal["resnet50", "resnet18"], arch),
             pretrained=pretrained,
         ),
         epochs=epochs,
@@ -402,8 +410,8 @@ def reid_train(
         out,
         config=config,
         alpha=alpha,
-        ap=ap,
-        device=device,  # type: ignore[arg-type]
+        ap=cast(Literal["standard", "trapezoid"], ap),
+        device=device,
         progress=_progress("reid"),
     )
     if stamp is None:  # a non-zero torchrun rank

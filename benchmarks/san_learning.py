@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from PIL import Image
+
 from benchmarks.report import machine, write_section
 from pipeline.evaluate import evaluate_generator
 from pipeline.ingest import ingest
@@ -22,6 +24,8 @@ from pipeline.synthetic import generate_synthetic
 from pipeline.train_generator import train_generator
 from san_model.config import SANConfig
 from storage import open_store
+
+FIGURE = Path(__file__).resolve().parent.parent / "docs" / "figures" / "san_learning_examples.png"
 
 
 def main() -> None:
@@ -72,10 +76,13 @@ def main() -> None:
             f"| copy the source image | {metrics['copy_source_l1']:.4f} | "
             f"{metrics['copy_source_ssim']:.4f} | {metrics['copy_source_psnr']:.2f} |",
             "",
-            f"Sample grids: {work / 'run' / 'samples'}; examples: "
-            f"{work / 'run' / 'evaluation' / 'examples.png'}.",
+            f"Held-out examples (source | target pose | generated | ground truth): "
+            f"`{FIGURE.relative_to(FIGURE.parents[2])}`.",
         ]
     )
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    grid = Image.open(work / "run" / "evaluation" / "examples.png")
+    grid.crop((0, 0, grid.width, grid.height // 2)).save(FIGURE, optimize=True)  # 4 pairs
     print(body)
     write_section("SAN learning check", body)
     if metrics["l1"] >= metrics["copy_source_l1"]:

@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from prefect import Task, flow, get_run_logger, task
 from prefect.futures import PrefectFuture
@@ -326,6 +326,7 @@ def evaluate_stage(
 ) -> StageStamp:
     """FID / LPIPS / mask-LPIPS; offline: pixel metrics only."""
     from pipeline.evaluate import evaluate_generator
+    from san_model.fid_inception import FIDVariant
 
     return _with_progress(
         "evaluate",
@@ -334,7 +335,7 @@ def evaluate_stage(
             Path(run_dir) / "generator",
             device=device,
             offline=offline,
-            fid_variant=fid_variant,
+            fid_variant=cast(FIDVariant, fid_variant),
             batch_size=batch_size,
             progress=progress,
         ),
@@ -569,7 +570,7 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
                 Node(
                     group,
                     name,
-                    reid_task(name),  # type: ignore[arg-type]
+                    reid_task(name),
                     {**reid_common, "kind": kind, "alpha": alpha},
                     INPUTS[group],
                 )

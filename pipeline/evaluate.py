@@ -21,6 +21,7 @@ import torch
 from augment_market.weights import sha256_of
 from pipeline.pairs import TEST_TABLE
 from san_model.checkpoint import checkpoint_path, load_generator
+from san_model.fid_inception import FIDVariant
 from san_model.generator import generate
 from san_model.metrics import (
     FeatureAccumulator,
@@ -55,7 +56,7 @@ def _as_signed(images: np.ndarray) -> torch.Tensor:
 
 
 def real_statistics(
-    store: PersonStore, *, variant: str, pretrained: bool, device: str, batch_size: int
+    store: PersonStore, *, variant: FIDVariant, pretrained: bool, device: str, batch_size: int
 ) -> FeatureStatistics:
     """Inception statistics of the store's whole training split, cached with a stamp."""
     stage = f"fid_real_{variant}"
@@ -68,10 +69,10 @@ def real_statistics(
             sigma=store.read(f"{prefix}/sigma"),
             n=stamp.counts["images"],
             variant=variant,
-        )  # type: ignore[arg-type]
-    extractor = build_fid_extractor(variant=variant, pretrained=pretrained).to(device)  # type: ignore[arg-type]
+        )
+    extractor = build_fid_extractor(variant=variant, pretrained=pretrained).to(device)
     train_rows = np.flatnonzero((store.index["split"] == "train").to_numpy())
-    accumulator = FeatureAccumulator(variant=variant)  # type: ignore[arg-type]
+    accumulator = FeatureAccumulator(variant=variant)
     with store.stage(stage, config=config, inputs=["ingest"], n_blocks=1) as run:
         images = store.load_in_memory(("images",), rows=train_rows)["images"]
         with torch.no_grad():
@@ -93,7 +94,7 @@ def evaluate_generator(
     device: str = "cpu",
     offline: bool = False,
     pretrained: bool = True,
-    fid_variant: str = "torchvision",
+    fid_variant: FIDVariant = "torchvision",
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
 ) -> StageStamp:
@@ -121,12 +122,12 @@ def evaluate_generator(
         generator, _ = load_generator(checkpoint, device=device)
         arrays = store.load_in_memory(("images", "masks", "parsing"))
         metrics: dict[str, list[torch.Tensor]] = {}
-        fake_features = None if offline else FeatureAccumulator(variant=fid_variant)  # type: ignore[arg-type]
+        fake_features = None if offline else FeatureAccumulator(variant=fid_variant)
         extractor = (
             None
             if offline
             else build_fid_extractor(variant=fid_variant, pretrained=pretrained).to(device)
-        )  # type: ignore[arg-type]
+        )
         lpips_net = None if offline else build_lpips(pretrained=pretrained).to(device)
         examples = []
         for start in range(0, len(pairs), batch_size):

@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from pipeline.synthesize import generated_run_name
 from reid.evaluate import evaluate_ranking
 from reid.metric_learning import build_metric
+from reid.models import IDENet
 from reid.train import TrainConfig, TrainResult, extract_features, train_reid
 from storage import PersonStore, StageStamp
 
@@ -168,7 +169,7 @@ def train_reid_baseline(
 
 def _features(
     store: PersonStore,
-    model: torch.nn.Module,
+    model: IDENet,
     train_images: np.ndarray,
     config: TrainConfig,
     device: str,

@@ -69,7 +69,7 @@ class PersonStore:
         self.local = "file" in (
             self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         )
-        attrs = dict(group.attrs)
+        attrs: dict[str, Any] = dict(group.attrs)
         self.n_images = int(attrs["n_images"])
         self.height = int(attrs["height"])
         self.width = int(attrs["width"])
@@ -94,17 +94,25 @@ class PersonStore:
         """Index-aligned columns ``person_id``, ``camera``, ``split``, ``filename`` (cached)."""
         if self._index is None:
             self._index = pd.DataFrame(
-                {column: np.asarray(self.group[column][:]) for column in INDEX_COLUMNS}
+                {column: np.asarray(self._array(column)[:]) for column in INDEX_COLUMNS}
             )
         return self._index
 
     # -- arrays ----------------------------------------------------------------------------
+    def _array(self, name: str) -> zarr.Array:
+        """The array at ``name`` (a path inside the store's group)."""
+        return _as_array(self.group[name])
+
+    def _group(self, name: str) -> zarr.Group:
+        """The group at ``name`` (a path inside the store's group)."""
+        return _as_group(self.group[name])
+
     def read(
         self, name: str, selection: slice | np.ndarray | Sequence[int] = slice(None)
     ) -> np.ndarray:
         """Read rows of array ``name`` (``images``, ``masks``, ``parsing``, or a generated
         array such as ``generated/<run>/images``)."""
-        array = self.group[name]
+        array = self._array(name)
         if isinstance(selection, slice):
             return np.asarray(array[selection])
         rows = np.asarray(selection, dtype=np.int64)
@@ -125,7 +133,7 @@ class PersonStore:
         Returns:
             name -> array, e.g. ``images`` [N, H, W, 3] uint8.
         """
-        loaded = {name: np.asarray(self.group[name][:]) for name in names}
+        loaded = {name: np.asarray(self._array(name)[:]) for name in names}
         if rows is not None:
             loaded = {name: array[rows] for name, array in loaded.items()}
         return loaded
@@ -139,7 +147,7 @@ class PersonStore:
         """
         if self.mode == "r":
             raise PermissionError(f"store {self.url} is open read-only")
-        array = self.group[name]
+        array = self._array(name)
         rows = self.block_slice(block, array.shape[0])
         expected = (rows.stop - rows.start, *array.shape[1:])
         data = np.asarray(data)
@@ -192,7 +200,7 @@ class PersonStore:
         """Create (or keep, if same size) ``generated/<run>`` with ``n`` rows of images and
         their ``source_index``, ``target_index`` and ``person_id``."""
         path = f"generated/{run}"
-        if path in self.group and self.group[path]["images"].shape[0] == n:
+        if path in self.group and _as_array(self._group(path)["images"]).shape[0] == n:
             return
         group = self.group.require_group(path)
         chunk = (self.block_size,)
@@ -212,8 +220,11 @@ class PersonStore:
         """Generated sets in the store: run name -> number of images."""
         if "generated" not in self.group:
             return {}
-        runs = self.group["generated"]
-        return {name: int(runs[name]["images"].shape[0]) for name in sorted(runs.group_keys())}
+        runs = self._group("generated")
+        return {
+            name: int(_as_array(_as_group(runs[name])["images"]).shape[0])
+            for name in sorted(runs.group_keys())
+        }
 
     # -- tables ----------------------------------------------------------------------------
     def _path(self, *parts: str) -> str:
@@ -274,7 +285,7 @@ class PersonStore:
     def _done_array(self, stage: str, n_blocks: int, digest: str) -> zarr.Array:
         path = f"done/{stage}"
         if path in self.group:
-            done = self.group[path]
+            done = self._array(path)
             if done.attrs.get("config_hash") == digest and done.shape == (n_blocks,):
                 return done
         done = self.group.create_array(
@@ -347,6 +358,18 @@ class PersonStore:
             generated=self.generated_runs(),
             size_bytes=int(self.fs.du(self.root)) if self.fs.exists(self.root) else 0,
         )
+
+
+def _as_array(node: zarr.Array | zarr.Group) -> zarr.Array:
+    if not isinstance(node, zarr.Array):
+        raise TypeError(f"{node.path!r} is a Zarr group, expected an array")
+    return node
+
+
+def _as_group(node: zarr.Array | zarr.Group) -> zarr.Group:
+    if not isinstance(node, zarr.Group):
+        raise TypeError(f"{node.path!r} is a Zarr array, expected a group")
+    return node
 
 
 def _validate_index(index: pd.DataFrame) -> pd.DataFrame:
