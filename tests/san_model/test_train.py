@@ -2,6 +2,8 @@
 
 import os
 import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -160,17 +162,21 @@ def test_train_san_rejects_data_that_does_not_fit_the_config(tmp_path: Path) -> 
     assert not (tmp_path / "checkpoints").exists()
 
 
-def ddp_worker(rank: int, port: int, run_dir: str) -> None:
-    """One rank, with the environment torchrun would set (env:// rendezvous)."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-        LOCAL_RANK=str(rank),
-    )  # fmt: skip
-    torch.set_num_threads(1)  # as DataLoader workers do after fork: no oversubscription
-    # No perceptual loss: the test is about the process group, DDP and rank-0 output.
-    config = SANConfig.tiny(use_perceptual=False)
-    result = train_san(config, make_data(config, images=8, pairs=16), run_dir, max_steps=2)
-    assert result.step == 2
+DDP_RANK = """
+import sys
+import numpy as np
+sys.path.insert(0, {root!r})
+from san_model.config import SANConfig
+from san_model.train import SANTrainData, train_san
+config = SANConfig.tiny(use_perceptual=False)  # the test is about the group, not the loss
+rng = np.random.default_rng(0)
+h, w = config.image_size
+data = SANTrainData(images=rng.integers(0, 256, (8, h, w, 3), dtype=np.uint8),
+                    masks=rng.integers(0, 2, (8, h, w), dtype=np.uint8),
+                    parsing=rng.integers(0, 20, (8, h, w), dtype=np.uint8),
+                    pairs=rng.integers(0, 8, (16, 2), dtype=np.int64))
+assert train_san(config, data, {run_dir!r}, max_steps=2).step == 2
+"""
 
 
 def free_port() -> int:
@@ -179,15 +185,31 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_ddp_two_cpu_processes_on_gloo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Forked, not spawned: children inherit the imported torch instead of paying 5-10 s each
-    # to import it again on a busy 2-core machine. Safe on CPU (no CUDA context to inherit).
-    for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        monkeypatch.delenv(name, raising=False)
+def test_ddp_two_cpu_processes_on_gloo(tmp_path: Path) -> None:
+    """Two gloo ranks in fresh processes with the environment torchrun gives its workers
+    (forking the test process instead breaks once other tests have started threads)."""
     run_dir = tmp_path / "run"
-    torch.multiprocessing.start_processes(
-        ddp_worker, args=(free_port(), str(run_dir)), nprocs=2, join=True, start_method="fork"
+    script = tmp_path / "rank.py"
+    script.write_text(
+        DDP_RANK.format(root=str(Path(__file__).resolve().parents[2]), run_dir=str(run_dir))
     )
+    port = str(free_port())
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, str(script)],
+            env={
+                **os.environ,
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+                "WORLD_SIZE": "2",
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "OMP_NUM_THREADS": "1",
+            },
+        )
+        for rank in range(2)
+    ]
+    assert [rank.wait(timeout=300) for rank in ranks] == [0, 0]
     state = load_checkpoint(run_dir)
     assert state["step"] == 2
     # Only rank 0 writes: one event file, one sample grid.
