@@ -21,12 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from augment_market.weights import WeightsFile, load_state_dict, resolve_weights
-
-LIP_LABELS: tuple[str, ...] = (
-    "background", "hat", "hair", "glove", "sunglasses", "upper-clothes", "dress", "coat",
-    "socks", "pants", "jumpsuits", "scarf", "skirt", "face", "left-arm", "right-arm",
-    "left-leg", "right-leg", "left-shoe", "right-shoe",
-)  # fmt: skip
+from storage import LIP_LABELS
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-LIP_LABELS: tuple[str, ...] = (
-    "background", "hat", "hair", "glove", "sunglasses", "upper-clothes", "dress", "coat",
-    "socks", "pants", "jumpsuits", "scarf", "skirt", "face", "left-arm", "right-arm",
-    "left-leg", "right-leg", "left-shoe", "right-shoe",
-)  # fmt: skip
+from storage import LIP_LABELS
+
 _L = {name: index for index, name in enumerate(LIP_LABELS)}
 
 # Small palettes on purpose: identities share colours, so Re-ID on this set is not trivial.

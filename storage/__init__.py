@@ -8,6 +8,7 @@ from storage.stages import (
     config_hash,
 )
 from storage.store import (
+    LIP_LABELS,
     NUM_PARSING_LABELS,
     SPLITS,
     PersonStore,
@@ -18,6 +19,7 @@ from storage.store import (
 )
 
 __all__ = [
+    "LIP_LABELS",
     "NUM_PARSING_LABELS",
     "SPLITS",
     "MissingInputError",

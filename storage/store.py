@@ -34,7 +34,13 @@ from zarr.codecs import BloscCodec, BloscShuffle
 from storage.stages import MissingInputError, StageLock, StageRun, StageStamp
 
 SPLITS = ("train", "gallery", "query")
-NUM_PARSING_LABELS = 20
+# The parsing array's labels (LIP, as SCHP's LIP model predicts them): value = index.
+LIP_LABELS: tuple[str, ...] = (
+    "background", "hat", "hair", "glove", "sunglasses", "upper-clothes", "dress", "coat",
+    "socks", "pants", "jumpsuits", "scarf", "skirt", "face", "left-arm", "right-arm",
+    "left-leg", "right-leg", "left-shoe", "right-shoe",
+)  # fmt: skip
+NUM_PARSING_LABELS = len(LIP_LABELS)
 INDEX_COLUMNS = ("person_id", "camera", "split", "filename")
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle)
 
