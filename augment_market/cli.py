@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, cast
+from typing import Annotated, Literal, cast
 
 import typer
-
-if TYPE_CHECKING:
-    from storage import PersonStore
 
 app = typer.Typer(
     add_completion=False,
@@ -85,7 +82,6 @@ def _ingest(
                 progress=_progress(f"import {kind_name}"),
             )
         typer.echo(f"imported masks and parsing from {annotations}")
-        _record_consistency(opened)
 
 
 @ingest_app.command("market1501")
@@ -118,17 +114,6 @@ def ingest_deepfashion(
 ) -> None:
     """Ingest DeepFashion In-shop (images resized to 256x256)."""
     _ingest("deepfashion", source, store, annotations, overwrite)
-
-
-def _record_consistency(store: PersonStore) -> None:
-    from pipeline.segmentation import record_consistency
-
-    if store.stamp("masks") is not None and store.stamp("parsing") is not None:
-        consistency = record_consistency(store).report["consistency"]
-        typer.echo(
-            f"consistency: empty masks {consistency['empty_mask_fraction']:.3f}, "
-            f"mean mask/parsing IoU {consistency['mean_iou']:.3f}"
-        )
 
 
 @segment_app.command("masks")
@@ -170,7 +155,6 @@ def segment_masks(
     typer.echo(f"masks: {stamp.counts}")
     for name in stamp.report.get("empty_masks", [])[:20]:
         typer.echo(f"  no person found: {name}")
-    _record_consistency(opened)
 
 
 @segment_app.command("parsing")
@@ -205,7 +189,6 @@ def segment_parsing(
             progress=_progress("parsing"),
         )
     typer.echo(f"parsing: {stamp.counts}")
-    _record_consistency(opened)
 
 
 @app.command()

@@ -77,6 +77,21 @@ def _reid_section(reid_table: Path | None) -> list[str]:
     return [*lines, "", f"CMC curves: `{reid_table.parent / 'cmc.png'}`", ""]
 
 
+def _consistency_section(stamps: Mapping[str, StageStamp]) -> list[str]:
+    found = [s.report["consistency"] for s in stamps.values() if "consistency" in s.report]
+    if not found:
+        return []
+    c = found[-1]
+    return [
+        "## Masks and parsing agreement",
+        "",
+        f"Empty masks {c['empty_mask_fraction']:.2%}, empty parsings "
+        f"{c['empty_parsing_fraction']:.2%}, mean IoU of mask and non-background parsing "
+        f"{c['mean_iou']:.3f}, {c['iou_below_0.5']} images below 0.5.",
+        "",
+    ]
+
+
 def render_report(
     stamps: Mapping[str, StageStamp],
     *,
@@ -91,6 +106,7 @@ def render_report(
         "",
         *_offline_section(offline),
         *_stages_section(stamps),
+        *_consistency_section(stamps),
         *_evaluation_section(stamps.get("evaluate")),
         *_reid_section(reid_table),
     ]

@@ -60,7 +60,7 @@ def run_image_stage(
                 run.mark_done(block)
                 offset += count
         counts, report = summarise(store, kind)
-        return run.finish(counts=counts, report=report)
+        return run.finish(counts=counts, report={**report, **_consistency_if_ready(store, kind)})
 
 
 def summarise(store: PersonStore, kind: Kind) -> tuple[dict[str, int], dict[str, Any]]:
@@ -156,11 +156,14 @@ def import_provided(
             run.write(kind, block, np.stack(labels))
             run.mark_done(block)
         counts, report = summarise(store, kind)
-        return run.finish(counts=counts, report=report)
+        return run.finish(counts=counts, report={**report, **_consistency_if_ready(store, kind)})
 
 
-def consistency_report(store: PersonStore, *, worst: int = 20) -> dict[str, Any]:
-    """How well the person masks and the parsing agree (both stages must have finished).
+def consistency_report(
+    store: PersonStore, *, worst: int = 20, require_stamps: bool = True
+) -> dict[str, Any]:
+    """How well the person masks and the parsing agree (both stages must have finished;
+    ``require_stamps=False`` when called from inside the second one, before its stamp).
 
     The parsing foreground (label > 0) and the Mask R-CNN mask come from independent models;
     a low IoU flags an image where one of them failed (e.g. two people, or a missed person).
@@ -171,7 +174,7 @@ def consistency_report(store: PersonStore, *, worst: int = 20) -> dict[str, Any]
         and is left out); ``iou_below_0.5`` (how many images); ``worst`` (file name and IoU of
         the ``worst`` lowest).
     """
-    for stage in ("masks", "parsing"):
+    for stage in ("masks", "parsing") if require_stamps else ():
         if store.stamp(stage) is None:
             raise RuntimeError(f"consistency report needs the '{stage}' stage on {store.url}")
     filenames = store.index["filename"]
@@ -200,13 +203,10 @@ def consistency_report(store: PersonStore, *, worst: int = 20) -> dict[str, Any]
     }
 
 
-def record_consistency(store: PersonStore) -> StageStamp:
-    """Stamp the :func:`consistency_report` of the current masks and parsing (stage
-    ``consistency``), so ``augment-market info`` and the flow's report can show it."""
-    report = consistency_report(store)
-    with store.stage("consistency", config={}, inputs=["masks", "parsing"], n_blocks=1) as run:
-        run.mark_done(0)
-        return run.finish(
-            counts={"images": report["images"], "iou_below_0.5": report["iou_below_0.5"]},
-            report={"consistency": report},
-        )
+def _consistency_if_ready(store: PersonStore, kind: Kind) -> dict[str, Any]:
+    """``{"consistency": ...}`` when the other segmentation stage has finished, so the stamp
+    of whichever of masks/parsing finishes second holds the consistency report."""
+    other = "parsing" if kind == "masks" else "masks"
+    if store.stamp(other) is None:
+        return {}
+    return {"consistency": consistency_report(store, require_stamps=False)}

@@ -149,6 +149,7 @@ def test_import_provided_parsing_and_consistency(small_store, tmp_path):
     assert stamp.config["source"] == "provided"
     report = consistency_report(small_store)
     assert report["mean_iou"] == pytest.approx(1.0) and report["iou_below_0.5"] == 0
+    assert stamp.report["consistency"] == report, "the second segmentation stamp holds it"
 
     bad = expected[0].copy()
     bad[0, 0] = 20
