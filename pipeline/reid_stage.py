@@ -125,13 +125,25 @@ def train_reid_baseline(
         images, labels = training_set(store, alpha)
         result = train(images, labels)
         features = _features(store, result.model, images, config, device)
+        if not torch.isfinite(features["train"]).all():
+            raise ValueError(
+                f"{name}: training diverged (non-finite features; last losses "
+                f"{result.losses[-2:]}); lower the learning rate ({config.lr})"
+            )
         q, g = features["query"], features["gallery"]
         results, curves = {}, {}
         for metric in metrics:
             learner = build_metric(metric, **(metric_options or {}).get(metric, {}))  # type: ignore[arg-type]
             learner.fit(features["train"], torch.from_numpy(labels))
+            distances = learner.distance(q["features"], g["features"]).float()
+            if not torch.isfinite(distances).all():
+                raise ValueError(
+                    f"{name}: {metric} gave non-finite distances ({len(labels)} training "
+                    f"features of dimension {features['train'].shape[1]}); try its PCA or "
+                    "regularisation options in metric_options"
+                )
             ranking = evaluate_ranking(
-                learner.distance(q["features"], g["features"]).float(),
+                distances,
                 q["pids"],
                 g["pids"],
                 q["cams"],
