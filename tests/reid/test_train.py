@@ -181,7 +181,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     outputs = [worker.communicate(timeout=180)[0] for worker in workers]
     assert [w.returncode for w in workers] == [0, 0], "\n".join(o[-2000:] for o in outputs)
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
-    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     # DDP keeps the parameters identical (BatchNorm running stats stay per rank until the next
     # forward broadcasts rank 0's).
     for name, value in load_trained_model(tmp_path / "last.pt")[0].named_parameters():
