@@ -169,14 +169,14 @@ class StageRun:
         self.n_blocks = n_blocks
         self._on_block = on_block
         self._done = store._done_array(name, n_blocks, self.config_hash)
+        # Progress count kept here: rereading the flags (one chunk file per block) after every
+        # block would cost n_blocks^2 reads over a stage.
+        self._done_count = int(self._done[:].sum())
 
     def pending_blocks(self) -> list[int]:
         """Blocks not yet marked done for this configuration, in order."""
         done = self._done[:]
         return [block for block in range(self.n_blocks) if not done[block]]
-
-    def done_count(self) -> int:
-        return int(self._done[:].sum())
 
     def write(self, array: str, block: int, data: Any) -> None:
         """Validate and write ``data`` as block ``block`` of ``array`` (see PersonStore.write)."""
@@ -185,8 +185,9 @@ class StageRun:
     def mark_done(self, block: int) -> None:
         """Record that ``block`` is completely written (call after every write of the block)."""
         self._done[block] = True
+        self._done_count += 1
         if self._on_block is not None:
-            self._on_block(self.done_count(), self.n_blocks)
+            self._on_block(self._done_count, self.n_blocks)
 
     def finish(
         self, *, counts: Mapping[str, int], report: Mapping[str, Any] | None = None
