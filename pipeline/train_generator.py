@@ -1,10 +1,9 @@
 """Generator stage: train SAN on a store's training pairs (stage ``generator``).
 
 The store's arrays for the rows the training pairs use are loaded into memory once (the fast
-path: Market-1501's ~1.3 GB decodes in about a second) and handed to
-:func:`san_model.train.train_san`. Training runs in slices of steps, each a resume of the last
-(resume is exact), so a progress callback sees the run advance and a crash at hour five loses
-at most one checkpoint interval.
+path for training) and handed to :func:`san_model.train.train_san`. Checkpoints are written
+every ``checkpoint_interval`` steps and resume is exact, so a crash at hour five loses at most
+one interval.
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ from pipeline.pairs import TRAIN_TABLE
 from san_model.config import SANConfig
 from san_model.train import SANTrainData, TrainResult, train_san
 from storage import PersonStore, StageStamp
-
-PROGRESS_SLICES = 20
 
 
 def load_training_data(store: PersonStore, pairs_table: str = TRAIN_TABLE) -> SANTrainData:
@@ -83,33 +80,27 @@ def train_generator(
         "pretrained_vgg": pretrained_vgg and config.use_perceptual,
     }
 
-    def train_in_slices(data: SANTrainData) -> TrainResult:
-        slice_steps = max(1, -(-target // PROGRESS_SLICES))
-        result = None
-        for stop in range(slice_steps, target + slice_steps, slice_steps):
-            result = train_san(
-                config,
-                data,
-                run_dir,
-                device=device,
-                resume=resume or result is not None,
-                max_steps=min(stop, target),
-                pretrained_vgg=pretrained_vgg,
-                vgg_weights=vgg_weights,
-            )
-            if progress is not None:
-                progress(result.step, target)
-        assert result is not None
-        return result
+    def train(data: SANTrainData) -> TrainResult:
+        return train_san(
+            config,
+            data,
+            run_dir,
+            device=device,
+            resume=resume,
+            max_steps=target,
+            pretrained_vgg=pretrained_vgg,
+            vgg_weights=vgg_weights,
+            progress=progress,
+        )
 
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 alone keeps the stage books
-        train_in_slices(load_training_data(store))
+        train(load_training_data(store))
         return None
     with store.stage(
         "generator", config=settings, inputs=["pairs", "masks", "parsing"], n_blocks=1
     ) as run:
         data = load_training_data(store)
-        result = train_in_slices(data)
+        result = train(data)
         run.mark_done(0)
         return run.finish(
             counts={"steps": result.step, "train_pairs": len(data.pairs)},

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,7 @@ def train_san(
     max_steps: int | None = None,
     pretrained_vgg: bool = True,
     vgg_weights: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train (or continue training) G and D; checkpoints, TensorBoard and samples in ``run_dir``.
 
@@ -275,6 +277,7 @@ def train_san(
             are done; default: the whole schedule, ``config.total_steps``.
         pretrained_vgg: load ImageNet VGG-19 for eq. 6; ``False`` only for tests/offline runs.
         vgg_weights: explicit path of ``vgg19-dcbfe2b4.pth`` (else the weights folders).
+        progress: called on rank 0 as ``progress(steps_done, steps_to_reach)`` after each step.
 
     Returns:
         A :class:`TrainResult`. A checkpoint is always written at the end of the call.
@@ -378,6 +381,8 @@ def train_san(
         step += 1
         if writer is None:  # ranks other than 0 neither log nor write
             continue
+        if progress is not None:
+            progress(step, stop)
         if step % config.log_interval == 0 or step == stop:
             now = time.perf_counter()
             rate = (step - window_step) * config.batch_size / max(now - window_start, 1e-9)
