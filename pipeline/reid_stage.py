@@ -193,11 +193,13 @@ def _features(
         .float()
         .cpu()
     }
+    images = store.load_in_memory(("images",))["images"]  # one decode for query and gallery
     for split in ("query", "gallery"):
         rows = np.flatnonzero((index["split"] == split).to_numpy())
-        images = store.load_in_memory(("images",), rows=rows)["images"]
         features[split] = {
-            "features": extract_features(model, torch.from_numpy(images), device=device, size=size)
+            "features": extract_features(
+                model, torch.from_numpy(images[rows]), device=device, size=size
+            )
             .float()
             .cpu(),
             "pids": index["person_id"].to_numpy()[rows],
