@@ -6,6 +6,12 @@ chunks). The done array remembers the hash of the configuration that wrote it; a
 configuration starts from scratch. A finished stage records a :class:`StageStamp` (a JSON file
 under ``stamps/``) whose :attr:`StageStamp.digest` downstream stages and the Prefect cache keys
 use. A lock file under ``locks/`` keeps a second run of the same stage out while the first runs.
+
+A stage may fan out: the process that holds the lock (the coordinator) hands disjoint block
+lists to worker processes, each of which *joins* the run (:meth:`PersonStore.join_stage`),
+writes its blocks and marks them done; only the coordinator finishes the stage. Blocks are
+whole chunks of every array they touch and each done flag is its own chunk, so workers never
+write the same file.
 """
 
 from __future__ import annotations
@@ -148,7 +154,9 @@ class StageLock:
 class StageRun:
     """One run of a stage on a store: pending blocks, validated writes, done flags, stamp.
 
-    Obtained from :meth:`storage.PersonStore.stage`; not constructed directly.
+    Obtained from :meth:`storage.PersonStore.stage` (the coordinator, which holds the lock and
+    finishes) or :meth:`storage.PersonStore.join_stage` (a worker, which writes the blocks it
+    was given); not constructed directly.
     """
 
     def __init__(
@@ -158,20 +166,22 @@ class StageRun:
         name: str,
         config: Mapping[str, Any],
         inputs: dict[str, str],
-        n_blocks: int,
+        done: Any,
         on_block: Callable[[int, int], None] | None,
+        coordinator: bool,
     ) -> None:
         self.store = store
         self.name = name
         self.config = dict(config)
         self.config_hash = config_hash(config)
         self.inputs = inputs
-        self.n_blocks = n_blocks
+        self.n_blocks = int(done.shape[0])
+        self.coordinator = coordinator
         self._on_block = on_block
-        self._done = store._done_array(name, n_blocks, self.config_hash)
+        self._done = done
         # Progress count kept here: rereading the flags (one chunk file per block) after every
-        # block would cost n_blocks^2 reads over a stage.
-        self._done_count = int(self._done[:].sum())
+        # block would cost n_blocks^2 reads over a stage. A worker reports none.
+        self._done_count = int(self._done[:].sum()) if coordinator else 0
 
     def pending_blocks(self) -> list[int]:
         """Blocks not yet marked done for this configuration, in order."""
@@ -185,14 +195,26 @@ class StageRun:
     def mark_done(self, block: int) -> None:
         """Record that ``block`` is completely written (call after every write of the block)."""
         self._done[block] = True
-        self._done_count += 1
+        self._count(1)
+
+    def count_done(self, blocks: list[int]) -> None:
+        """Report progress for ``blocks`` that workers who joined this run have marked done."""
+        self._count(len(blocks))
+
+    def _count(self, blocks: int) -> None:
+        self._done_count += blocks
         if self._on_block is not None:
             self._on_block(self._done_count, self.n_blocks)
 
     def finish(
         self, *, counts: Mapping[str, int], report: Mapping[str, Any] | None = None
     ) -> StageStamp:
-        """Check every block is done and record the stage's stamp."""
+        """Check every block is done and record the stage's stamp (coordinator only)."""
+        if not self.coordinator:
+            raise RuntimeError(
+                f"stage '{self.name}': a worker that joined the run cannot finish it; "
+                "the process holding the stage's lock does"
+            )
         missing = self.pending_blocks()
         if missing:
             raise RuntimeError(

@@ -31,7 +31,7 @@ import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
-from storage.stages import MissingInputError, StageLock, StageRun, StageStamp
+from storage.stages import MissingInputError, StageLock, StageRun, StageStamp, config_hash
 
 SPLITS = ("train", "gallery", "query")
 # The parsing array's labels (LIP, as SCHP's LIP model predicts them): value = index.
@@ -289,6 +289,8 @@ class PersonStore:
             self.fs.rm(path)
 
     def _done_array(self, stage: str, n_blocks: int, digest: str) -> zarr.Array:
+        """The done flags of ``stage`` for configuration ``digest``, reset if they belong to
+        another configuration or block count."""
         path = f"done/{stage}"
         if path in self.group:
             done = self._array(path)
@@ -299,6 +301,9 @@ class PersonStore:
         )
         done.attrs["config_hash"] = digest
         return done
+
+    def _lock(self, stage: str) -> StageLock:
+        return StageLock(self.fs, self._path("locks", f"{stage}.lock"), self.local)
 
     @contextmanager
     def stage(
@@ -332,20 +337,58 @@ class PersonStore:
                     f"stage '{name}' needs stage '{stage_name}' finished first on {self.url}"
                 )
             input_digests[stage_name] = stamp.digest
-        lock = StageLock(self.fs, self._path("locks", f"{name}.lock"), self.local)
+        lock = self._lock(name)
         lock.acquire(name)
         try:
             self.clear_stamp(name)
+            n_blocks = self.n_blocks if n_blocks is None else n_blocks
             yield StageRun(
                 store=self,
                 name=name,
                 config=config,
                 inputs=input_digests,
-                n_blocks=self.n_blocks if n_blocks is None else n_blocks,
+                done=self._done_array(name, n_blocks, config_hash(config)),
                 on_block=on_block,
+                coordinator=True,
             )
         finally:
             lock.release()
+
+    def join_stage(self, name: str, *, config: Mapping[str, Any]) -> StageRun:
+        """A worker's handle on stage ``name``, which another process runs with ``config``.
+
+        The worker writes and marks done the blocks its coordinator gave it; it takes no lock
+        and cannot finish the stage (see :mod:`storage.stages`).
+
+        Raises:
+            RuntimeError: no process holds the stage's lock, or the run in progress has another
+                configuration (the coordinator restarted with other settings).
+        """
+        if self.mode == "r":
+            raise PermissionError(f"store {self.url} is open read-only")
+        lock = self._lock(name)
+        if not self.fs.exists(lock.path):
+            raise RuntimeError(
+                f"stage '{name}' is not running on {self.url}: a worker joins a stage only "
+                "while its coordinator holds the lock"
+            )
+        digest = config_hash(config)
+        path = f"done/{name}"
+        done = self._array(path) if path in self.group else None
+        if done is None or done.attrs.get("config_hash") != digest:
+            raise RuntimeError(
+                f"stage '{name}' on {self.url} runs with other settings than this worker's "
+                f"(config hash {digest}); the worker's blocks are not written"
+            )
+        return StageRun(
+            store=self,
+            name=name,
+            config=config,
+            inputs={},
+            done=done,
+            on_block=None,
+            coordinator=False,
+        )
 
     # -- summary ---------------------------------------------------------------------------
     def summary(self) -> StoreSummary:

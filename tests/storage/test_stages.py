@@ -142,3 +142,26 @@ def test_second_writer_is_refused_while_first_holds_the_stage(tmp_path):
             time.sleep(0.1)
     else:
         pytest.fail("lock of a killed process was not taken over")
+
+
+def test_workers_join_a_running_stage_and_only_the_coordinator_finishes(tmp_path):
+    store = _store(tmp_path / "s")
+    with pytest.raises(RuntimeError, match="not running"):
+        store.join_stage("masks", config={"k": 1})
+    progress = []
+    with store.stage("masks", config={"k": 1}, on_block=lambda *p: progress.append(p)) as run:
+        worker = open_store(str(tmp_path / "s"), mode="r+").join_stage("masks", config={"k": 1})
+        _fill(worker, worker.store, [1, 3])
+        assert run.pending_blocks() == [0, 2, 4], "the coordinator sees the worker's flags"
+        assert progress == [], "workers report no progress themselves"
+        run.count_done([1, 3])
+        assert progress == [(2, 5)]
+        with pytest.raises(RuntimeError, match="runs with other settings"):
+            worker.store.join_stage("masks", config={"k": 2})
+        with pytest.raises(RuntimeError, match="cannot finish"):
+            worker.finish(counts={})
+        _fill(run, store, run.pending_blocks())
+        run.finish(counts={})
+    assert store.read("masks").min() == 1
+    with pytest.raises(RuntimeError, match="not running"):
+        store.join_stage("masks", config={"k": 1})
