@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,14 @@ from torch import Tensor
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, maskrcnn_resnet50_fpn_v2
 
 from augment_market.weights import WeightsFile, load_state_dict, resolve_weights, sha256_of
-from pipeline.segmentation import Progress, run_image_stage
+from pipeline.fanout import FanOut
+from pipeline.segmentation import (
+    ImageModel,
+    ModelBlocks,
+    Progress,
+    run_image_stage,
+    seeded_init,
+)
 from storage import PersonStore, StageStamp
 
 _COCO_V1 = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1
@@ -235,6 +243,30 @@ def segment_persons(
     return torch.stack(masks).cpu().numpy()
 
 
+def mask_model(
+    *,
+    backend: Backend,
+    config: MaskConfig,
+    weights: Path | None,
+    pretrained: bool,
+    device: torch.device,
+) -> ImageModel:
+    """The masks stage's model: ``[B, H, W, 3]`` uint8 RGB -> ``[B, H, W]`` uint8 in {0, 1}.
+
+    Random weights (``pretrained=False``) are drawn from seed 0, so that every process that
+    builds the model (fan-out workers) gets the same one.
+    """
+    with seeded_init():
+        detector = build_detector(
+            backend=backend, config=config, weights=weights, pretrained=pretrained, device=device
+        )
+
+    def model(images: np.ndarray) -> np.ndarray:
+        return segment_persons(detector, images, device=device, config=config)
+
+    return model
+
+
 def compute_masks(
     store: PersonStore,
     *,
@@ -245,6 +277,7 @@ def compute_masks(
     config: MaskConfig = MaskConfig(),
     pretrained: bool = True,
     progress: Progress | None = None,
+    fan_out: FanOut | None = None,
 ) -> StageStamp:
     """The ``masks`` stage: a person mask for every image of ``store``.
 
@@ -257,6 +290,8 @@ def compute_masks(
         config: detector and selection settings.
         pretrained: ``False`` runs random weights (tests only: the masks are meaningless).
         progress: called as ``progress(done_blocks, total_blocks)``.
+        fan_out: run the blocks as tasks on its executor's workers (each builds the detector
+            on ``device`` and reads ``weights`` from the same path).
 
     Returns:
         The stage stamp; ``counts["empty_masks"]`` images had no person, listed by file name
@@ -266,23 +301,26 @@ def compute_masks(
     settings: dict[str, Any] = {**asdict(config), "backend": backend}
     if backend == "detectron2":
         settings["weights"] = sha256_of(Path(weights)) if weights else config.detectron2_model
-        detector = build_detector(backend=backend, config=config, weights=weights, device=device)
+        path = Path(weights) if weights else None
     else:
         del settings["detectron2_model"]
         path = resolve_weights(MASKRCNN_COCO, path=weights) if pretrained else None
         settings["weights"] = sha256_of(path) if path else "random-init"
-        detector = build_detector(config=config, weights=path, pretrained=pretrained, device=device)
     # bfloat16 changes the masks slightly: part of the output's identity.
     settings["precision"] = "bf16" if device.type == "cuda" else "fp32"
-
-    def model(images: np.ndarray) -> np.ndarray:
-        return segment_persons(detector, images, device=device, config=config)
-
+    build = partial(
+        mask_model,
+        backend=backend,
+        config=config,
+        weights=path,
+        pretrained=pretrained,
+        device=device,
+    )
     return run_image_stage(
         store,
         kind="masks",
-        model=model,
+        writer=ModelBlocks("masks", build, batch_size),
         config=settings,
-        batch_size=batch_size,
         progress=progress,
+        fan_out=fan_out,
     )

@@ -13,6 +13,7 @@ logits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,15 @@ import torch
 from torch import Tensor
 
 from augment_market.weights import resolve_weights, sha256_of
+from pipeline.fanout import FanOut
 from pipeline.schp import SCHP_LIP, SCHPNet, SCHPWeights, build_schp
-from pipeline.segmentation import Progress, run_image_stage
+from pipeline.segmentation import (
+    ImageModel,
+    ModelBlocks,
+    Progress,
+    run_image_stage,
+    seeded_init,
+)
 from storage import PersonStore, StageStamp
 
 
@@ -208,6 +216,29 @@ def parse_images(
     return logits.argmax(1).to(torch.uint8)
 
 
+def parsing_model(
+    *,
+    weights: Path | None,
+    pretrained: bool,
+    input_size: tuple[int, int],
+    flip: bool,
+    device: torch.device,
+) -> ImageModel:
+    """The parsing stage's model: ``[B, H, W, 3]`` uint8 RGB -> ``[B, H, W]`` uint8 LIP labels.
+
+    Random weights (``pretrained=False``) are drawn from seed 0, so that every process that
+    builds the model (fan-out workers) gets the same one.
+    """
+    with seeded_init():
+        network = build_schp(weights=weights, pretrained=pretrained).to(device)
+
+    def model(images: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+        return parse_images(network, batch, input_size=input_size, flip=flip).cpu().numpy()
+
+    return model
+
+
 def compute_parsing(
     store: PersonStore,
     *,
@@ -218,6 +249,7 @@ def compute_parsing(
     input_size: int | tuple[int, int] = SCHP_LIP.input_size,
     pretrained: bool = True,
     progress: Progress | None = None,
+    fan_out: FanOut | None = None,
 ) -> StageStamp:
     """The ``parsing`` stage: a 20-class LIP label map for every image of ``store``.
 
@@ -231,6 +263,8 @@ def compute_parsing(
         input_size: letterbox size, 473 as the official model; smaller only for tests.
         pretrained: ``False`` runs random weights (tests only).
         progress: called as ``progress(done_blocks, total_blocks)``.
+        fan_out: run the blocks as tasks on its executor's workers (each builds the network
+            on ``device`` and reads ``weights`` from the same path).
 
     Returns:
         The stage stamp: ``counts["empty_parsings"]`` (all-background maps) and the per-label
@@ -239,7 +273,6 @@ def compute_parsing(
     device = torch.device(device)
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     path = resolve_weights(SCHP_LIP.file, path=weights) if pretrained else None
-    network = build_schp(weights=path, pretrained=pretrained).to(device)
     settings = {
         "model": "schp-resnet101-lip",
         "weights": sha256_of(path) if path else "random-init",
@@ -248,17 +281,19 @@ def compute_parsing(
         # bfloat16 changes a few labels: part of the output's identity.
         "precision": "bf16" if device.type == "cuda" else "fp32",
     }
-
-    def model(images: np.ndarray) -> np.ndarray:
-        batch = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-        labels = parse_images(network, batch, input_size=(size[0], size[1]), flip=flip)
-        return labels.cpu().numpy()
-
+    build = partial(
+        parsing_model,
+        weights=path,
+        pretrained=pretrained,
+        input_size=(size[0], size[1]),
+        flip=flip,
+        device=device,
+    )
     return run_image_stage(
         store,
         kind="parsing",
-        model=model,
+        writer=ModelBlocks("parsing", build, batch_size),
         config=settings,
-        batch_size=batch_size,
         progress=progress,
+        fan_out=fan_out,
     )

@@ -1,8 +1,9 @@
 """Store-facing code shared by the ``masks`` and ``parsing`` stages.
 
-* :func:`run_image_stage`: run a batched per-image model over the store's pending blocks, write
-  each block, mark it done (so an interrupted run resumes), and stamp the stage.
-* :func:`import_provided`: take existing mask/parsing PNGs instead of running the models.
+* :func:`run_image_stage`: write the store's pending blocks with a block writer, here or fanned
+  out over workers (:mod:`pipeline.fanout`), marking each done (so an interrupted run resumes),
+  and stamp the stage. Writers: :class:`ModelBlocks` (a batched per-image model) and
+  :class:`ProvidedBlocks` (existing mask/parsing PNGs, :func:`import_provided`).
 * :func:`summarise` and :func:`consistency_report`: counts and agreement checks read back from
   the store, so a resumed run reports on every image, not only the blocks it computed.
 """
@@ -10,57 +11,102 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from PIL import Image
 
-from storage import NUM_PARSING_LABELS, PersonStore, StageStamp
+from pipeline.fanout import BlockWriter, FanOut, run_blocks
+from storage import NUM_PARSING_LABELS, PersonStore, StageRun, StageStamp
 
 Kind = Literal["masks", "parsing"]
 Progress = Callable[[int, int], None]
 # A batched per-image model: [B, H, W, 3] uint8 RGB -> [B, H, W] uint8 labels.
 ImageModel = Callable[[np.ndarray], np.ndarray]
+_SEEDED_INIT = threading.Lock()
+
+
+@contextmanager
+def seeded_init(seed: int = 0) -> Iterator[None]:
+    """Draw the random weights of models built inside from ``seed``, so every fan-out worker
+    (process or thread) builds the same random model; torch's global generator is restored
+    after, and a lock keeps threads from drawing from it at the same time."""
+    with _SEEDED_INIT, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+@dataclass(frozen=True)
+class ModelBlocks:
+    """Block writer that labels images with a batched model (picklable: fan-out ready).
+
+    Attributes:
+        kind: the array written, ``masks`` or ``parsing``.
+        build_model: picklable factory of the :data:`ImageModel`, called once per call of the
+            writer (in the process that runs it), e.g. a ``functools.partial`` of a module-level
+            builder.
+        batch_size: images per model call; a call may span several store blocks.
+    """
+
+    kind: Kind
+    build_model: Callable[[], ImageModel]
+    batch_size: int
+
+    def __call__(self, run: StageRun, blocks: list[int]) -> None:
+        store = run.store
+        model = self.build_model()
+        per_call = max(1, self.batch_size // store.block_size)
+        for start in range(0, len(blocks), per_call):
+            group = blocks[start : start + per_call]
+            slices = [store.block_slice(block) for block in group]
+            images = np.concatenate([store.read("images", rows) for rows in slices])
+            labels = np.concatenate(
+                [
+                    model(images[i : i + self.batch_size])
+                    for i in range(0, len(images), self.batch_size)
+                ]
+            )
+            offset = 0
+            for block, rows in zip(group, slices, strict=True):
+                count = rows.stop - rows.start
+                run.write(self.kind, block, labels[offset : offset + count])
+                run.mark_done(block)
+                offset += count
 
 
 def run_image_stage(
     store: PersonStore,
     *,
     kind: Kind,
-    model: ImageModel,
+    writer: BlockWriter,
     config: Mapping[str, Any],
-    batch_size: int,
     progress: Progress | None = None,
+    fan_out: FanOut | None = None,
 ) -> StageStamp:
-    """Compute array ``kind`` for every image block not yet done under ``config``.
+    """Write array ``kind`` for every image block not yet done under ``config``.
 
-    Blocks are grouped so that each model call sees about ``batch_size`` images (a batch may
-    span several store blocks); each block is written and marked done as soon as it is complete.
+    Args:
+        writer: writes and marks done a list of blocks (:class:`ModelBlocks`,
+            :class:`ProvidedBlocks`).
+        fan_out: run the blocks as tasks on its executor instead of in this process.
 
     Raises:
         StageBusyError: another run of this stage holds the store's lock.
         MissingInputError: the store has no finished ``ingest`` stage.
     """
     with store.stage(kind, config=config, inputs=["ingest"], on_block=progress) as run:
-        pending = run.pending_blocks()
-        per_call = max(1, batch_size // store.block_size)
-        for start in range(0, len(pending), per_call):
-            blocks = pending[start : start + per_call]
-            slices = [store.block_slice(block) for block in blocks]
-            images = np.concatenate([store.read("images", rows) for rows in slices])
-            labels = np.concatenate(
-                [model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-            )
-            offset = 0
-            for block, rows in zip(blocks, slices, strict=True):
-                count = rows.stop - rows.start
-                run.write(kind, block, labels[offset : offset + count])
-                run.mark_done(block)
-                offset += count
+        tasks = run_blocks(run, writer, run.pending_blocks(), fan_out)
         counts, report = summarise(store, kind)
-        return run.finish(counts=counts, report={**report, **_consistency_if_ready(store, kind)})
+        report = {**report, **_consistency_if_ready(store, kind)}
+        if tasks:
+            report["block_tasks"] = tasks
+        return run.finish(counts=counts, report=report)
 
 
 def summarise(store: PersonStore, kind: Kind) -> tuple[dict[str, int], dict[str, Any]]:
@@ -126,12 +172,34 @@ def _fingerprint(paths: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class ProvidedBlocks:
+    """Block writer that reads ``<folder>/<stem>.png`` for each image (see
+    :func:`import_provided`)."""
+
+    kind: Kind
+    folder: Path
+
+    def __call__(self, run: StageRun, blocks: list[int]) -> None:
+        store = run.store
+        size = (store.height, store.width)
+        filenames = store.index["filename"].to_numpy()
+        for block in blocks:
+            labels = [
+                _read_png(self.folder / f"{Path(name).stem}.png", kind=self.kind, size=size)
+                for name in filenames[store.block_slice(block)]
+            ]
+            run.write(self.kind, block, np.stack(labels))
+            run.mark_done(block)
+
+
 def import_provided(
     store: PersonStore,
     annotations_dir: str | Path,
     *,
     kind: Kind,
     progress: Progress | None = None,
+    fan_out: FanOut | None = None,
 ) -> StageStamp:
     """Fill ``masks`` or ``parsing`` from PNG files instead of running a model.
 
@@ -145,18 +213,16 @@ def import_provided(
         ValueError: a PNG has the wrong size, is not single-channel, or has a label > 19.
     """
     folder = Path(annotations_dir).expanduser().resolve() / kind
-    size = (store.height, store.width)
-    filenames = store.index["filename"]
-    paths = [folder / f"{Path(name).stem}.png" for name in filenames]
+    paths = [folder / f"{Path(name).stem}.png" for name in store.index["filename"]]
     config = {"source": "provided", "folder": str(folder), "files": _fingerprint(paths)}
-    with store.stage(kind, config=config, inputs=["ingest"], on_block=progress) as run:
-        for block in run.pending_blocks():
-            rows = store.block_slice(block)
-            labels = [_read_png(path, kind=kind, size=size) for path in paths[rows]]
-            run.write(kind, block, np.stack(labels))
-            run.mark_done(block)
-        counts, report = summarise(store, kind)
-        return run.finish(counts=counts, report={**report, **_consistency_if_ready(store, kind)})
+    return run_image_stage(
+        store,
+        kind=kind,
+        writer=ProvidedBlocks(kind, folder),
+        config=config,
+        progress=progress,
+        fan_out=fan_out,
+    )
 
 
 def consistency_report(

@@ -157,3 +157,25 @@ def test_import_provided_parsing_and_consistency(small_store, tmp_path):
     Image.fromarray(bad).save(folder / first)
     with pytest.raises(ValueError, match=f"{first}.*label 20"):
         import_provided(small_store, tmp_path / "annotations", kind="parsing")
+
+
+def test_parsing_fanned_out_equals_parsing_in_one_process(small_store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.fanout import FanOut
+
+    serial = compute_parsing(small_store, pretrained=False, input_size=33, batch_size=8)
+    expected = small_store.read("parsing")
+    small_store.clear_stamp("parsing")
+    small_store.group["done/parsing"][:] = False
+    small_store.write("parsing", 0, np.zeros_like(expected[:4]))
+    with ThreadPoolExecutor(2) as executor:
+        fanned = compute_parsing(
+            small_store,
+            pretrained=False,
+            input_size=33,
+            batch_size=8,
+            fan_out=FanOut(executor, blocks_per_task=2),
+        )
+    np.testing.assert_array_equal(small_store.read("parsing"), expected)
+    assert fanned.digest == serial.digest and fanned.report["block_tasks"] == 3

@@ -75,3 +75,23 @@ def test_export_market_layout(small_store, trained_run, tmp_path):
     assert {parse_market_name(n).person_id for n in generated} <= real_pids
     with pytest.raises(KeyError, match="alpha5"):
         export_market(small_store, tmp_path / "other", alpha=5)
+
+
+def test_synthesis_fanned_out_over_processes_equals_one_process(small_store, trained_run):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pipeline.fanout import FanOut
+
+    serial = synthesize(small_store, trained_run, alpha=2)
+    expected = small_store.read("generated/alpha2/images")
+    small_store.clear_stamp("synthesize")
+    small_store.group["done/synthesize"][:] = False
+    small_store.group["generated/alpha2/images"][:] = 0
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context) as executor:
+        fanned = synthesize(
+            small_store, trained_run, alpha=2, fan_out=FanOut(executor, blocks_per_task=2)
+        )
+    np.testing.assert_array_equal(small_store.read("generated/alpha2/images"), expected)
+    assert fanned.digest == serial.digest and fanned.report == {"block_tasks": 2}
