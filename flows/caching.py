@@ -3,8 +3,9 @@
 A stage task's cache key is a hash of
 
 * the stage name and the store URL,
-* the stage's settings (every task argument except ``upstream``; a ``device`` argument counts
-  only by its type, ``cuda:0`` and ``cuda:1`` give the same output),
+* the stage's settings (every task argument except ``upstream`` and ``fan_out``, which says
+  where blocks run, not what they hold; a ``device`` argument counts only by its type,
+  ``cuda:0`` and ``cuda:1`` give the same output),
 * the digests of the input stamps it reads (the :class:`storage.StageStamp` values in the
   task's ``upstream`` argument; a missing input counts as ``None``),
 * the package version (``augment_market.__version__``).
@@ -68,7 +69,9 @@ def stage_key(stage: str, inputs: Mapping[str, Any]) -> str:
         name: stamp.digest if isinstance(stamp, StageStamp) else None
         for name, stamp in upstream.items()
     }
-    settings = {name: value for name, value in inputs.items() if name != "upstream"}
+    settings = {
+        name: value for name, value in inputs.items() if name not in ("upstream", "fan_out")
+    }
     if isinstance(settings.get("device"), str):
         settings["device"] = settings["device"].split(":")[0]
     return _hash(stage, settings, digests, __version__)

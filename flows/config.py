@@ -171,6 +171,12 @@ class RunnerSettings(_Settings):
         description="Annotate GPU stages with Dask resources {'GPU': 1} (workers started "
         "with --resources GPU=1 run one at a time each).",
     )
+    blocks_per_task: int | None = Field(
+        default=8,
+        ge=1,
+        description="Dask: masks, parsing and synthesis fan out over the workers in tasks of "
+        "this many store blocks (null: each of those stages runs as one task).",
+    )
 
 
 class AugmentMarketParams(_Settings):

@@ -11,7 +11,10 @@ nothing here knows how a stage works. Caching is :class:`flows.caching.StageCach
 (settings + input digests + version, and the output must still be in the store); ``refresh``
 forces stages, ``stages`` runs a subset (the others' stamps are read from the store). Masks and
 parsing, evaluate and synthesize, and the Re-ID trainings are independent and run
-concurrently (threads by default, or Dask workers, see ``runner`` in :mod:`flows.config`).
+concurrently (threads by default, or Dask workers, see ``runner`` in :mod:`flows.config`). On
+Dask, the blocks of masks, parsing and synthesis also fan out over the workers
+(:func:`dask_fan_out`, :mod:`pipeline.fanout`): the stage's task holds the stage lock, block
+tasks write disjoint blocks, and the stage's task stamps.
 
 Retries: up to :data:`RETRIES` times, only for transient I/O errors (:func:`is_transient`);
 bad input (``ValueError``, ``StoreValidationError``, a missing file) fails at once.
@@ -20,8 +23,10 @@ bad input (``ValueError``, ``StoreValidationError``, a missing file) fails at on
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
@@ -39,6 +44,7 @@ from flows.progress import (
     publish_reid_table,
     publish_report,
 )
+from pipeline.fanout import FanOut
 from storage import StageStamp, open_store
 
 RETRIES = 2
@@ -65,6 +71,11 @@ GPU_STAGES = {
     "reid_original",
     "reid_augmented",
 }
+
+# Block stages: their blocks fan out over the Dask workers (``runner.blocks_per_task``).
+FAN_OUT_STAGES = {"masks", "parsing", "synthesize"}
+# A block stage's ``fan_out`` argument: ``{"blocks_per_task": int, "gpu": bool}``, or None.
+FanOutSettings = dict[str, Any] | None
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -127,6 +138,58 @@ def _with_progress(stage: str, run: Callable[[StageProgress], StageStamp | None]
     return stamp
 
 
+@contextlib.contextmanager
+def dask_fan_out(settings: FanOutSettings) -> Iterator[FanOut | None]:
+    """Where a block stage's blocks run: ``None`` (in this task), or the Dask cluster that
+    runs this task, in tasks of ``settings["blocks_per_task"]`` blocks.
+
+    ``worker_client`` takes this task out of its worker's thread pool while the blocks run,
+    so a one-thread worker runs blocks too; with ``settings["gpu"]`` each block task needs a
+    free ``GPU`` resource (the stage's own task needs none: it only waits).
+    """
+    if settings is None:
+        yield None
+        return
+    from distributed import worker_client
+
+    outside = _outside_prefect_runs()
+    client_context = worker_client()
+    client = outside.run(client_context.__enter__)
+    try:
+        executor = client.get_executor(resources={"GPU": 1} if settings["gpu"] else None)
+        yield FanOut(_InContext(executor, outside), int(settings["blocks_per_task"]))
+    finally:
+        outside.run(client_context.__exit__, None, None, None)
+
+
+def _outside_prefect_runs() -> contextvars.Context:
+    """A copy of this thread's context without Prefect's run and transaction variables.
+
+    The Dask calls of a fan-out (leaving and rejoining the thread pool, submitting) schedule
+    callbacks on the worker's event loop, which copy the caller's context into the next task
+    the worker starts. Made from inside a stage's task, they would hand that task this
+    task's transaction as its parent, and its cache record would never be written.
+    """
+    from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.transactions import BaseTransaction
+
+    context = contextvars.copy_context()
+    for model in (FlowRunContext, TaskRunContext, BaseTransaction):
+        context.run(model.__var__.set, None)  # type: ignore[arg-type]
+    return context
+
+
+class _InContext(Executor):
+    """An executor whose submissions run in ``context`` (see :func:`_outside_prefect_runs`)."""
+
+    def __init__(self, executor: Executor, context: contextvars.Context) -> None:
+        self._executor = executor
+        self._context = context
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        return self._context.run(self._executor.submit, fn, *args, **kwargs)
+
+
 @task(name="synthetic-dataset")
 def make_synthetic(source: str, *, ids: int, images_per_id: int, seed: int) -> str:
     """Write the synthetic dataset to ``source`` unless it is already there (bytes are a pure
@@ -176,6 +239,7 @@ def _segmentation(
     weights: str | None,
     device: str,
     flip: bool,
+    fan_out: FanOutSettings,
 ) -> StageStamp:
     from pipeline.masks import compute_masks
     from pipeline.parsing import compute_parsing
@@ -184,25 +248,33 @@ def _segmentation(
     store = open_store(store_url, mode="r+")
 
     def run(progress: StageProgress) -> StageStamp:
-        if source == "provided":
-            return import_provided(
+        with dask_fan_out(fan_out) as blocks:
+            if source == "provided":
+                return import_provided(
+                    store,
+                    str(annotations_dir),
+                    kind=kind,  # type: ignore[arg-type]
+                    progress=progress,
+                    fan_out=blocks,
+                )
+            if kind == "masks":
+                return compute_masks(
+                    store,
+                    device=device,
+                    batch_size=batch_size,
+                    weights=weights,
+                    progress=progress,
+                    fan_out=blocks,
+                )
+            return compute_parsing(
                 store,
-                str(annotations_dir),
-                kind=kind,  # type: ignore[arg-type]
+                device=device,
+                batch_size=batch_size,
+                weights=weights,
+                flip=flip,
                 progress=progress,
+                fan_out=blocks,
             )
-        if kind == "masks":
-            return compute_masks(
-                store, device=device, batch_size=batch_size, weights=weights, progress=progress
-            )
-        return compute_parsing(
-            store,
-            device=device,
-            batch_size=batch_size,
-            weights=weights,
-            flip=flip,
-            progress=progress,
-        )
 
     return _with_progress(kind, run)
 
@@ -217,6 +289,7 @@ def masks_stage(
     batch_size: int,
     weights: str | None,
     device: str,
+    fan_out: FanOutSettings = None,
 ) -> StageStamp:
     """Person masks: Mask R-CNN, or the provided PNGs."""
     return _segmentation(
@@ -228,6 +301,7 @@ def masks_stage(
         weights=weights,
         device=device,
         flip=False,
+        fan_out=fan_out,
     )
 
 
@@ -242,6 +316,7 @@ def parsing_stage(
     weights: str | None,
     device: str,
     flip: bool,
+    fan_out: FanOutSettings = None,
 ) -> StageStamp:
     """LIP parsing: SCHP, or the provided PNGs."""
     return _segmentation(
@@ -253,6 +328,7 @@ def parsing_stage(
         weights=weights,
         device=device,
         flip=flip,
+        fan_out=fan_out,
     )
 
 
@@ -352,22 +428,25 @@ def synthesize_stage(
     seed: int,
     batch_size: int,
     device: str,
+    fan_out: FanOutSettings = None,
 ) -> StageStamp:
     """Alpha-augment the training split with the trained generator."""
     from pipeline.synthesize import synthesize
 
-    return _with_progress(
-        "synthesize",
-        lambda progress: synthesize(
-            open_store(store_url, mode="r+"),
-            Path(run_dir) / "generator",
-            alpha=alpha,
-            seed=seed,
-            device=device,
-            batch_size=batch_size,
-            progress=progress,
-        ),
-    )
+    def run(progress: StageProgress) -> StageStamp:
+        with dask_fan_out(fan_out) as blocks:
+            return synthesize(
+                open_store(store_url, mode="r+"),
+                Path(run_dir) / "generator",
+                alpha=alpha,
+                seed=seed,
+                device=device,
+                batch_size=batch_size,
+                progress=progress,
+                fan_out=blocks,
+            )
+
+    return _with_progress("synthesize", run)
 
 
 @task(
@@ -466,6 +545,14 @@ class Node:
     inputs: tuple[StageName, ...]
 
 
+def fan_out_settings(params: AugmentMarketParams) -> FanOutSettings:
+    """The block stages' ``fan_out`` argument: set on Dask with ``runner.blocks_per_task``."""
+    runner = params.runner
+    if runner.kind != "dask" or runner.blocks_per_task is None:
+        return None
+    return {"blocks_per_task": runner.blocks_per_task, "gpu": runner.gpu_resources}
+
+
 def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list[Node]:
     """The DAG's tasks in topological order: the one place where parameters become arguments."""
     from pipeline.reid_stage import reid_stage_name
@@ -474,6 +561,7 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
     dataset = params.dataset
     run_dir = str(Path(params.run_dir).resolve())
     fingerprint = folder_fingerprint(dataset.source) if "ingest" in params.stages else ""
+    fan_out = fan_out_settings(params)
     settings: dict[StageName, tuple[Task[..., StageStamp], dict[str, Any]]] = {
         "ingest": (
             ingest_stage,
@@ -493,6 +581,7 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
                 "batch_size": seg.masks_batch_size,
                 "weights": seg.masks_weights,
                 "device": devices.segmentation,
+                "fan_out": fan_out,
             },
         ),
         "parsing": (
@@ -504,6 +593,7 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
                 "weights": seg.parsing_weights,
                 "device": devices.segmentation,
                 "flip": seg.parsing_flip,
+                "fan_out": fan_out,
             },
         ),
         "pairs": (pairs_stage, params.pairs.model_dump()),
@@ -538,6 +628,7 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
                 "seed": params.synthesis_seed,
                 "batch_size": params.synthesis_batch_size,
                 "device": devices.synthesize,
+                "fan_out": fan_out,
             },
         ),
     }
@@ -596,8 +687,11 @@ def _stored_stamp(store_url: str, stage: str) -> StageStamp | None:
 
 @contextlib.contextmanager
 def _placement(params: AugmentMarketParams, stage: str) -> Iterator[None]:
-    """On Dask with ``gpu_resources``, a GPU stage needs a worker with a free ``GPU``."""
-    if params.runner.kind == "dask" and params.runner.gpu_resources and stage in GPU_STAGES:
+    """On Dask with ``gpu_resources``, a GPU stage needs a worker with a free ``GPU`` (a
+    fanned-out block stage asks it for each block task instead, see :func:`dask_fan_out`)."""
+    fans_out = stage in FAN_OUT_STAGES and fan_out_settings(params) is not None
+    gpu = params.runner.kind == "dask" and params.runner.gpu_resources
+    if gpu and stage in GPU_STAGES and not fans_out:
         import dask
 
         with dask.annotate(resources={"GPU": 1}):

@@ -1,4 +1,5 @@
-"""The DAG on a 2-worker local Dask cluster, GPU stages placed through Dask resources.
+"""The DAG on a 2-worker local Dask cluster: GPU stages placed through Dask resources, the
+blocks of masks, parsing and synthesis fanned out over the workers.
 
 The run uses thread workers (``dask_processes: false``): process workers each import torch and
 the pipeline (about 20 s on 2 cores) and test nothing more about the flow.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from flows.config import load_params
 from flows.dag import configured_flow, run_from_config
+from storage import open_store
 
 
 def test_dask_runner_is_configured_from_params(tmp_path, tiny_params):
@@ -24,20 +26,25 @@ def test_dask_runner_is_configured_from_params(tmp_path, tiny_params):
     }
 
 
-def test_segmentation_stages_run_on_dask_workers(prefect_server, tmp_path, tiny_params):
-    params = tiny_params(
-        tmp_path,
-        stages=["ingest", "masks", "parsing", "pairs"],
-        runner={"kind": "dask", "dask_workers": 2, "gpu_resources": True, "dask_processes": False},
-    )
+def test_block_stages_fan_out_over_dask_workers(prefect_server, tmp_path, tiny_params):
+    stages = ["ingest", "masks", "parsing", "pairs", "generator", "synthesize"]
+    runner = {
+        "kind": "dask",
+        "dask_workers": 2,
+        "gpu_resources": True,
+        "dask_processes": False,
+        "blocks_per_task": 1,
+    }
+    params = tiny_params(tmp_path, stages=stages, runner=runner)
     summary = run_from_config(params)
-    assert {stage: summary[stage]["status"] for stage in params["stages"]} == {
-        "ingest": "ran",
-        "masks": "ran",
-        "parsing": "ran",
-        "pairs": "ran",
-    }
-    again = run_from_config(params)
-    assert {stage: again[stage]["status"] for stage in params["stages"]} == {
-        stage: "cached" for stage in params["stages"]
-    }
+    assert {stage: summary[stage]["status"] for stage in stages} == dict.fromkeys(stages, "ran")
+    store = open_store(params["store_url"])
+    for stage in ("masks", "parsing"):
+        assert store.stamp(stage).report["block_tasks"] == store.n_blocks > 1
+    generated = store.stamp("synthesize").counts["generated"]
+    assert store.stamp("synthesize").report["block_tasks"] == -(-generated // store.block_size)
+
+    in_threads = run_from_config({**params, "runner": {"kind": "threads"}})
+    assert {stage: in_threads[stage]["status"] for stage in stages} == dict.fromkeys(
+        stages, "cached"
+    ), "where the blocks ran is not part of a stage's cache key"
