@@ -32,5 +32,6 @@ bench: sync
 	$(RUN) python -m benchmarks.san_training
 	$(RUN) python -m benchmarks.san_learning
 	$(RUN) python -m benchmarks.evaluation
+	$(RUN) python -m benchmarks.fanout
 	$(RUN) python -m benchmarks.reid
 	$(RUN) python -m benchmarks.demo
