@@ -105,3 +105,24 @@ def test_provided_import_fans_out_over_worker_processes(small_store, tmp_path):
 def test_blocks_per_task_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         FanOut(ThreadPoolExecutor(1), blocks_per_task=0)
+
+
+def test_fan_out_on_an_fsspec_store(small_store):
+    from storage import create_store
+
+    url = "memory://augment-market-fanout/store"
+    store = create_store(
+        url, index=small_store.index, height=64, width=32, block_size=4, overwrite=True
+    )
+    with store.stage("ingest", config={}, n_blocks=0) as run:
+        run.finish(counts={})
+    with ThreadPoolExecutor(2) as executor:
+        stamp = run_image_stage(
+            store,
+            kind="masks",
+            writer=constant_masks,
+            config=MASK_CONFIG,
+            fan_out=FanOut(executor, blocks_per_task=2),
+        )
+    assert stamp.report["block_tasks"] == -(-store.n_blocks // 2)
+    assert store.read("masks")[store.block_slice(1)].min() == 1, "workers reopened it by URL"
