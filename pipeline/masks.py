@@ -66,6 +66,18 @@ class MaskConfig:
     detectron2_model: str = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 
 
+def detector_score_threshold(threshold: float) -> float:
+    """The detector-side score cut that keeps every score ``>= threshold``.
+
+    torchvision (``box_score_thresh``) and detectron2 (``SCORE_THRESH_TEST``) keep a box when
+    ``score > thresh``, strictly, so a person scoring exactly 0.5 would be dropped before
+    :func:`select_person` applies the ``>= 0.5`` rule. Their float32 scores (softmax runs in
+    float32, under autocast too) are compared with the largest float32 below ``threshold``
+    instead: a score equal to it passes, and :func:`select_person` still drops anything lower.
+    """
+    return float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
+
+
 def select_person(
     detections: Detections, *, image_size: tuple[int, int], config: MaskConfig = MaskConfig()
 ) -> Tensor:
@@ -115,7 +127,7 @@ def build_maskrcnn(
         rpn_post_nms_top_n_test=config.rpn_post_nms_top_n,
         box_detections_per_img=config.detections_per_image,
         # Boxes below the person threshold can never be selected: skip their masks.
-        box_score_thresh=config.score_threshold,
+        box_score_thresh=detector_score_threshold(config.score_threshold),
     )
     if pretrained:
         path = resolve_weights(MASKRCNN_COCO, path=weights)
@@ -163,7 +175,7 @@ def detectron2_detector(
     cfg = get_cfg()
     cfg.merge_from_file(model_zoo.get_config_file(config.detectron2_model))
     cfg.MODEL.DEVICE = device
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = config.score_threshold
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = detector_score_threshold(config.score_threshold)
     cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = config.rpn_pre_nms_top_n
     cfg.MODEL.RPN.POST_NMS_TOPK_TEST = config.rpn_post_nms_top_n
     cfg.TEST.DETECTIONS_PER_IMAGE = config.detections_per_image

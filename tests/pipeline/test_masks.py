@@ -14,6 +14,7 @@ from pipeline.masks import (
     build_detector,
     build_maskrcnn,
     compute_masks,
+    detector_score_threshold,
     segment_persons,
     select_person,
 )
@@ -73,7 +74,28 @@ def test_detector_settings_reach_torchvision():
     model = build_maskrcnn(config=MaskConfig(), pretrained=False)
     assert model.transform.min_size == (256,) and model.transform.max_size == 512
     assert model.rpn._post_nms_top_n["testing"] == 100
-    assert model.roi_heads.detections_per_img == 10 and model.roi_heads.score_thresh == 0.5
+    assert model.roi_heads.detections_per_img == 10
+
+
+def test_detector_keeps_a_person_scoring_exactly_the_threshold():
+    """torchvision keeps boxes with score > box_score_thresh; the rule is >= 0.5."""
+    heads = build_maskrcnn(config=MaskConfig(), pretrained=False).roi_heads
+    assert detector_score_threshold(0.5) < 0.5
+    # Two proposals, only background and person (label 1) possible: person probability
+    # 1 / (1 + 1) = 0.5 exactly, and 0.4999 (logit ln(0.4999 / 0.5001) against background 0).
+    logits = torch.full((2, 91), -1e4)
+    logits[:, 0] = 0.0
+    logits[:, 1] = torch.tensor([0.0, np.log(0.4999 / 0.5001)])
+    person = torch.softmax(logits, -1)[:, 1]
+    assert person[0].item() == 0.5 and 0.49989 < person[1].item() < 0.5
+    proposals = [torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])]
+    boxes, scores, labels = heads.postprocess_detections(
+        logits, torch.zeros(2, 91 * 4), proposals, [(64, 64)]
+    )
+    assert labels[0].tolist() == [1] and scores[0].tolist() == [0.5]
+    torch.testing.assert_close(boxes[0], proposals[0][:1])
+    detections = {"labels": labels[0], "scores": scores[0], "masks": torch.ones(1, *SIZE)}
+    assert select_person(detections, image_size=SIZE).all()
 
 
 def test_missing_weights_names_file_and_url(tmp_path, monkeypatch):
