@@ -102,7 +102,13 @@ def ingest_market1501(
 
 @ingest_app.command("deepfashion")
 def ingest_deepfashion(
-    source: Annotated[Path, typer.Argument(help="DeepFashion In-shop folder (img/, lists).")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder with PATN/GFLA train.lst and test.lst, and train/ + test/ "
+            "(flattened names) or the In-shop img_highres/ or img/ tree."
+        ),
+    ],
     store: Annotated[str, typer.Option(help="Store folder or fsspec URL.")],
     annotations: Annotated[
         Path | None,
@@ -112,7 +118,7 @@ def ingest_deepfashion(
         bool, typer.Option(help="Replace a store built from other files.")
     ] = False,
 ) -> None:
-    """Ingest DeepFashion In-shop (images resized to 256x256)."""
+    """Ingest DeepFashion In-shop as pose transfer uses it (train.lst / test.lst, 256x256)."""
     _ingest("deepfashion", source, store, annotations, overwrite)
 
 

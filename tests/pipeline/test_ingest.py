@@ -1,18 +1,24 @@
-"""Market-1501 / DeepFashion ingest: name parsing, bad files, resume."""
+"""Market-1501 / DeepFashion ingest: name parsing, bad files, resume, both DeepFashion forms."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from pipeline.ingest import (
     DatasetLayoutError,
+    DeepFashionName,
     decode_image,
+    flatten_inshop_path,
     ingest,
+    parse_deepfashion_name,
     parse_market_name,
+    scan_deepfashion,
     scan_market1501,
 )
+from pipeline.pairs import PairsConfig, sample_pairs
 from storage import open_store
 
 
@@ -123,27 +129,145 @@ def test_ingest_resumes_and_refuses_other_data(tmp_path):
     assert ingest(source, url, block_size=4, overwrite=True).counts["images"] == 16
 
 
-def test_deepfashion_layout(tmp_path):
-    names = [
-        "img/WOMEN/Dresses/id_00000002/02_1_front.jpg",
-        "img/WOMEN/Dresses/id_00000002/02_2_side.jpg",
-        "img/MEN/Denim/id_00000080/01_1_front.jpg",
-        "img/MEN/Denim/id_00000080/01_3_back.jpg",
-    ]
-    statuses = ["train", "train", "query", "gallery"]
-    for i, name in enumerate(names):
-        _jpeg(tmp_path / name, i * 20, size=(176, 256))
-    lines = [str(len(names)), "image_name item_id evaluation_status"]
-    lines += [f"{n} {n.split('/')[3]} {s}" for n, s in zip(names, statuses, strict=True)]
-    (tmp_path / "Eval").mkdir()
-    (tmp_path / "Eval" / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
-    stamp = ingest(tmp_path, str(tmp_path / "store"), kind="deepfashion")
-    store = open_store(str(tmp_path / "store"))
-    assert stamp.counts["images"] == 4 and (store.height, store.width) == (256, 256)
-    assert store.index["person_id"].tolist() == [2, 2, 80, 80]
-    assert store.index["camera"].tolist() == [1, 2, 1, 3]
-    with pytest.raises(DatasetLayoutError, match="DeepFashion"):
-        ingest(tmp_path / "img", str(tmp_path / "s2"), kind="deepfashion")
+# (raw In-shop path under img/, its flattened name). Item 00000693 photo group 02 appears
+# under two categories (as 106 real item/group pairs do): two identities, one per list.
+INSHOP = [
+    ("WOMEN/Dresses/id_00002629/02_1_front.jpg", "fashionWOMENDressesid0000262902_1front.jpg"),
+    ("WOMEN/Dresses/id_00002629/02_3_back.jpg", "fashionWOMENDressesid0000262902_3back.jpg"),
+    ("WOMEN/Dresses/id_00002629/03_2_side.jpg", "fashionWOMENDressesid0000262903_2side.jpg"),
+    (
+        "WOMEN/Dresses/id_00002629/03_7_additional.jpg",
+        "fashionWOMENDressesid0000262903_7additional.jpg",
+    ),
+    (
+        "WOMEN/Blouses_Shirts/id_00000693/02_1_front.jpg",
+        "fashionWOMENBlouses_Shirtsid0000069302_1front.jpg",
+    ),
+    (
+        "WOMEN/Blouses_Shirts/id_00000693/02_4_full.jpg",
+        "fashionWOMENBlouses_Shirtsid0000069302_4full.jpg",
+    ),
+    (
+        "WOMEN/Tees_Tanks/id_00000693/02_1_front.jpg",
+        "fashionWOMENTees_Tanksid0000069302_1front.jpg",
+    ),
+    ("WOMEN/Tees_Tanks/id_00000693/02_2_side.jpg", "fashionWOMENTees_Tanksid0000069302_2side.jpg"),
+    ("MEN/Denim/id_00000080/01_6_flat.jpg", "fashionMENDenimid0000008001_6flat.jpg"),
+]
+TEST_LIST = {INSHOP[i][1] for i in (2, 3, 6, 7)}  # item 2629 group 03, Tees_Tanks 693 group 02
+
+
+def _deepfashion(root, form, *, unlisted=True):
+    """A tiny DeepFashion folder: train.lst / test.lst plus images in ``form`` ("raw": the
+    In-shop img/ tree, "flat": PATN/GFLA train/ and test/ folders). Image i has value 20 i."""
+    train = [flat for _, flat in INSHOP[:-1] if flat not in TEST_LIST]
+    test = [flat for _, flat in INSHOP if flat in TEST_LIST]
+    root.mkdir(parents=True)
+    (root / "train.lst").write_text("\n".join(train) + "\n")
+    (root / "test.lst").write_text("\n".join(test) + "\n\n")
+    for i, (raw, flat) in enumerate(INSHOP if unlisted else INSHOP[:-1]):
+        folder = "test" if flat in TEST_LIST else "train"
+        _jpeg(root / ("img/" + raw if form == "raw" else f"{folder}/{flat}"), 20 * i, (12, 16))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("raw", "flat"),
+    [
+        *INSHOP,
+        (
+            "WOMEN/Dresses/id_00002629/02_3_back_full.jpg",
+            "fashionWOMENDressesid0000262902_3backfull.jpg",
+        ),
+    ],
+)
+def test_flatten_inshop_path(raw, flat):
+    assert flatten_inshop_path(raw) == flat
+
+
+def test_parse_deepfashion_name():
+    name = parse_deepfashion_name("fashionWOMENBlouses_Shirtsid0000069302_3back.jpg")
+    assert name == DeepFashionName("fashionWOMENBlouses_Shirtsid0000069302", 693, 2, 3)
+    for bad in ("fashionWOMENDressesid00002629_3back.jpg", "WOMENDressesid0000262902_3back.jpg"):
+        with pytest.raises(ValueError, match="not a flattened DeepFashion name"):
+            parse_deepfashion_name(bad)
+    with pytest.raises(ValueError, match="gender/category/id_item/file"):
+        flatten_inshop_path("Dresses/id_00002629/02_3_back.jpg")
+
+
+def test_deepfashion_raw_and_flat_forms_give_the_same_rows(tmp_path):
+    raw, skipped_raw = scan_deepfashion(_deepfashion(tmp_path / "raw", "raw"))
+    flat, skipped_flat = scan_deepfashion(_deepfashion(tmp_path / "flat", "flat"))
+    pd.testing.assert_frame_equal(raw.drop(columns="path"), flat.drop(columns="path"))
+    assert (
+        skipped_raw
+        == skipped_flat
+        == ["fashionMENDenimid0000008001_6flat.jpg: in no list (train.lst, test.lst)"]
+    )
+    # Identities sorted: Blouses_Shirts 693/02 = 1, Dresses 2629/02 = 2, 2629/03 = 3,
+    # Tees_Tanks 693/02 = 4. Train rows first, each list sorted by name.
+    assert raw["filename"].tolist() == [
+        "fashionWOMENBlouses_Shirtsid0000069302_1front.jpg",
+        "fashionWOMENBlouses_Shirtsid0000069302_4full.jpg",
+        "fashionWOMENDressesid0000262902_1front.jpg",
+        "fashionWOMENDressesid0000262902_3back.jpg",
+        "fashionWOMENDressesid0000262903_2side.jpg",
+        "fashionWOMENDressesid0000262903_7additional.jpg",
+        "fashionWOMENTees_Tanksid0000069302_1front.jpg",
+        "fashionWOMENTees_Tanksid0000069302_2side.jpg",
+    ]  # fmt: skip
+    assert raw["person_id"].tolist() == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert raw["camera"].tolist() == [1, 4, 1, 3, 2, 7, 1, 2]
+    assert raw["split"].tolist() == ["train"] * 4 + ["gallery"] * 4
+    assert raw["path"].iloc[0].endswith("img/WOMEN/Blouses_Shirts/id_00000693/02_1_front.jpg")
+    assert flat["path"].iloc[4].endswith("test/fashionWOMENDressesid0000262903_2side.jpg")
+
+
+def test_deepfashion_ingest_and_pairs_stay_in_photo_groups(tmp_path):
+    source = _deepfashion(tmp_path / "df", "raw", unlisted=False)
+    stamp = ingest(source, str(tmp_path / "store"), kind="deepfashion", size=(32, 32))
+    assert stamp.counts["train_images"] == 4 and stamp.counts["gallery_images"] == 4
+    assert stamp.report["skipped"] == []
+    store = open_store(str(tmp_path / "store"), mode="r+")
+    assert store.group["person_id"].dtype == np.int32 and (store.height, store.width) == (32, 32)
+    images = store.load_in_memory(("images",))["images"]
+    # Row 2 is Dresses 2629/02 front, the first raw image (value 0); row 7 the eighth (140).
+    assert abs(images[2].mean() - 0) <= 3 and abs(images[7].mean() - 140) <= 3
+    sample_pairs(store, PairsConfig(train_pairs=None, test_pairs=None, skip_empty_masks=False))
+    filenames = store.index["filename"]
+    for table, count in (("pairs_train", 4), ("pairs_test", 4)):  # 2 ids x 2 images, ordered
+        pairs = store.read_table(table)
+        assert len(pairs) == count
+        source_ids = filenames[pairs["source"]].str.rsplit("_", n=1).str[0].to_numpy()
+        target_ids = filenames[pairs["target"]].str.rsplit("_", n=1).str[0].to_numpy()
+        assert (source_ids == target_ids).all()
+
+
+@pytest.mark.parametrize("form", ["raw", "flat"])
+def test_deepfashion_list_naming_a_missing_image(tmp_path, form):
+    source = _deepfashion(tmp_path / "df", form)
+    gone = "fashionWOMENTees_Tanksid0000069302_2side.jpg"
+    path = source / (
+        "img/WOMEN/Tees_Tanks/id_00000693/02_2_side.jpg" if form == "raw" else f"test/{gone}"
+    )
+    path.unlink()
+    with pytest.raises(DatasetLayoutError, match=rf"test\.lst names {gone}, which is not in"):
+        scan_deepfashion(source)
+
+
+def test_deepfashion_layout_errors(tmp_path):
+    source = _deepfashion(tmp_path / "df", "flat")
+    with pytest.raises(DatasetLayoutError, match="needs train.lst and test.lst"):
+        ingest(source / "train", str(tmp_path / "s"), kind="deepfashion")
+    (source / "test.lst").write_text(INSHOP[0][1] + "\n")
+    with pytest.raises(DatasetLayoutError, match=f"{INSHOP[0][1]} is in both"):
+        scan_deepfashion(source)
+    (source / "test.lst").write_text(INSHOP[2][1] + "\nimg/WOMEN/x.jpg\n")
+    with pytest.raises(DatasetLayoutError, match=r"test\.lst, entry 2: img/WOMEN/x\.jpg: not a"):
+        scan_deepfashion(source)
+    (source / "train.lst").unlink()
+    with pytest.raises(DatasetLayoutError, match="not a DeepFashion folder"):
+        scan_deepfashion(source)
 
 
 def test_decode_image_names_the_file(tmp_path):
