@@ -2,9 +2,14 @@
 
 Stage ``reid_<model>_original`` trains on the store's real training images; stage
 ``reid_<model>_augmented`` adds the ``generated/alpha<A>`` images, labelled with their source
-identities (paper section 5). Each extracts query/gallery/training features, fits every
-requested metric on the training features (Euclidean, XQDA, KISSME) and evaluates single-query
-Market-1501 ranking (same pid + same camera and junk removed, distractors kept; AP as chosen).
+identities (paper section 5). Each then extracts features of the real training, query and
+gallery images (L2-normalised by default, as the IDE baseline before all three metrics;
+optionally averaged with the features of the mirrored images), fits every requested metric
+(Euclidean, XQDA, KISSME) on the real training features with their cameras, and evaluates
+single-query Market-1501 ranking (same pid + same camera and junk removed, distractors kept;
+AP as chosen). The metrics see real images only, in both stages: XQDA and KISSME learn from
+cross-camera pairs and generated images have no camera of their own, and the metric protocol
+stays the IDE baseline's, so original and augmented runs differ in the network alone.
 :func:`compare_reid_runs` puts all finished runs of a store side by side with the IDE-baseline
 reference numbers and draws their CMC curves.
 """
@@ -73,6 +78,8 @@ def train_reid_baseline(
     metrics: Sequence[str] = METRICS,
     metric_options: dict[str, dict[str, Any]] | None = None,
     ap: Literal["standard", "trapezoid"] = "standard",
+    normalize_features: bool = True,
+    flip_features: bool = False,
     device: str = "cpu",
     max_steps: int | None = None,
     weights: str | Path | None = None,
@@ -86,9 +93,13 @@ def train_reid_baseline(
     Args:
         config: the Re-ID recipe (model kind/arch, input size, schedule).
         alpha: add ``generated/alpha<A>`` to the training images (None: original set).
-        metrics: metric learners fitted on the training features.
-        metric_options: per-metric constructor options, e.g. ``{"kissme": {"pca_dim": 64}}``.
+        metrics: metric learners fitted on the real training features.
+        metric_options: per-metric constructor options, e.g. ``{"kissme": {"pca_dim": 64}}``
+            (KISSME: PCA to 200 dimensions by default; XQDA and KISSME draw their pairs from
+            ``seed``, 0 unless given).
         ap: average-precision definition, the same for every run compared.
+        normalize_features: L2-normalise every feature before all metrics (IDE baseline).
+        flip_features: average each image's feature with its mirror's (Siamese reference).
         weights: ImageNet weight file for ``config.model.pretrained``.
         progress: called as ``progress(steps_done, steps_total)`` while training.
     Returns:
@@ -103,6 +114,7 @@ def train_reid_baseline(
         "metrics": list(metrics),
         "metric_options": metric_options or {},
         "ap": ap,
+        "features": {"normalize": normalize_features, "flip": flip_features},
         "max_steps": max_steps,
     }
 
@@ -124,22 +136,30 @@ def train_reid_baseline(
     with store.stage(name, config=settings, inputs=inputs, n_blocks=1) as run:
         images, labels = training_set(store, alpha)
         result = train(images, labels)
-        features = _features(store, result.model, images, config, device)
-        if not torch.isfinite(features["train"]).all():
+        del images  # the metrics need the real training images only; split_features reads them
+        features = split_features(
+            store,
+            result.model,
+            size=(config.height, config.width),
+            device=device,
+            flip=flip_features,
+            normalize=normalize_features,
+        )
+        t, q, g = features["train"], features["query"], features["gallery"]
+        if not torch.isfinite(t["features"]).all():
             raise ValueError(
                 f"{name}: training diverged (non-finite features; last losses "
                 f"{result.losses[-2:]}); lower the learning rate ({config.lr})"
             )
-        q, g = features["query"], features["gallery"]
         results, curves = {}, {}
         for metric in metrics:
             learner = build_metric(metric, **(metric_options or {}).get(metric, {}))  # type: ignore[arg-type]
-            learner.fit(features["train"], torch.from_numpy(labels))
+            learner.fit(t["features"], torch.from_numpy(t["pids"]), torch.from_numpy(t["cams"]))
             distances = learner.distance(q["features"], g["features"]).float()
             if not torch.isfinite(distances).all():
                 raise ValueError(
-                    f"{name}: {metric} gave non-finite distances ({len(labels)} training "
-                    f"features of dimension {features['train'].shape[1]}); try its PCA or "
+                    f"{name}: {metric} gave non-finite distances ({len(t['pids'])} training "
+                    f"features of dimension {t['features'].shape[1]}); try its PCA or "
                     "regularisation options in metric_options"
                 )
             ranking = evaluate_ranking(
@@ -165,12 +185,14 @@ def train_reid_baseline(
             counts={
                 "train_images": len(labels),
                 "train_ids": len(np.unique(labels)),
+                "metric_train_images": len(t["pids"]),
                 "steps": result.steps,
             },
             report={
                 "results": results,
                 "cmc": curves,
                 "ap": ap,
+                "features": settings["features"],
                 "alpha": alpha,
                 "model": f"{config.model.kind} {config.model.arch}"
                 f"{' ImageNet' if config.model.pretrained else ' random init'}",
@@ -179,33 +201,43 @@ def train_reid_baseline(
         )
 
 
-def _features(
+def split_features(
     store: PersonStore,
     model: IDENet,
-    train_images: np.ndarray,
-    config: TrainConfig,
-    device: str,
-) -> dict[str, Any]:
+    *,
+    size: tuple[int, int],
+    device: str = "cpu",
+    flip: bool = False,
+    normalize: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Features of the store's real training (pid > 0), query and gallery images.
+
+    Args:
+        model: the trained network; size: its (height, width) input.
+        flip: average each feature with the feature of the mirrored image.
+        normalize: scale every feature to unit L2 norm (after the flip average).
+    Returns:
+        split -> ``{"features": float32 [N, D] CPU, "pids": int64 [N], "cams": int64 [N]}``.
+    """
     index = store.index
-    size = (config.height, config.width)
-    features: dict[str, Any] = {
-        "train": extract_features(model, torch.from_numpy(train_images), device=device, size=size)
-        .float()
-        .cpu()
-    }
-    images = store.load_in_memory(("images",))["images"]  # one decode for query and gallery
-    for split in ("query", "gallery"):
-        rows = np.flatnonzero((index["split"] == split).to_numpy())
-        features[split] = {
+    images = store.load_in_memory(("images",))["images"]  # one decode for every split
+    pids = index["person_id"].to_numpy(np.int64)
+    cams = index["camera"].to_numpy(np.int64)
+    out: dict[str, dict[str, Any]] = {}
+    for split in ("train", "query", "gallery"):
+        chosen = (index["split"] == split).to_numpy() & ((pids > 0) | (split != "train"))
+        rows = np.flatnonzero(chosen)
+        batch = torch.from_numpy(images[rows])
+        out[split] = {
             "features": extract_features(
-                model, torch.from_numpy(images[rows]), device=device, size=size
+                model, batch, device=device, size=size, flip=flip, normalize=normalize
             )
             .float()
             .cpu(),
-            "pids": index["person_id"].to_numpy()[rows],
-            "cams": index["camera"].to_numpy()[rows],
+            "pids": pids[rows],
+            "cams": cams[rows],
         }
-    return features
+    return out
 
 
 def _jsonable(config: TrainConfig) -> dict[str, Any]:

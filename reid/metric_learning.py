@@ -1,24 +1,22 @@
-"""Metric learning on Re-ID features: Euclidean, XQDA and KISSME.
+"""Metric learning on Re-ID features: Euclidean, XQDA and KISSME, trained as the IDE baseline.
 
-All three share one interface, ``fit(features, labels)`` then ``distance(qf, gf)``, so the
-evaluation code does not branch on the method. Fitting works in float64 (covariances of 2,048-d
-features lose precision in float32); distances come back in the features' dtype.
+All three share one interface, ``fit(features, labels, cameras)`` then ``distance(qf, gf)``, so
+the evaluation code does not branch on the method. Fitting works in float64 (covariances of
+2,048-d features lose precision in float32); distances come back in the features' dtype.
 
-Both learned metrics need the covariance of *pairwise differences* of same-identity (intra) and
-different-identity (extra) pairs. Market-1501 training has 12,936 images: ~2.2e5 intra and 1.7e8
-extra pairs, far too many to form. Over all ordered pairs the sums have closed forms in class
-statistics (n_c = class size, s_c = class sum, X'X = sum of outer products):
-
-    sum_{i,j in c} (x_i - x_j)(x_i - x_j)' = 2 n_c sum_{i in c} x_i x_i' - 2 s_c s_c'
-    sum_{i,j}      (x_i - x_j)(x_i - x_j)' = 2 N X'X - 2 s s'
-
-and the extra-personal sum is their difference (Liao et al. 2015 compute theirs the same way).
+Training follows the IDE-baseline repository (zhunzhong07/IDE-baseline-Market-1501,
+``baseline_evaluation_IDE.m``): features L2-normalised first (the Re-ID stage does it for all
+three metrics); XQDA on cross-camera positive pairs (``gen_train_sample_xqda.m``); KISSME after
+PCA to 200 dimensions on every cross-camera positive pair plus as many random cross-camera
+negatives (``gen_train_sample_kissme.m``). The draws come from a numpy Generator seeded by the
+learner's ``seed``, never from global random state, so a fit is a pure function of its inputs.
 """
 
 from __future__ import annotations
 
 from typing import Literal, Protocol
 
+import numpy as np
 import torch
 
 from reid.evaluate import compute_distance
@@ -27,54 +25,168 @@ from reid.evaluate import compute_distance
 class MetricLearner(Protocol):
     """A distance learned from labelled training features."""
 
-    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> MetricLearner: ...
+    def fit(
+        self, features: torch.Tensor, labels: torch.Tensor, cameras: torch.Tensor
+    ) -> MetricLearner: ...
 
     def distance(self, qf: torch.Tensor, gf: torch.Tensor) -> torch.Tensor: ...
 
 
-def difference_covariances(
-    features: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Covariances of intra- and extra-personal feature differences over all ordered pairs.
+def xqda_training_pairs(
+    labels: np.ndarray, cameras: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """XQDA's two training sets, as ``gen_train_sample_xqda.m``.
+
+    For each identity (ascending label) its images are shuffled and split into two halves of
+    ``k // 2`` (an odd image out is left over); the i-th image of the first half pairs with the
+    i-th of the second, and pairs taken by one camera are dropped.
 
     Args:
-        features: float [N, D]; labels: int [N] identity of each row (any integer values).
-
+        labels: int [N] identity of each row; cameras: int [N] camera of each row.
+        rng: the only source of randomness.
     Returns:
-        (sigma_intra, sigma_extra): float64 [D, D], the mean of (x_i - x_j)(x_i - x_j)' over
-        ordered pairs i != j with equal / different labels. Differences have zero mean by
-        symmetry, so these are their covariances.
-
-    Raises:
-        ValueError: when there is no intra-personal pair (every identity has one image) or no
-            extra-personal pair (a single identity).
+        (first, second): int64 [P] rows; ``labels[first] == labels[second]`` and
+        ``cameras[first] != cameras[second]`` pairwise, no row used twice.
     """
-    x = features.to(torch.float64)
-    # Differences ignore a common shift; centring avoids cancellation in 2 N X'X - 2 s s'.
-    x = x - x.mean(0, keepdim=True)
-    _, inverse, counts = torch.unique(labels.cpu(), return_inverse=True, return_counts=True)
-    inverse, counts = inverse.to(x.device), counts.to(x.device, torch.float64)
-    class_sums = torch.zeros(len(counts), x.shape[1], dtype=torch.float64, device=x.device)
-    class_sums.index_add_(0, inverse, x)  # [C, D]
-    n = float(x.shape[0])
-    pairs_intra = float((counts * counts).sum()) - n
-    pairs_extra = n * n - float((counts * counts).sum())
+    first, second = [], []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        half = len(rows) // 2
+        shuffled = rows[rng.permutation(len(rows))]
+        a, b = shuffled[:half], shuffled[half : 2 * half]
+        keep = cameras[a] != cameras[b]
+        first.append(a[keep])
+        second.append(b[keep])
+    return np.concatenate(first).astype(np.int64), np.concatenate(second).astype(np.int64)
+
+
+def kissme_training_pairs(
+    labels: np.ndarray,
+    cameras: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    draws: int = 150_000,
+    max_rounds: int = 100,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """KISSME's similar and dissimilar pairs, as ``gen_train_sample_kissme.m``.
+
+    Positives: every unordered pair (i < j) of images of one identity taken by different
+    cameras, identities ascending. Negatives: as many pairs (i, j) drawn uniformly with
+    replacement, ``draws`` at a time, keeping in draw order those of different identities and
+    different cameras (the reference draws 150,000 once).
+
+    Args:
+        labels: int [N]; cameras: int [N]; rng: the only source of randomness.
+    Returns:
+        (first, second): int64 [2P] rows, ``same``: bool [2P]; P positives, then P negatives.
+    Raises:
+        ValueError: no cross-camera positive pair, or too few negatives after ``max_rounds``.
+    """
+    first, second = [], []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        i, j = np.triu_indices(len(rows), k=1)  # nchoosek order: (1,2), (1,3), ..., (2,3)
+        first.append(rows[i])
+        second.append(rows[j])
+    pos_a, pos_b = np.concatenate(first), np.concatenate(second)
+    cross = cameras[pos_a] != cameras[pos_b]
+    pos_a, pos_b = pos_a[cross], pos_b[cross]
+    count = len(pos_a)
+    if count == 0:
+        raise ValueError("KISSME: no identity has two images from different cameras")
+    negatives, found = [], 0
+    for _ in range(max_rounds):
+        drawn = rng.integers(0, len(labels), size=(draws, 2))
+        a, b = drawn[:, 0], drawn[:, 1]
+        ok = (labels[a] != labels[b]) & (cameras[a] != cameras[b])
+        negatives.append(drawn[ok])
+        found += int(ok.sum())
+        if found >= count:
+            break
+    if found < count:
+        raise ValueError(f"KISSME: found {found} cross-camera negative pairs, need {count}")
+    neg = np.concatenate(negatives)[:count]
+    same = np.concatenate([np.ones(count, bool), np.zeros(count, bool)])
+    rows_a = np.concatenate([pos_a, neg[:, 0]]).astype(np.int64)
+    rows_b = np.concatenate([pos_b, neg[:, 1]]).astype(np.int64)
+    return rows_a, rows_b, same
+
+
+def cross_set_covariances(
+    first: torch.Tensor,
+    second: torch.Tensor,
+    first_labels: torch.Tensor,
+    second_labels: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (x - y)(x - y)' over all (x in ``first``, y in ``second``), split by label.
+
+    This is XQDA.m's intra/extra-personal covariance of its two sets (before the ridge), in
+    closed form from class statistics instead of the n * m pairs:
+    sum over same-label pairs = sum_i m_c(i) x_i x_i' + sum_j n_c(j) y_j y_j' - sum_c (Sx_c Sy_c'
+    + Sy_c Sx_c'), and over all pairs = m X'X + n Y'Y - sx sy' - sy sx'.
+
+    Args:
+        first: float [n, D], second: float [m, D]; first_labels: int [n], second_labels: int [m].
+    Returns:
+        (sigma_intra, sigma_extra): float64 [D, D].
+    Raises:
+        ValueError: no same-label or no different-label pair between the sets.
+    """
+    x, y = first.to(torch.float64), second.to(torch.float64)
+    shift = torch.cat([x, y]).mean(0, keepdim=True)  # differences ignore it; less cancellation
+    x, y = x - shift, y - shift
+    classes, inverse = torch.unique(
+        torch.cat([first_labels, second_labels]).cpu(), return_inverse=True
+    )
+    inv_x, inv_y = inverse[: len(x)].to(x.device), inverse[len(x) :].to(x.device)
+    n_c = torch.bincount(inv_x, minlength=len(classes)).to(x)  # [C] class sizes in first
+    m_c = torch.bincount(inv_y, minlength=len(classes)).to(x)
+    sum_x = torch.zeros(len(classes), x.shape[1], dtype=x.dtype, device=x.device)
+    sum_y = torch.zeros_like(sum_x)
+    sum_x.index_add_(0, inv_x, x)  # [C, D]
+    sum_y.index_add_(0, inv_y, y)
+    pairs_intra = float((n_c * m_c).sum())
+    pairs_extra = len(x) * len(y) - pairs_intra
     if pairs_intra <= 0 or pairs_extra <= 0:
-        raise ValueError("need at least two images of one identity and two identities")
-    weighted = x * counts[inverse][:, None]  # row i scaled by the size of its class
-    intra = 2.0 * (x.T @ weighted) - 2.0 * (class_sums.T @ class_sums)
-    total = 2.0 * n * (x.T @ x) - 2.0 * torch.outer(x.sum(0), x.sum(0))
+        raise ValueError("need same-identity and different-identity pairs between the two sets")
+    cross = sum_x.T @ sum_y
+    intra = (x * m_c[inv_x, None]).T @ x + (y * n_c[inv_y, None]).T @ y - cross - cross.T
+    total_cross = torch.outer(x.sum(0), y.sum(0))
+    total = len(y) * (x.T @ x) + len(x) * (y.T @ y) - total_cross - total_cross.T
     return intra / pairs_intra, (total - intra) / pairs_extra
+
+
+def pair_scatter(
+    x: torch.Tensor, first: np.ndarray, second: np.ndarray, *, chunk: int = 1 << 16
+) -> torch.Tensor:
+    """Mean (x_a - x_b)(x_a - x_b)' over the pairs (first[p], second[p]) (KISSME's eq. 12-13).
+
+    Args:
+        x: float64 [N, D]; first, second: int [P] rows, P >= 1.
+    Returns:
+        float64 [D, D]; chunks of ``chunk`` pairs bound the memory.
+    """
+    scatter = torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype, device=x.device)
+    for start in range(0, len(first), chunk):
+        a = torch.from_numpy(first[start : start + chunk]).to(x.device)
+        b = torch.from_numpy(second[start : start + chunk]).to(x.device)
+        diff = x[a] - x[b]  # [chunk, D]
+        scatter += diff.T @ diff
+    return scatter / len(first)
 
 
 def _symmetric(matrix: torch.Tensor) -> torch.Tensor:
     return (matrix + matrix.T) / 2.0
 
 
+def _numpy(values: torch.Tensor) -> np.ndarray:
+    return values.cpu().numpy().astype(np.int64)
+
+
 class Euclidean:
     """Squared Euclidean distance: the IDE baseline's metric; ``fit`` learns nothing."""
 
-    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> Euclidean:
+    def fit(self, features: torch.Tensor, labels: torch.Tensor, cameras: torch.Tensor) -> Euclidean:
         return self
 
     def distance(self, qf: torch.Tensor, gf: torch.Tensor) -> torch.Tensor:
@@ -85,30 +197,40 @@ class Euclidean:
 class XQDA:
     """Cross-view Quadratic Discriminant Analysis (Liao et al., CVPR 2015, section 4).
 
-    Finds the subspace W maximising the ratio of extra- to intra-personal variance (generalized
-    eigenproblem Sigma_E w = lambda Sigma_I w), keeps directions with lambda > 1 (more spread
-    across identities than within), and learns M = inv(W' Sigma_I W) - inv(W' Sigma_E W) there;
-    the distance is (x - y)' W M W' (x - y).
+    Trained on the two sets of :func:`xqda_training_pairs`; their covariances
+    (:func:`cross_set_covariances`) give the subspace W maximising the ratio of extra- to
+    intra-personal variance (generalized eigenproblem Sigma_E w = lambda Sigma_I w), keeping
+    directions with lambda > 1, and M = inv(W' Sigma_I W) - inv(W' Sigma_E W) there; the
+    distance is (x - y)' W M W' (x - y).
 
     Args:
         reg: ridge added to Sigma_I's diagonal (the paper's 0.001) so it is invertible.
         max_dim: optional cap on the subspace dimension (None: every lambda > 1).
+        seed: seeds the pair draw.
 
     Attributes (after ``fit``):
         projection: float64 [D, r] W; metric: float64 [r, r] M; eigenvalues: float64 [r],
         descending, all > 1 (one direction is kept even when none exceeds 1).
     """
 
-    def __init__(self, *, reg: float = 1e-3, max_dim: int | None = None) -> None:
+    def __init__(self, *, reg: float = 1e-3, max_dim: int | None = None, seed: int = 0) -> None:
         self.reg = reg
         self.max_dim = max_dim
+        self.seed = seed
         self.projection: torch.Tensor | None = None
         self.metric: torch.Tensor | None = None
         self.eigenvalues: torch.Tensor | None = None
 
-    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> XQDA:
-        """features float [N, D], labels int [N]."""
-        sigma_i, sigma_e = difference_covariances(features, labels)
+    def fit(self, features: torch.Tensor, labels: torch.Tensor, cameras: torch.Tensor) -> XQDA:
+        """features float [N, D], labels int [N], cameras int [N]."""
+        rng = np.random.default_rng(self.seed)
+        first, second = xqda_training_pairs(_numpy(labels), _numpy(cameras), rng)
+        if len(first) == 0:
+            raise ValueError("XQDA: no identity has two images from different cameras")
+        a, b = torch.from_numpy(first), torch.from_numpy(second)
+        sigma_i, sigma_e = cross_set_covariances(
+            features[a.to(features.device)], features[b.to(features.device)], labels[a], labels[b]
+        )
         sigma_i = sigma_i + self.reg * torch.eye(
             len(sigma_i), dtype=sigma_i.dtype, device=sigma_i.device
         )
@@ -141,27 +263,32 @@ class KISSME:
 
     A likelihood-ratio test between zero-mean Gaussians of similar and dissimilar pair
     differences gives M = inv(Sigma_S) - inv(Sigma_D), re-projected onto the PSD cone by
-    clipping negative eigenvalues (paper section 3). Usually run after PCA (the paper reduces to
-    a few dozen dimensions); the pairs are all same/different-label pairs, in closed form.
+    clipping negative eigenvalues (paper section 3). Fitted after PCA on the pairs of
+    :func:`kissme_training_pairs`.
 
     Args:
-        pca_dim: PCA dimension fitted on the training features first (None: no PCA).
+        pca_dim: PCA dimension fitted on the training features first (IDE baseline
+            ``numCoeffs = 200``; None: no PCA). At most min(N, D) components exist.
         reg: ridge on Sigma_S relative to its mean eigenvalue, so it is invertible when the
             within-identity differences do not span every dimension.
+        seed: seeds the negative-pair draw.
 
     Attributes (after ``fit``): mean float64 [D]; projection float64 [D, p] (identity without
     PCA); metric float64 [p, p], symmetric PSD.
     """
 
-    def __init__(self, *, pca_dim: int | None = None, reg: float = 1e-6) -> None:
+    def __init__(self, *, pca_dim: int | None = 200, reg: float = 1e-6, seed: int = 0) -> None:
         self.pca_dim = pca_dim
         self.reg = reg
+        self.seed = seed
         self.mean: torch.Tensor | None = None
         self.projection: torch.Tensor | None = None
         self.metric: torch.Tensor | None = None
 
-    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> KISSME:
-        """features float [N, D], labels int [N]."""
+    def fit(self, features: torch.Tensor, labels: torch.Tensor, cameras: torch.Tensor) -> KISSME:
+        """features float [N, D], labels int [N], cameras int [N]."""
+        rng = np.random.default_rng(self.seed)
+        first, second, same = kissme_training_pairs(_numpy(labels), _numpy(cameras), rng)
         x = features.to(torch.float64)
         self.mean = x.mean(0)
         x = x - self.mean
@@ -171,9 +298,11 @@ class KISSME:
             self.projection = vh[: self.pca_dim].T.contiguous()
         else:
             self.projection = torch.eye(x.shape[1], dtype=torch.float64, device=x.device)
-        sigma_s, sigma_d = difference_covariances(x @ self.projection, labels)
+        z = x @ self.projection  # [N, p]
+        sigma_s = pair_scatter(z, first[same], second[same])
+        sigma_d = pair_scatter(z, first[~same], second[~same])
         ridge = self.reg * float(torch.diagonal(sigma_s).mean())
-        sigma_s = sigma_s + ridge * torch.eye(len(sigma_s), dtype=x.dtype, device=x.device)
+        sigma_s = sigma_s + ridge * torch.eye(len(sigma_s), dtype=z.dtype, device=z.device)
         metric = _symmetric(torch.linalg.inv(sigma_s) - torch.linalg.inv(sigma_d))
         values, vectors = torch.linalg.eigh(metric)
         self.metric = _symmetric((vectors * values.clamp(min=0.0)) @ vectors.T)

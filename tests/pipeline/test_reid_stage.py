@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
-from pipeline.reid_stage import compare_reid_runs, train_reid_baseline, training_set
-from reid.models import ReIDModelConfig
+from pipeline.reid_stage import (
+    compare_reid_runs,
+    split_features,
+    train_reid_baseline,
+    training_set,
+)
+from reid.checkpoint import IMAGENET_MEAN, IMAGENET_STD
+from reid.models import IDENet, ReIDModelConfig
 from reid.train import TrainConfig
 
 TINY = TrainConfig(
@@ -43,11 +51,41 @@ def test_original_then_augmented(small_store, tmp_path):
         small_store, tmp_path, config=TINY, alpha=2, metrics=("euclidean",)
     )
     assert augmented.counts["train_images"] == 24
+    assert augmented.counts["metric_train_images"] == 12  # metrics fit on real images only
+    assert augmented.config["features"] == {"normalize": True, "flip": False}
     assert small_store.stamp("reid_ide_augmented").inputs["synthesize"]
     table = compare_reid_runs(small_store, tmp_path / "report").read_text()
     assert "augmented alpha=2 | euclidean" in table and "original | kissme" in table
     assert "75.62" in table
     assert (tmp_path / "report" / "cmc.png").stat().st_size > 0
+
+
+class _ChannelMeans(nn.Module):
+    """A stand-in backbone: the per-channel mean of the normalised image, [B, 3]."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+def test_split_features_are_real_images_l2_normalised(small_store):
+    model = IDENet(
+        backbone=_ChannelMeans(), feature_dim=3, num_classes=2, bottleneck_dim=None, dropout=0.0
+    )
+    features = split_features(small_store, model, size=(64, 32))
+    images = small_store.load_in_memory(("images",))["images"]
+    index = small_store.index
+    for split, count in (("train", 12), ("query", 3), ("gallery", 9)):
+        rows = np.flatnonzero((index["split"] == split).to_numpy())
+        assert len(rows) == count
+        # Independent computation: ImageNet-normalised channel means, then unit length.
+        means = (images[rows].mean(axis=(1, 2)) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        expected = means / np.linalg.norm(means, axis=1, keepdims=True)
+        np.testing.assert_allclose(features[split]["features"].numpy(), expected, atol=1e-5)
+        assert features[split]["pids"].tolist() == index["person_id"][rows].tolist()
+        assert features[split]["cams"].tolist() == index["camera"][rows].tolist()
+    raw = split_features(small_store, model, size=(64, 32), normalize=False)
+    norms = torch.linalg.vector_norm(raw["train"]["features"], dim=1)
+    assert not torch.allclose(norms, torch.ones_like(norms))
 
 
 def _fake_generated(store):
