@@ -43,10 +43,12 @@ class ReIDModelConfig:
     # None: classifier directly on pool5 (the IDE baseline); e.g. 512: Linear + BatchNorm
     # bottleneck before it (the widely used layumi/Person_reID_baseline_pytorch head).
     bottleneck_dim: int | None = None
-    # Dropout before the identity classifier (IDE baseline: 0.5).
+    # Dropout before the identity classifier: 0.5 as the layumi PyTorch baseline; the
+    # IDE-baseline ResNet-50 has none (TrainConfig.ide_original sets 0).
     dropout: float = 0.5
-    # Dropout on the squared difference before the verification classifier (Siamese only).
-    verification_dropout: float = 0.5
+    # Dropout on the squared difference before the verification classifier (Siamese only):
+    # 0.9 as the reference (layumi/2016_person_re-ID resnet52_2stream.m, 'dropout_D').
+    verification_dropout: float = 0.9
 
     @property
     def feature_dim(self) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torchvision.models import resnet18
@@ -40,6 +42,24 @@ def test_siamese_verification_is_symmetric():
     out = model.forward_verification(a, b)
     assert out.shape == (2, 2)
     torch.testing.assert_close(out, model.forward_verification(b, a))
+
+
+def test_siamese_verification_dropout_is_the_reference_0_9():
+    model = build_reid_model(config=dataclasses.replace(SMALL, kind="siamese"), num_classes=4)
+    assert isinstance(model, SiameseNet) and model.verifier[0].p == 0.9
+    linear = model.verifier[1]
+    with torch.no_grad():  # logit 1 = the first squared difference, nothing else
+        linear.weight.zero_()
+        linear.weight[1, 0] = 1.0
+        linear.bias.zero_()
+    first, second = torch.zeros(4000, 512), torch.zeros(4000, 512)
+    first[:, 0] = 1.0  # (1 - 0)^2 = 1 in dimension 0
+    torch.manual_seed(0)
+    kept = model.train().forward_verification(first, second)[:, 1].detach()
+    # Training: kept with probability 0.1 and scaled by 1 / (1 - 0.9) = 10, else 0.
+    assert set(kept.unique().tolist()) == {0.0, 10.0}
+    assert 0.08 < float((kept == 10.0).float().mean()) < 0.12
+    assert model.eval().forward_verification(first, second)[:, 1].eq(1.0).all()
 
 
 def test_last_stride_one_doubles_the_final_map():
