@@ -373,26 +373,42 @@ def reid_train(
         int | None,
         typer.Option(help="Train on the real images plus the store's generated/alpha<A> set."),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 60,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="modern (random erasing, label smoothing, 256x128) or ide_original "
+            "(the IDE-baseline Caffe recipe: 224x224, batch 16, lr 1e-3)."
+        ),
+    ] = "modern",
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: preset's).")] = None,
     pretrained: Annotated[bool, typer.Option(help="ImageNet initialisation.")] = True,
     ap: Annotated[
         str, typer.Option(help="standard (torchreid) or trapezoid (Market code).")
     ] = "standard",
+    flip_features: Annotated[
+        bool, typer.Option(help="Average each feature with its mirror image's.")
+    ] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Train IDE/Siamese, then evaluate with Euclidean, XQDA and KISSME distances."""
+    import dataclasses
+
     from pipeline.reid_stage import train_reid_baseline
-    from reid.models import ReIDModelConfig
     from reid.train import TrainConfig
     from storage import open_store
 
-    config = TrainConfig(
-        model=ReIDModelConfig(
+    if preset not in ("modern", "ide_original"):
+        raise typer.BadParameter(f"unknown preset {preset!r}; use modern or ide_original")
+    config = getattr(TrainConfig, preset)()
+    config = dataclasses.replace(
+        config,
+        model=dataclasses.replace(
+            config.model,
             kind=cast(Literal["ide", "siamese"], model),
             arch=cast(Literal["resnet50", "resnet18"], arch),
             pretrained=pretrained,
         ),
-        epochs=epochs,
+        epochs=config.epochs if epochs is None else epochs,
     )
     stamp = train_reid_baseline(
         open_store(store, mode="r+"),
@@ -400,6 +416,7 @@ def reid_train(
         config=config,
         alpha=alpha,
         ap=cast(Literal["standard", "trapezoid"], ap),
+        flip_features=flip_features,
         device=device,
         progress=_progress("reid"),
     )

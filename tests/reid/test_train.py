@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from reid.checkpoint import load_checkpoint
-from reid.models import ReIDModelConfig
+from reid.models import IDENet, ReIDModelConfig
 from reid.train import (
     TrainConfig,
     _augment,
@@ -137,10 +137,67 @@ def test_training_learns_and_features_separate_ids(tmp_path):
     assert similarity[same].mean() > similarity[~same].mean()
 
 
+class _FirstRow(torch.nn.Module):
+    """A stand-in backbone: the red channel of the top row, [B, W]."""
+
+    def forward(self, x):
+        return x[:, 0, 0, :]
+
+
+@pytest.mark.parametrize(
+    ("flip", "normalize", "expected"),
+    [
+        # Red 0 and 255 normalised: (0 - 0.485) / 0.229 = -2.117904, (1 - 0.485) / 0.229 =
+        # 2.248908; the mirror swaps them; L2 norm sqrt(2.117904^2 + 2.248908^2) = 3.089188.
+        (False, False, [-2.117904, 2.248908]),
+        (True, False, [0.065502, 0.065502]),
+        (False, True, [-0.685585, 0.727994]),
+        (True, True, [0.707107, 0.707107]),
+    ],
+)
+def test_extract_features_flip_and_normalize_hand_case(flip, normalize, expected):
+    model = IDENet(
+        backbone=_FirstRow(), feature_dim=2, num_classes=2, bottleneck_dim=None, dropout=0.0
+    )
+    image = torch.zeros(1, 1, 2, 3, dtype=torch.uint8)
+    image[0, 0, 1] = 255  # [H=1, W=2]: black, then white
+    features = extract_features(model, image, size=(1, 2), flip=flip, normalize=normalize)
+    torch.testing.assert_close(features, torch.tensor([expected]), atol=1e-5, rtol=0)
+
+
+def test_ide_original_preset_is_the_caffe_recipe():
+    config = TrainConfig.ide_original()
+    assert (config.height, config.width, config.pad, config.flip) == (224, 224, 0, True)
+    assert (config.random_erasing, config.label_smoothing, config.model.dropout) == (0, 0, 0)
+    assert (config.batch_size, config.lr, config.backbone_lr_mult) == (16, 1e-3, 1.0)
+    assert (config.momentum, config.weight_decay, config.lr_gamma) == (0.9, 5e-4, 0.1)
+    assert config.freeze_bn_stats and config.optimizer == "sgd"
+    # Market-1501: 12,936 training images / 16 = 808 steps per epoch; the solver's 50,000
+    # iterations with the step at 20,000 become 62 * 808 = 50,096 and 25 * 808 = 20,200.
+    per_epoch = _Sampler(torch.arange(12_936) % 751, config, siamese=False).steps_per_epoch
+    assert per_epoch * config.epochs == 50_096
+    assert per_epoch * config.lr_milestones[0] == 20_200
+    assert TrainConfig.ide_original(epochs=1, seed=3).epochs == 1
+    assert TrainConfig.modern() == TrainConfig()
+    assert TrainConfig.modern(lr=0.1).lr == 0.1
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_freeze_bn_stats_keeps_imagenet_statistics(tmp_path, frozen):
+    images, labels = toy_set()
+    config = dataclasses.replace(TINY, freeze_bn_stats=frozen)
+    start = train_reid(config, images, labels, tmp_path / "start", max_steps=0).model
+    trained = train_reid(config, images, labels, tmp_path / "run", max_steps=1).model
+    before, after = start.backbone.bn1, trained.backbone.bn1
+    assert torch.equal(before.running_mean, after.running_mean) == frozen
+    assert torch.equal(before.num_batches_tracked, after.num_batches_tracked) == frozen
+    assert not torch.equal(before.bias, after.bias)  # scale and shift learn either way
+
+
 DDP_SCRIPT = """
 import os, sys, torch
 sys.path.insert(0, {root!r})
-from reid.models import ReIDModelConfig
+from reid.models import IDENet, ReIDModelConfig
 from reid.train import TrainConfig, train_reid
 config = TrainConfig(model=ReIDModelConfig(arch="resnet18", pretrained=False), height=32,
                      width=16, pad=2, batch_size=8)
