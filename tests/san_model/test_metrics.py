@@ -25,7 +25,9 @@ from san_model.metrics import (
     frechet_distance,
     l1_distance,
     lpips_distance,
+    masked_l1,
     masked_lpips,
+    part_colour_error,
     psnr,
     ssim,
 )
@@ -331,3 +333,46 @@ def test_pixel_metrics_identical_and_hand_values():
     black, grey = -torch.ones(1, 3, 16, 16), torch.zeros(1, 3, 16, 16)  # 0 and 0.5 in [0, 1]
     assert l1_distance(black, grey).item() == pytest.approx(0.5)
     assert psnr(black, grey).item() == pytest.approx(10 * math.log10(4.0))
+
+
+def _levels(rgb: tuple[int, int, int], height: int = 4, width: int = 2) -> torch.Tensor:
+    """A [1, 3, H, W] image of one colour given in grey levels, in the [-1, 1] layout."""
+    return (
+        torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, height, width) / 127.5
+        - 1
+    )
+
+
+def test_part_colour_error_golden_values() -> None:
+    # Target: rows 0-1 part 5 (upper clothes), rows 2-3 part 9 (pants); column 1 background.
+    parsing = torch.tensor([[[5, 0], [5, 0], [9, 0], [9, 0]]])
+    truth = _levels((100, 100, 100)).clone()
+    truth[:, :, 2:, 0] = 200 / 127.5 - 1  # pants are lighter
+    generated = _levels((110, 100, 90)).clone()  # upper clothes off by (10, 0, 10): error 20/3
+    generated[:, :, 2:, 0] = 170 / 127.5 - 1  # pants off by 30 on every channel: error 30
+    generated[:, :, :, 1] = -1  # background is not measured
+    error = part_colour_error(generated, truth, parsing)
+    assert error.shape == (1,)
+    assert error.item() == pytest.approx((20 / 3 + 30) / 2, abs=1e-4)
+    # Only the mean colour inside a part counts: a part's pixels may swap among themselves.
+    swapped = truth.clone()
+    swapped[:, :, 0, 0], swapped[:, :, 1, 0] = 90 / 127.5 - 1, 110 / 127.5 - 1
+    assert part_colour_error(swapped, truth, parsing).item() == pytest.approx(0.0, abs=1e-4)
+    assert part_colour_error(truth, truth, parsing).item() == 0.0
+
+
+def test_part_colour_error_undefined_without_parts() -> None:
+    image = _levels((10, 20, 30))
+    assert torch.isnan(part_colour_error(image, image, torch.zeros(1, 4, 2, dtype=torch.long)))
+
+
+def test_masked_l1_counts_only_the_mask() -> None:
+    truth = _levels((0, 0, 0))
+    generated = truth.clone()
+    generated[:, :, :, 1] = 1.0  # wrong (white) outside the mask only
+    mask = torch.tensor([[[1, 0], [1, 0], [1, 0], [1, 0]]], dtype=torch.uint8)
+    assert masked_l1(generated, truth, mask).item() == 0.0
+    generated[:, 0, 0, 0] = 1.0  # one channel of one masked pixel: 1 / (4 pixels * 3)
+    assert masked_l1(generated, truth, mask).item() == pytest.approx(1 / 12)
+    assert masked_l1(generated, truth, mask[:, None]).item() == pytest.approx(1 / 12)
+    assert torch.isnan(masked_l1(generated, truth, torch.zeros_like(mask)))
