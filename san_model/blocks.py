@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -154,13 +155,30 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-def init_gan_weights(module: nn.Module) -> None:
-    """DCGAN/PATN initialisation: conv weights N(0, 0.02), BatchNorm scale N(1, 0.02), bias 0."""
+# Streams of derived_seed(config.seed, stream, ...): one per consumer of randomness.
+GENERATOR_STREAM, DISCRIMINATOR_STREAM, POOL_STREAM = 0, 1, 2
+
+
+def derived_seed(*key: int) -> int:
+    """A 63-bit seed for ``torch.Generator.manual_seed`` from integers (numpy SeedSequence).
+
+    Distinct keys give independent streams, e.g. ``(config.seed, stream, rank)``.
+    """
+    return int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def init_gan_weights(module: nn.Module, *, seed: int) -> None:
+    """DCGAN/PATN initialisation: conv weights N(0, 0.02), BatchNorm scale N(1, 0.02), bias 0.
+
+    Every weight is drawn from a generator seeded with ``seed`` (torch's global RNG is left
+    alone), so the same seed gives the same network in any thread or process.
+    """
+    generator = torch.Generator().manual_seed(seed)
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
-            nn.init.normal_(layer.weight, 0.0, 0.02)
+            nn.init.normal_(layer.weight, 0.0, 0.02, generator=generator)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
         elif isinstance(layer, nn.BatchNorm2d):
-            nn.init.normal_(layer.weight, 1.0, 0.02)
+            nn.init.normal_(layer.weight, 1.0, 0.02, generator=generator)
             nn.init.zeros_(layer.bias)

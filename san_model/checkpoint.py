@@ -3,7 +3,7 @@
 A checkpoint is one ``torch.save`` dict of tensors and plain Python values, so it loads with
 ``torch.load(weights_only=True)`` (no pickled code). Keys: ``config`` (dict), ``step`` (int),
 ``generator``, ``discriminator``, ``opt_g``, ``opt_d``, ``sched_g``, ``sched_d`` (state dicts),
-``sampler_rng``, ``torch_rng`` (uint8 tensors) and ``cuda_rng`` (list of uint8 tensors).
+``sampler_rng`` (uint8 tensor) and ``image_pool`` (its past fakes and generator state).
 """
 
 from __future__ import annotations

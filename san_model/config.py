@@ -50,6 +50,9 @@ class SANConfig:
     use_perceptual: bool = True
     # VGG-19 layer rho of eq. 6; PATN's public code uses relu1_2.
     perceptual_layer: str = "relu1_2"
+    # PATN's pool of past fakes that D also sees (pix2pix ImagePool; PATN's Market runs: 50);
+    # 0 turns it off.
+    pool_size: int = 50
     # Adam settings of section 4.2, used for both G and D.
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -85,6 +88,8 @@ class SANConfig:
             )
         if min(self.batch_size, self.epochs, self.epoch_length) < 1:
             raise ValueError("batch_size, epochs and epoch_length must be positive")
+        if self.pool_size < 0:
+            raise ValueError("pool_size must be >= 0 (0: no pool of past fakes)")
         if min(self.checkpoint_interval, self.sample_interval, self.log_interval) < 1:
             raise ValueError("checkpoint/sample/log intervals must be positive")
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ResidualBlock, conv_bn_act, init_gan_weights
+from .blocks import (
+    DISCRIMINATOR_STREAM,
+    ResidualBlock,
+    conv_bn_act,
+    derived_seed,
+    init_gan_weights,
+)
 from .config import SANConfig
 
 
@@ -30,7 +36,7 @@ class SANDiscriminator(nn.Module):
             *(ResidualBlock(4 * ndf) for _ in range(3)),
             nn.Conv2d(4 * ndf, 1, kernel_size=3, padding=1),
         )
-        init_gan_weights(self)
+        init_gan_weights(self, seed=derived_seed(config.seed, DISCRIMINATOR_STREAM))
 
     def forward(self, source: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
         """Patch probabilities that ``candidate`` is the real target of ``source``.

@@ -14,9 +14,11 @@ import torch
 from torch import nn
 
 from .blocks import (
+    GENERATOR_STREAM,
     DownPyramid,
     PathwayEncoder,
     SemanticAttentionBlock,
+    derived_seed,
     init_gan_weights,
     up_bn_act,
 )
@@ -53,7 +55,7 @@ class SANGenerator(nn.Module):
         self.to_image = nn.Sequential(
             nn.Conv2d(ngf, 3, kernel_size=7, padding=3, padding_mode="reflect"), nn.Tanh()
         )
-        init_gan_weights(self)
+        init_gan_weights(self, seed=derived_seed(config.seed, GENERATOR_STREAM))
 
     def encode(
         self,

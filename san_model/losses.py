@@ -60,6 +60,14 @@ class VGGPerceptualLoss(nn.Module):
                 if key.startswith(prefix) and int(key.split(".")[1]) < cut
             }
             features.load_state_dict(kept, strict=True)
+        else:  # torchvision's VGG init, from a fixed seed: the same random network every time
+            generator = torch.Generator().manual_seed(0)
+            for layer in features:
+                if isinstance(layer, nn.Conv2d):
+                    nn.init.kaiming_normal_(
+                        layer.weight, mode="fan_out", nonlinearity="relu", generator=generator
+                    )
+                    nn.init.zeros_(layer.bias)
         features.requires_grad_(False)
         self.features = features.eval()
         self.mean: torch.Tensor
@@ -142,14 +150,18 @@ def generator_loss(
     return GeneratorLoss(total=total, adversarial=adversarial, l1=l1, perceptual=perc)
 
 
-def discriminator_loss(
-    *, real_probability: torch.Tensor, fake_probability: torch.Tensor
-) -> torch.Tensor:
-    """Eq. 4's discriminator side: ``-(log D(real) + log(1 - D(fake))) / 2``, a scalar.
+def discriminator_loss(probability: torch.Tensor, *, real: bool) -> torch.Tensor:
+    """One half of eq. 4's discriminator side, a scalar.
 
-    The halving follows PATN; PATN also multiplies by the adversarial weight, which Adam's
-    scale invariance makes irrelevant, so it is left out.
+    ``-log D(real) / 2`` for a batch of real pairs, ``-log(1 - D(fake)) / 2`` for a batch of
+    fakes; their sum is PATN's ``backward_D_basic`` loss. The two halves are separate because D
+    sees real and fake pairs in separate forward passes (each BatchNorm batch is one kind), as
+    in PATN. PATN also multiplies by the adversarial weight, which Adam's scale invariance makes
+    irrelevant, so it is left out.
+
+    Args:
+        probability: D's output for one kind of pair, any shape, in (0, 1).
+        real: whether the pairs were real.
     """
-    real = -_log(real_probability).mean()
-    fake = -_log(1.0 - fake_probability.float()).mean()
-    return 0.5 * (real + fake)
+    target = probability if real else 1.0 - probability.float()
+    return 0.5 * -_log(target).mean()

@@ -9,9 +9,9 @@ Gloo on CPU), G and D are wrapped in DDP, every rank draws the same global batch
 seeded sampler and keeps its own slice of it, and only rank 0 writes checkpoints and logs.
 BatchNorm statistics stay per rank (no SyncBatchNorm), as in the single-GPU reference code.
 
-Randomness: model initialisation uses torch's global generator (seeded from the config), batch
-sampling a dedicated ``torch.Generator``; both states go into every checkpoint. numpy's RNG is
-not used during training, so there is no numpy state to save.
+Randomness: nothing here touches torch's or numpy's global generators (stages run as threads
+of one process). Initial weights are drawn from ``config.seed``; batch sampling and the image
+pool have their own ``torch.Generator``s, whose states go into every checkpoint.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .blocks import POOL_STREAM, derived_seed
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import SANConfig
 from .discriminator import build_discriminator
@@ -40,6 +41,7 @@ from .generator import (
     parsing_to_one_hot,
     tensor_to_images,
 )
+from .image_pool import ImagePool
 from .losses import VGGPerceptualLoss, build_perceptual_loss, discriminator_loss, generator_loss
 from .visualize import sample_grid, save_png
 
@@ -183,13 +185,19 @@ def train_step(
     opt_d: torch.optim.Optimizer,
     batch: ModelBatch,
     config: SANConfig,
+    pool: ImagePool,
     autocast_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One D update then one G update (eq. 4-7); returns (generated image, detached losses).
+    """One G update, then one D update (eq. 4-7); returns (generated image, detached losses).
 
-    D sees real and fake pairs in one forward call so a DDP-wrapped D has exactly one forward
-    per backward; the G update's pass through D runs under ``no_sync`` because D's gradients
-    from it are discarded (zeroed before the next D update), so there is nothing to all-reduce.
+    As PATN's ``optimize_parameters``: G first, against the current D; then D on real pairs
+    and on this step's fakes (through the pool of past fakes), each kind in its own forward
+    pass, so D's BatchNorm normalises batches of one kind in the D step as in the G step.
+
+    D's weights are frozen during the G update (their gradients would be discarded). Under DDP
+    the passes whose gradients must not be all-reduced yet run under ``no_sync``: the G update's
+    pass through D (no D gradients) and the real half of the D update, whose gradients the
+    fake half's backward then all-reduces together with its own.
     """
     b = batch
 
@@ -198,43 +206,48 @@ def train_step(
             return contextlib.nullcontext()
         return torch.autocast(b.source_image.device.type, dtype=autocast_dtype)
 
+    def no_sync() -> contextlib.AbstractContextManager[Any]:
+        if isinstance(discriminator, DistributedDataParallel):
+            return discriminator.no_sync()
+        return contextlib.nullcontext()
+
     with autocast():
         fake = generator(
             b.source_image, b.source_mask, b.source_parsing, b.target_mask, b.target_parsing
         )
-        probabilities = discriminator(
-            torch.cat([b.source_image, b.source_image]),
-            torch.cat([b.target_image, fake.detach()]),
+    discriminator.requires_grad_(False)
+    with no_sync(), autocast():
+        terms = generator_loss(
+            fake_probability=discriminator(b.source_image, fake),
+            generated=fake,
+            target=b.target_image,
+            config=config,
+            perceptual=perceptual,
         )
-    real_p, fake_p = probabilities.chunk(2)
-    loss_d = discriminator_loss(real_probability=real_p, fake_probability=fake_p)
-    opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    opt_d.step()
-
-    no_sync = (
-        discriminator.no_sync()
-        if isinstance(discriminator, DistributedDataParallel)
-        else contextlib.nullcontext()
-    )
-    with no_sync:
-        with autocast():
-            terms = generator_loss(
-                fake_probability=discriminator(b.source_image, fake),
-                generated=fake,
-                target=b.target_image,
-                config=config,
-                perceptual=perceptual,
-            )
-        opt_g.zero_grad(set_to_none=True)
-        terms.total.backward()
+    opt_g.zero_grad(set_to_none=True)
+    terms.total.backward()
     opt_g.step()
+    discriminator.requires_grad_(True)
+
+    channels = b.source_image.shape[1]
+    pooled = pool.query(torch.cat([b.source_image, fake], dim=1))  # [B, 2 * 3, H, W]
+    opt_d.zero_grad(set_to_none=True)
+    with no_sync():
+        with autocast():
+            real_probability = discriminator(b.source_image, b.target_image)
+        loss_d_real = discriminator_loss(real_probability, real=True)
+        loss_d_real.backward()
+    with autocast():
+        fake_probability = discriminator(pooled[:, :channels], pooled[:, channels:])
+    loss_d_fake = discriminator_loss(fake_probability, real=False)
+    loss_d_fake.backward()
+    opt_d.step()
     losses = {
         "g_total": terms.total,
         "g_adversarial": terms.adversarial,
         "g_l1": terms.l1,
         "g_perceptual": terms.perceptual,
-        "d": loss_d,
+        "d": loss_d_real + loss_d_fake,
     }
     return fake.detach(), {name: value.detach() for name, value in losses.items()}
 
@@ -296,9 +309,10 @@ def train_san(
         data, batch_size=config.batch_size, seed=config.seed, rank=rank, world_size=world_size
     )
     cuda = dev.type == "cuda"
-    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    # Initial weights come from config.seed (identical on every rank), not torch's global RNG.
     generator = build_generator(config=config).to(dev)
     discriminator = build_discriminator(config=config).to(dev)
+    pool = ImagePool(config.pool_size, seed=derived_seed(config.seed, POOL_STREAM, rank))
     perceptual = build_perceptual_loss(
         config=config, pretrained=pretrained_vgg, weights_path=vgg_weights
     )
@@ -329,9 +343,7 @@ def train_san(
         sched_g.load_state_dict(state["sched_g"])
         sched_d.load_state_dict(state["sched_d"])
         sampler.generator.set_state(state["sampler_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if cuda and state["cuda_rng"]:
-            torch.cuda.set_rng_state(state["cuda_rng"][0], dev)
+        pool.load_state_dict(state["image_pool"], dev)
         step = int(state["step"])
     g_model: nn.Module = generator
     d_model: nn.Module = discriminator
@@ -351,8 +363,7 @@ def train_san(
             "sched_g": sched_g.state_dict(),
             "sched_d": sched_d.state_dict(),
             "sampler_rng": sampler.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": [torch.cuda.get_rng_state(dev)] if cuda else [],
+            "image_pool": pool.state_dict(),
         }
 
     stop = total if max_steps is None else min(max_steps, total)
@@ -374,6 +385,7 @@ def train_san(
             opt_d=opt_d,
             batch=batch,
             config=config,
+            pool=pool,
             autocast_dtype=autocast_dtype,
         )
         sched_g.step()

@@ -143,12 +143,15 @@ def test_generator_loss_includes_gamma_times_perceptual() -> None:
 
 def test_discriminator_loss_golden_values_and_saturation() -> None:
     half = torch.full((4, 1, 2, 2), 0.5)
-    assert math.isclose(
-        discriminator_loss(real_probability=half, fake_probability=half).item(),
-        math.log(2),
-        rel_tol=1e-6,
+    both = discriminator_loss(half, real=True) + discriminator_loss(half, real=False)
+    assert math.isclose(both.item(), math.log(2), rel_tol=1e-6)
+    fooled = discriminator_loss(torch.full((3,), 0.9), real=False)
+    assert math.isclose(fooled.item(), -0.5 * math.log(0.1), rel_tol=1e-5)
+    perfect = discriminator_loss(torch.ones(4), real=True) + discriminator_loss(
+        torch.zeros(4), real=False
     )
-    perfect = discriminator_loss(real_probability=torch.ones(4), fake_probability=torch.zeros(4))
-    wrong = discriminator_loss(real_probability=torch.zeros(4), fake_probability=torch.ones(4))
+    wrong = discriminator_loss(torch.zeros(4), real=True) + discriminator_loss(
+        torch.ones(4), real=False
+    )
     assert 0 <= perfect.item() < 1e-5
     assert torch.isfinite(wrong) and wrong.item() > 10  # clamped log: large but finite

@@ -215,3 +215,57 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path: Path) -> None:
     # Only rank 0 writes: one event file, one sample grid.
     assert len(list((run_dir / "tensorboard").glob("events.*"))) == 1
     assert [p.name for p in (run_dir / "samples").iterdir()] == ["step_0000002.png"]
+
+
+def test_resume_with_a_full_image_pool_continues_exactly(tmp_path: Path) -> None:
+    config = SANConfig.tiny(use_perceptual=False, pool_size=3)  # full after the first step
+    data = make_data(config)
+    straight = train_san(config, data, tmp_path / "straight", max_steps=4)
+    train_san(config, data, tmp_path / "split", max_steps=2)
+    resumed = train_san(config, data, tmp_path / "split", resume=True, max_steps=4)
+    a, b = load_checkpoint(straight.run_dir), load_checkpoint(resumed.run_dir)
+    assert_same_state(a["generator"], b["generator"])
+    assert torch.equal(a["image_pool"]["images"], b["image_pool"]["images"])
+    assert a["image_pool"]["images"].shape[0] == 3
+
+
+def test_discriminator_sees_real_and_fake_pairs_in_separate_passes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """PATN's backward_D_basic: every D forward holds one kind of pair, so its BatchNorm
+    normalises real and fake batches separately in the D step as in the G step."""
+    from san_model.discriminator import SANDiscriminator
+
+    config = SANConfig.tiny(use_perceptual=False, pool_size=0)
+    data = make_data(config)
+    targets = {bytes(image) for image in data.images}
+    kinds: list[set[bool]] = []
+    original = SANDiscriminator.forward
+
+    def spy(self, source, candidate):  # type: ignore[no-untyped-def]
+        from san_model.generator import tensor_to_images
+
+        rows = tensor_to_images(candidate).numpy()
+        kinds.append({bytes(row) in targets for row in rows})
+        return original(self, source, candidate)
+
+    monkeypatch.setattr(SANDiscriminator, "forward", spy)
+    train_san(config, data, tmp_path, max_steps=2)
+    assert len(kinds) == 2 * 3  # per step: G's pass on fakes, D's real pass, D's fake pass
+    assert all(len(kind) == 1 for kind in kinds)  # never real and fake in one batch
+    assert [next(iter(kind)) for kind in kinds] == [False, True, False] * 2
+
+
+def test_initial_weights_come_from_the_config_seed_not_the_global_rng() -> None:
+    from san_model.discriminator import build_discriminator
+    from san_model.generator import build_generator
+
+    config = SANConfig.tiny()
+    torch.manual_seed(1)
+    first = build_generator(config=config).state_dict(), build_discriminator(config=config)
+    torch.manual_seed(2)
+    second = build_generator(config=config).state_dict(), build_discriminator(config=config)
+    assert_same_state(first[0], second[0])
+    assert_same_state(first[1].state_dict(), second[1].state_dict())
+    other = build_generator(config=replace(config, seed=1)).state_dict()
+    assert not torch.equal(other["to_image.0.weight"], first[0]["to_image.0.weight"])
