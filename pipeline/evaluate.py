@@ -20,9 +20,10 @@ import torch
 
 from augment_market.weights import sha256_of
 from pipeline.pairs import TEST_TABLE
+from san_model.baselines import paint_by_parts
 from san_model.checkpoint import checkpoint_path, load_generator
 from san_model.fid_inception import FIDVariant
-from san_model.generator import generate
+from san_model.generator import generate, tensor_to_images
 from san_model.metrics import (
     FeatureAccumulator,
     FeatureStatistics,
@@ -31,7 +32,9 @@ from san_model.metrics import (
     fid_from_statistics,
     l1_distance,
     lpips_distance,
+    masked_l1,
     masked_lpips,
+    part_colour_error,
     psnr,
     ssim,
 )
@@ -47,6 +50,10 @@ PAPER_TABLE = {
     "SAN (paper)": (14.142, 0.2632, 0.1282, 8.732, 0.2078),
 }
 EXAMPLE_ROWS = 8
+# The baselines of every evaluation (san_model.baselines), and the prefix of their result keys.
+BASELINES = {"copy the source image": "copy_source_", "paint by parts": "paint_by_parts_"}
+# Pixel metric -> whether higher is better.
+PIXEL_METRICS = {"l1": False, "masked_l1": False, "ssim": True, "psnr": True, "part_colour": False}
 PSNR_CAP = 100.0  # identical images have infinite PSNR; cap so means stay finite
 
 
@@ -145,14 +152,28 @@ def evaluate_generator(
                     )
                 ),
             ).numpy()
-            if start == 0:
-                examples = [source[:EXAMPLE_ROWS], target[:EXAMPLE_ROWS], fake[:EXAMPLE_ROWS]]
             fake_t, real_t = _as_signed(fake), _as_signed(arrays["images"][target])
             copy_t = _as_signed(arrays["images"][source])
-            for name, value in _pixel_metrics(fake_t, real_t, "").items():
-                metrics.setdefault(name, []).append(value)
-            for name, value in _pixel_metrics(copy_t, real_t, "copy_source_").items():
-                metrics.setdefault(name, []).append(value)
+            target_mask = torch.from_numpy(arrays["masks"][target])
+            target_parsing = torch.from_numpy(arrays["parsing"][target])
+            paint_t = paint_by_parts(
+                copy_t, torch.from_numpy(arrays["parsing"][source]), target_parsing
+            )
+            if start == 0:
+                examples = [
+                    source[:EXAMPLE_ROWS],
+                    target[:EXAMPLE_ROWS],
+                    fake[:EXAMPLE_ROWS],
+                    tensor_to_images(paint_t[:EXAMPLE_ROWS]).numpy(),
+                ]
+            for prefix, images in (
+                ("", fake_t),
+                *zip(BASELINES.values(), (copy_t, paint_t), strict=True),
+            ):
+                for name, value in _pixel_metrics(
+                    images, real_t, target_mask, target_parsing, prefix
+                ).items():
+                    metrics.setdefault(name, []).append(value)
             if not offline:
                 with torch.no_grad():
                     mask = torch.from_numpy(arrays["masks"][target]).float()[:, None].to(device)
@@ -164,8 +185,9 @@ def evaluate_generator(
                     fake_features.update(extractor(a))  # type: ignore[union-attr, misc]
             if progress is not None:
                 progress(min(start + batch_size, len(pairs)), len(pairs))
+        # nanmean: masked L1 and part-colour error are undefined for an empty target mask.
         results: dict[str, Any] = {
-            name: float(torch.cat(values).mean()) for name, values in metrics.items()
+            name: float(torch.cat(values).nanmean()) for name, values in metrics.items()
         }
         if not offline:
             real = real_statistics(
@@ -190,11 +212,20 @@ def evaluate_generator(
         )
 
 
-def _pixel_metrics(a: torch.Tensor, b: torch.Tensor, prefix: str) -> dict[str, torch.Tensor]:
+def _pixel_metrics(
+    images: torch.Tensor,
+    target: torch.Tensor,
+    target_mask: torch.Tensor,
+    target_parsing: torch.Tensor,
+    prefix: str,
+) -> dict[str, torch.Tensor]:
+    """Per-pair pixel metrics of ``images`` against the ground truth, keys prefixed."""
     return {
-        f"{prefix}l1": l1_distance(a, b),
-        f"{prefix}ssim": ssim(a, b),
-        f"{prefix}psnr": psnr(a, b).clamp(max=PSNR_CAP),
+        f"{prefix}l1": l1_distance(images, target),
+        f"{prefix}masked_l1": masked_l1(images, target, target_mask),
+        f"{prefix}ssim": ssim(images, target),
+        f"{prefix}psnr": psnr(images, target).clamp(max=PSNR_CAP),
+        f"{prefix}part_colour": part_colour_error(images, target, target_parsing),
     }
 
 
@@ -209,14 +240,26 @@ def _mode(offline: bool, pretrained: bool) -> str:
     return "paper protocol"
 
 
-def results_markdown(results: dict[str, Any]) -> str:
-    """Table 1 beside this run's numbers, plus the pixel metrics."""
-    lines = [
-        f"# Generator evaluation ({results['test_pairs']} test pairs)",
-        "",
-        f"Mode: {results['mode']}.",
-        "",
-    ]
+def results_markdown(
+    results: dict[str, Any], *, examples: str | None = None, level: int = 1
+) -> str:
+    """The evaluation page: examples picture, pixel metrics with baselines, then table 1.
+
+    Args:
+        results: the ``evaluate`` stage's metrics.
+        examples: link to the examples picture, relative to where the page is written.
+        level: Markdown heading level of the page's title (2 inside the run's report).
+    """
+    lines = [f"{'#' * level} Generator evaluation ({results['test_pairs']} test pairs)", ""]
+    if examples is not None:
+        lines += [
+            f"![Held-out test pairs]({examples})",
+            "",
+            "Held-out test pairs, one per row: source | target pose (mask + parsing) | "
+            "paint by parts | generated | ground truth.",
+            "",
+        ]
+    lines += [*pixel_table(results), "", f"Mode: {results['mode']}.", ""]
     if "fid" in results:
         lines += [
             f"FID variant: {results['fid_variant']} Inception (generated test images vs "
@@ -236,15 +279,44 @@ def results_markdown(results: dict[str, Any]) -> str:
             f"{results['mask_lpips']:.4f} | | |",
             "",
         ]
-    lines += [
-        "| method | L1 | SSIM | PSNR |",
-        "|---|---|---|---|",
-        f"| this run | {results['l1']:.4f} | {results['ssim']:.4f} | {results['psnr']:.2f} |",
-        f"| copy the source image | {results['copy_source_l1']:.4f} | "
-        f"{results['copy_source_ssim']:.4f} | {results['copy_source_psnr']:.2f} |",
-        "",
-    ]
     return "\n".join(lines)
+
+
+def pixel_table(results: dict[str, Any], name: str = "this run") -> list[str]:
+    """The pixel-metric table: the generator beside both baselines, and what it beats.
+
+    L1, SSIM and PSNR over the whole image; masked L1 inside the target's person mask (the
+    target background cannot be known from the inputs); part-colour error in grey levels
+    (:func:`san_model.metrics.part_colour_error`).
+    """
+    lines = [
+        "| method | L1 (lower better) | masked L1 (lower) | SSIM (higher) | PSNR (higher) "
+        "| part-colour error, grey levels (lower) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, prefix in {name: "", **BASELINES}.items():
+        lines.append(
+            f"| {label} | {results[prefix + 'l1']:.4f} | {results[prefix + 'masked_l1']:.4f} | "
+            f"{results[prefix + 'ssim']:.4f} | {results[prefix + 'psnr']:.2f} | "
+            f"{results[prefix + 'part_colour']:.1f} |"
+        )
+    lines.append("")
+    for label, prefix in BASELINES.items():
+        won = beaten_metrics(results, prefix)
+        lost = [m for m in PIXEL_METRICS if m not in won]
+        verdict = f"- {name} vs {label}: beats it on {', '.join(won) or 'nothing'}"
+        lines.append(verdict + (f"; not on {', '.join(lost)}." if lost else "."))
+    return lines
+
+
+def beaten_metrics(results: dict[str, Any], prefix: str) -> list[str]:
+    """Names of the pixel metrics on which the generator beats the baseline ``prefix``."""
+    won = []
+    for metric, higher_is_better in PIXEL_METRICS.items():
+        ours, theirs = results[metric], results[prefix + metric]
+        if (ours > theirs) if higher_is_better else (ours < theirs):
+            won.append(metric)
+    return won
 
 
 def _write_outputs(
@@ -252,13 +324,14 @@ def _write_outputs(
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
-    (out / "results.md").write_text(results_markdown(results))
-    source, target, fake = examples
+    (out / "results.md").write_text(results_markdown(results, examples="examples.png"))
+    source, target, fake, painted = examples
     grid = sample_grid(
         arrays["images"][source],
         arrays["masks"][target],
         arrays["parsing"][target],
         fake,
         arrays["images"][target],
+        baselines=[painted],
     )
     save_png(grid, out / "examples.png")

@@ -10,22 +10,16 @@ numbers. Then: the stages with their digests and counts, the generator evaluatio
 from __future__ import annotations
 
 import datetime as dt
-import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from pipeline.evaluate import results_markdown
 from pipeline.reid_stage import compare_reid_runs
 from storage import PersonStore, StageStamp
 
 # Stages in the order the report lists them; Re-ID stages (``reid_<kind>_<set>``) follow.
 PIPELINE_ORDER = ("ingest", "masks", "parsing", "pairs", "generator", "evaluate", "synthesize")
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if math.isfinite(value) else "n/a"
-    return str(value)
 
 
 def _offline_section(offline: Mapping[str, str]) -> list[str]:
@@ -49,24 +43,12 @@ def _stages_section(stamps: Mapping[str, StageStamp]) -> list[str]:
     return [*lines, ""]
 
 
-def _evaluation_section(stamp: StageStamp | None) -> list[str]:
+def _evaluation_section(stamp: StageStamp | None, report_dir: Path) -> list[str]:
     if stamp is None:
         return []
-    results = Path(str(stamp.report.get("results", "")))
-    if results.is_file():
-        # The evaluation page, its headings one level down (its title becomes a section).
-        lines = [
-            f"#{line}" if line.startswith("#") else line
-            for line in results.read_text().splitlines()
-        ]
-    else:
-        metrics = stamp.report.get("metrics", {})
-        lines = ["## Generator evaluation", ""]
-        lines += [f"- {name}: {_format(value)}" for name, value in sorted(metrics.items())]
-    examples = stamp.report.get("examples")
-    if examples:
-        lines += ["", f"Examples (source, target pose, generated, target): `{examples}`"]
-    return [*lines, ""]
+    examples = Path(str(stamp.report.get("examples", "")))
+    link = os.path.relpath(examples, report_dir) if examples.is_file() else None
+    return [results_markdown(stamp.report["metrics"], examples=link, level=2), ""]
 
 
 def _reid_section(reid_table: Path | None) -> list[str]:
@@ -97,18 +79,20 @@ def render_report(
     *,
     offline: Mapping[str, str],
     title: str,
+    report_dir: Path,
     reid_table: Path | None = None,
 ) -> str:
     """The report's Markdown for ``stamps`` (stage -> stamp, pipeline order), the offline
-    declarations (stage group -> reason) and the Re-ID comparison page, when there is one."""
+    declarations (stage group -> reason) and the Re-ID comparison page, when there is one.
+    Pictures are linked relative to ``report_dir``, the folder the page is written to."""
     lines = [
         f"# {title}",
         "",
         *_offline_section(offline),
-        *_stages_section(stamps),
-        *_consistency_section(stamps),
-        *_evaluation_section(stamps.get("evaluate")),
+        *_evaluation_section(stamps.get("evaluate"), report_dir),
         *_reid_section(reid_table),
+        *_consistency_section(stamps),
+        *_stages_section(stamps),
     ]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -141,7 +125,15 @@ def write_report(
         reid_table = None
         if any(name.startswith("reid_") for name in stamps):
             reid_table = compare_reid_runs(store, Path(run_dir) / "reid")
-        path.write_text(render_report(stamps, offline=offline, title=title, reid_table=reid_table))
+        path.write_text(
+            render_report(
+                stamps,
+                offline=offline,
+                title=title,
+                report_dir=path.parent,
+                reid_table=reid_table,
+            )
+        )
         run.mark_done(0)
         return run.finish(
             counts={"stages": len(stamps)}, report={"path": str(path), "offline": offline}

@@ -5,6 +5,7 @@ Arrays in, a uint8 array out; :func:`save_png` is the only function that touches
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,18 +51,23 @@ def sample_grid(
     target_parsing: np.ndarray,
     generated: np.ndarray,
     target: np.ndarray,
+    *,
+    baselines: Sequence[np.ndarray] = (),
 ) -> np.ndarray:
-    """One row per pair: source | target mask+parsing | generated | ground truth.
+    """One row per pair: source | target mask+parsing | baselines... | generated | ground truth.
 
     Args:
         source, generated, target: uint8 ``[B, H, W, 3]``.
         target_mask, target_parsing: uint8 ``[B, H, W]``.
+        baselines: further uint8 ``[B, H, W, 3]`` outputs shown before the generated one
+            (e.g. paint by parts), so a reader compares them side by side.
 
     Returns:
-        uint8 ``[B * H, 4 * W, 3]``.
+        uint8 ``[B * H, (4 + len(baselines)) * W, 3]``.
     """
-    panels = [source, colorize_pose(target_mask, target_parsing), generated, target]
-    rows = np.concatenate(panels, axis=2)  # [B, H, 4W, 3]
+    pose = colorize_pose(target_mask, target_parsing)
+    panels = [source, pose, *baselines, generated, target]
+    rows = np.concatenate(panels, axis=2)  # [B, H, K * W, 3]
     batch, height, width, _ = rows.shape
     return rows.reshape(batch * height, width, 3)
 
