@@ -8,11 +8,18 @@ translation from these settings to each pipeline function's arguments happens in
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from reid.models import ReIDModelConfig
+from reid.train import TrainConfig
+from san_model.config import SANConfig
 
 StageName = Literal[
     "ingest",
@@ -31,8 +38,58 @@ STAGES: tuple[StageName, ...] = get_args(StageName)
 
 
 class _Settings(BaseModel):
-    # Unknown keys are typos in a YAML file: reject them rather than silently ignore them.
+    """Unknown keys are typos (``ngff`` for ``ngf``): refused, naming the closest valid key."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_keys(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            unknown = [key for key in values if key not in cls.model_fields]
+            if unknown:
+                valid = sorted(cls.model_fields)
+                named = []
+                for key in unknown:
+                    close = difflib.get_close_matches(str(key), valid, n=1)
+                    named.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+                raise ValueError(
+                    f"unknown setting {', '.join(named)}; valid settings: {', '.join(valid)}"
+                )
+        return values
+
+
+def _overrides_model(name: str, config: type, *, exclude: tuple[str, ...] = ()) -> Any:
+    """A settings model with every field of the frozen dataclass ``config`` optional.
+
+    A field left unset (None) keeps the preset's value. Values are validated and coerced to the
+    field's type (``1`` -> ``1.0`` for a float), so equal settings hash equally whatever the UI
+    or a YAML file wrote. Generated from the dataclass so the two never drift apart.
+    """
+    hints = typing.get_type_hints(config)
+    fields = {
+        f.name: (
+            hints[f.name] | None,
+            Field(default=None, description=f"{config.__name__}.{f.name} (unset: the preset's)."),
+        )
+        for f in dataclasses.fields(config)
+        if f.name not in exclude
+    }
+    return create_model(name, __base__=_Settings, __doc__=config.__doc__, **fields)  # type: ignore[call-overload]
+
+
+# The seed is the run's (AugmentMarketParams.seed); kind and arch are ReidSettings fields.
+GeneratorOverrides = _overrides_model("GeneratorOverrides", SANConfig, exclude=("seed",))
+ReidTrainOverrides = _overrides_model("ReidTrainOverrides", TrainConfig, exclude=("model", "seed"))
+ReidModelOverrides = _overrides_model(
+    "ReidModelOverrides", ReIDModelConfig, exclude=("kind", "arch")
+)
+
+
+def set_fields(overrides: BaseModel) -> dict[str, Any]:
+    """The fields an overrides model sets, as plain values (lists become tuples)."""
+    values = overrides.model_dump(exclude_none=True)
+    return {key: tuple(v) if isinstance(v, list) else v for key, v in values.items()}
 
 
 class DatasetSettings(_Settings):
@@ -88,9 +145,13 @@ class PairsSettings(_Settings):
 class GeneratorSettings(_Settings):
     """SAN training: a preset of ``san_model.config.SANConfig`` plus field overrides."""
 
-    preset: Literal["market1501", "deepfashion", "tiny"] = "market1501"
-    overrides: dict[str, Any] = Field(
-        default={},
+    preset: Literal["market1501", "deepfashion", "demo", "tiny"] = Field(
+        default="market1501",
+        description="SANConfig preset: the paper's market1501 / deepfashion settings, the CPU "
+        "demo, or tiny (tests).",
+    )
+    overrides: GeneratorOverrides = Field(  # type: ignore[valid-type]
+        default_factory=GeneratorOverrides,
         description="SANConfig fields to change, e.g. {epochs: 10, use_perceptual: false}.",
     )
     max_steps: int | None = Field(
@@ -111,6 +172,31 @@ class EvaluateSettings(_Settings):
     batch_size: int = Field(default=64, ge=1)
 
 
+class XQDAOptions(_Settings):
+    """XQDA (Liao et al. 2015) as ``reid.metric_learning.XQDA``."""
+
+    reg: float = Field(default=1e-3, description="Added to the intra-personal covariance.")
+    max_dim: int | None = Field(default=None, description="Cap on the subspace dimension.")
+    seed: int = Field(default=0, description="Seed of the training-pair split.")
+
+
+class KISSMEOptions(_Settings):
+    """KISSME (Koestinger et al. 2012) as ``reid.metric_learning.KISSME``."""
+
+    pca_dim: int | None = Field(
+        default=200, description="PCA dimensions first (IDE baseline: 200; null: none)."
+    )
+    reg: float = Field(default=1e-6, description="Added to both covariances.")
+    seed: int = Field(default=0, description="Seed of the random negative pairs.")
+
+
+class MetricOptions(_Settings):
+    """Options of the learned metrics (Euclidean has none)."""
+
+    xqda: XQDAOptions = XQDAOptions()
+    kissme: KISSMEOptions = KISSMEOptions()
+
+
 class ReidSettings(_Settings):
     """Re-ID baselines trained on the original and the augmented set (``reid.train``)."""
 
@@ -122,16 +208,30 @@ class ReidSettings(_Settings):
         default="resnet50",
         description="Backbone: the paper's ResNet-50, or ResNet-18 for CPU demos.",
     )
-    model: dict[str, Any] = Field(
-        default={}, description="ReIDModelConfig fields, e.g. {last_stride: 1}."
+    preset: Literal["modern", "ide_original"] = Field(
+        default="modern",
+        description="Re-ID recipe: modern (ResNet-50 softmax baseline) or ide_original (the "
+        "IDE-baseline Caffe recipe: 224x224, batch 16, lr 1e-3, ~50k iterations).",
     )
-    train: dict[str, Any] = Field(
-        default={},
-        description="TrainConfig fields, e.g. {epochs: 60, batch_size: 32, height: 256}.",
+    model: ReidModelOverrides = Field(  # type: ignore[valid-type]
+        default_factory=ReidModelOverrides,
+        description="ReIDModelConfig fields to change, e.g. {last_stride: 1}.",
+    )
+    train: ReidTrainOverrides = Field(  # type: ignore[valid-type]
+        default_factory=ReidTrainOverrides,
+        description="TrainConfig fields to change, e.g. {epochs: 60, batch_size: 32, "
+        "freeze_bn_stats: true}.",
     )
     metrics: list[Literal["euclidean", "xqda", "kissme"]] = ["euclidean", "xqda", "kissme"]
-    metric_options: dict[str, dict[str, Any]] = Field(
-        default={}, description="Per-metric options, e.g. {kissme: {pca_dim: 64}}."
+    metric_options: MetricOptions = Field(
+        default_factory=lambda: MetricOptions(),
+        description="Per-metric options, e.g. {kissme: {pca_dim: 64}}.",
+    )
+    normalize_features: bool = Field(
+        default=True, description="L2-normalise features before every metric (IDE baseline)."
+    )
+    flip_features: bool = Field(
+        default=False, description="Average each image's feature with its mirror image's."
     )
     ap: Literal["standard", "trapezoid"] = Field(
         default="standard", description="AP definition: non-interpolated (torchreid) or trapezoid."

@@ -36,7 +36,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import State
 
 from flows.caching import StageCachePolicy, folder_fingerprint
-from flows.config import STAGES, AugmentMarketParams, StageName, load_params
+from flows.config import STAGES, AugmentMarketParams, StageName, load_params, set_fields
 from flows.offline import resolve_offline
 from flows.progress import (
     StageProgress,
@@ -463,6 +463,7 @@ def reid_stage(
     run_dir: str,
     kind: str,
     arch: str,
+    preset: str,
     model: dict[str, Any],
     train: dict[str, Any],
     seed: int,
@@ -470,6 +471,8 @@ def reid_stage(
     metrics: list[str],
     metric_options: dict[str, dict[str, Any]],
     ap: str,
+    normalize_features: bool,
+    flip_features: bool,
     max_steps: int | None,
     weights: str | None,
     device: str,
@@ -478,21 +481,16 @@ def reid_stage(
     """One Re-ID baseline (IDE or Siamese) on the original (``alpha`` None) or augmented set;
     offline: random backbone. Given a per-stage name and cache policy by :func:`reid_task`."""
     from pipeline.reid_stage import reid_stage_name, train_reid_baseline
-    from reid.models import ReIDModelConfig
     from reid.train import TrainConfig
 
-    architecture = ReIDModelConfig(
-        **{
-            **model,
-            "kind": kind,
-            "arch": arch,
-            "pretrained": not offline and model.get("pretrained", True),
-        }
+    base = getattr(TrainConfig, preset)(seed=seed)
+    pretrained = not offline and model.get("pretrained", base.model.pretrained)
+    architecture = dataclasses.replace(
+        base.model, **{**model, "kind": kind, "arch": arch, "pretrained": pretrained}
     )
-    recipe: dict[str, Any] = {
-        key: tuple(value) if isinstance(value, list) else value for key, value in train.items()
-    }
-    config = dataclasses.replace(TrainConfig(model=architecture, seed=seed), **recipe)
+    # Tuples again: the flow passes JSON values (lr_milestones arrives as a list).
+    recipe = {key: tuple(v) if isinstance(v, list) else v for key, v in train.items()}
+    config = dataclasses.replace(base, model=architecture, **recipe)
     return _with_progress(
         reid_stage_name(kind, alpha),
         lambda progress: train_reid_baseline(
@@ -503,6 +501,8 @@ def reid_stage(
             metrics=metrics,
             metric_options=metric_options,
             ap=ap,  # type: ignore[arg-type]
+            normalize_features=normalize_features,
+            flip_features=flip_features,
             device=device,
             max_steps=max_steps,
             weights=weights,
@@ -602,7 +602,7 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
             {
                 "run_dir": run_dir,
                 "preset": gen.preset,
-                "overrides": gen.overrides,
+                "overrides": set_fields(gen.overrides),
                 "seed": params.seed,
                 "max_steps": gen.max_steps,
                 "resume": gen.resume,
@@ -639,12 +639,15 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
     reid_common = {
         "run_dir": run_dir,
         "arch": reid.arch,
-        "model": reid.model,
-        "train": reid.train,
+        "preset": reid.preset,
+        "model": set_fields(reid.model),
+        "train": set_fields(reid.train),
         "seed": params.seed,
         "metrics": list(reid.metrics),
-        "metric_options": reid.metric_options,
+        "metric_options": reid.metric_options.model_dump(),
         "ap": reid.ap,
+        "normalize_features": reid.normalize_features,
+        "flip_features": reid.flip_features,
         "max_steps": reid.max_steps,
         "weights": reid.weights,
         "device": devices.reid,

@@ -17,7 +17,7 @@ labels): their missing weights stay an error naming the file; use provided PNGs 
 from __future__ import annotations
 
 from augment_market.weights import MissingWeightsError, WeightsFile, resolve_weights
-from flows.config import AugmentMarketParams
+from flows.config import AugmentMarketParams, set_fields
 
 OFFLINE_MODES = {
     "generator": "perceptual loss off (ImageNet VGG-19 weights unavailable)",
@@ -33,8 +33,12 @@ def required_weights(params: AugmentMarketParams) -> dict[str, list[WeightsFile]
     needed: dict[str, list[WeightsFile]] = {}
     if "generator" in params.stages:
         from san_model.checkpoint import VGG19_WEIGHTS
+        from san_model.config import SANConfig
 
-        perceptual = params.generator.overrides.get("use_perceptual", True)
+        preset = getattr(SANConfig, params.generator.preset)()
+        perceptual = set_fields(params.generator.overrides).get(
+            "use_perceptual", preset.use_perceptual
+        )
         needed["generator"] = [VGG19_WEIGHTS] if perceptual else []
     if "evaluate" in params.stages:
         from san_model.fid_inception import FID_INCEPTION_SPECS

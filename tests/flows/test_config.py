@@ -21,7 +21,7 @@ def test_demo_yaml_is_valid_and_small():
     assert params.dataset.synthetic and params.segmentation.masks_from == "provided"
     assert params.segmentation.annotations_dir == str(Path("demo_output/synthetic/annotations"))
     assert set(params.devices.model_dump().values()) == {"cpu"}
-    assert params.generator.preset == "tiny" and params.reid.arch == "resnet18"
+    assert params.generator.preset == "demo" and params.reid.arch == "resnet18"
     assert params.stages == list(STAGES)
 
 
@@ -80,3 +80,52 @@ def test_offline_auto_switches_only_stages_with_missing_weights(monkeypatch, tmp
     }
     subset = params.model_copy(update={"stages": ["ingest", "generator"]})
     assert set(offline_module.required_weights(subset)) == {"generator"}
+
+
+BASE = {"dataset": {"source": "x"}, "store_url": "s", "run_dir": "r"}
+
+
+def test_a_typo_in_nested_settings_is_refused_naming_the_valid_key():
+    with pytest.raises(ValidationError, match="'ngff' \\(did you mean 'ngf'\\?\\)"):
+        load_params({**BASE, "generator": {"overrides": {"ngff": 8}}})
+    with pytest.raises(ValidationError, match="did you mean 'backbone_lr_mult'"):
+        load_params({**BASE, "reid": {"train": {"backbone_lr_mul": 1.0}}})
+    with pytest.raises(ValidationError, match="did you mean 'pca_dim'"):
+        load_params({**BASE, "reid": {"metric_options": {"kissme": {"pca_dims": 64}}}})
+    with pytest.raises(ValidationError, match="image_size"):
+        load_params({**BASE, "generator": {"overrides": {"image_size": "big"}}})
+
+
+def test_overrides_keep_the_preset_where_unset_and_coerce_numbers():
+    from flows.config import set_fields
+
+    params = load_params({**BASE, "reid": {"train": {"backbone_lr_mult": 1, "epochs": 3}}})
+    assert set_fields(params.reid.train) == {"backbone_lr_mult": 1.0, "epochs": 3}
+    assert isinstance(set_fields(params.reid.train)["backbone_lr_mult"], float)
+    assert set_fields(params.generator.overrides) == {}
+
+
+def test_a_json_round_trip_of_the_parameters_keeps_every_cache_key(tmp_path):
+    """The UI's JSON editor rewrites 1.0 as 1 and sends every field back: nothing reruns."""
+    import json
+
+    from flows.caching import stage_key
+    from flows.dag import build_nodes
+
+    demo = yaml.safe_load((PROJECT / "demo.yaml").read_text())
+    demo["reid"]["train"]["backbone_lr_mult"] = 1.0
+    demo["dataset"]["source"] = str(tmp_path)
+    params = load_params(demo)
+    as_ui = json.loads(
+        params.model_dump_json().replace('"backbone_lr_mult":1.0', '"backbone_lr_mult":1')
+    )
+    assert as_ui["reid"]["train"]["backbone_lr_mult"] == 1
+    again = load_params(as_ui)
+
+    def keys(p: AugmentMarketParams) -> dict[str, str]:
+        return {
+            node.name: stage_key(node.name, {"upstream": {}, **node.settings})
+            for node in build_nodes(p, offline={})
+        }
+
+    assert keys(again) == keys(params)
