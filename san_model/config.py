@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+# Optimiser steps of the demo preset: about four minutes on 2 CPU cores (BENCHMARKS.md).
+DEMO_STEPS = 1200
 # Encoder /4 (two stride-2 convs) then Conv_A / Conv_S /8 (three stride-2 sub-networks).
 TOTAL_DOWNSAMPLING = 32
 
@@ -124,6 +126,33 @@ class SANConfig:
             beta=1.0,
             gamma=5.0,
             name="deepfashion",
+        )
+        return replace(base, **overrides)
+
+    @classmethod
+    def demo(cls, **overrides: Any) -> SANConfig:
+        """The CPU demo: a SAN that visibly learns in about four minutes on 2 cores.
+
+        Market-1501's 128x64 images, but an eighth of the paper's widths (ngf = ndf = 8) and
+        T = 2 blocks, DEMO_STEPS steps of batch 8 at a 10x higher learning rate, and an
+        adversarial weight of 0.2 instead of 10: a small GAN learns shape and colour from L1
+        first and the discriminator only sharpens. It trades detail for time: outputs are
+        blurred and carry faint checkerboard texture; the paper's quality needs
+        :meth:`market1501` on a GPU. Measured in BENCHMARKS.md ("SAN learning").
+        """
+        base = cls(
+            num_blocks=2,
+            ngf=8,
+            ndf=8,
+            alpha=0.2,
+            lr=2e-3,
+            batch_size=8,
+            epochs=1,
+            epoch_length=8 * DEMO_STEPS,
+            checkpoint_interval=500,
+            sample_interval=250,
+            log_interval=50,
+            name="demo",
         )
         return replace(base, **overrides)
 
