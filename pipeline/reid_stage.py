@@ -117,6 +117,10 @@ def train_reid_baseline(
         "features": {"normalize": normalize_features, "flip": flip_features},
         "max_steps": max_steps,
     }
+    # The checkpoint is continued only by training on these settings and these input images
+    # (alpha 2 after alpha 3 must not resume alpha 3's network).
+    training = {"train": settings["train"], "alpha": alpha}
+    run_tag = store.run_digest(name, settings=training, inputs=inputs)
 
     def train(images: np.ndarray, labels: np.ndarray) -> TrainResult:
         return train_reid(
@@ -128,6 +132,7 @@ def train_reid_baseline(
             max_steps=max_steps,
             weights=weights,
             progress=progress,
+            run_tag=run_tag,
         )
 
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 evaluates and stamps
@@ -197,6 +202,7 @@ def train_reid_baseline(
                 "model": f"{config.model.kind} {config.model.arch}"
                 f"{' ImageNet' if config.model.pretrained else ' random init'}",
                 "output": str(out),
+                "resumed_at_step": result.resumed_at,
             },
         )
 

@@ -20,6 +20,8 @@ from san_model.config import SANConfig
 from san_model.train import SANTrainData, TrainResult, train_san
 from storage import PersonStore, StageStamp
 
+INPUTS = ("pairs", "masks", "parsing")
+
 
 def load_training_data(store: PersonStore, pairs_table: str = TRAIN_TABLE) -> SANTrainData:
     """The arrays and pairs of a store's pairs table, compacted to the rows the pairs use.
@@ -73,12 +75,10 @@ def train_generator(
         )
     run_dir = Path(run_dir)
     target = config.total_steps if max_steps is None else min(max_steps, config.total_steps)
-    settings = {
-        "san": config.to_dict(),
-        "run_dir": str(run_dir.resolve()),
-        "steps": target,
-        "pretrained_vgg": pretrained_vgg and config.use_perceptual,
-    }
+    training = {"san": config.to_dict(), "pretrained_vgg": pretrained_vgg and config.use_perceptual}
+    settings = {**training, "run_dir": str(run_dir.resolve()), "steps": target}
+    # The checkpoint is continued only by a run on these settings and these inputs.
+    run_tag = store.run_digest("generator", settings=training, inputs=INPUTS)
 
     def train(data: SANTrainData) -> TrainResult:
         return train_san(
@@ -91,14 +91,13 @@ def train_generator(
             pretrained_vgg=pretrained_vgg,
             vgg_weights=vgg_weights,
             progress=progress,
+            run_tag=run_tag,
         )
 
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 alone keeps the stage books
         train(load_training_data(store))
         return None
-    with store.stage(
-        "generator", config=settings, inputs=["pairs", "masks", "parsing"], n_blocks=1
-    ) as run:
+    with store.stage("generator", config=settings, inputs=INPUTS, n_blocks=1) as run:
         data = load_training_data(store)
         result = train(data)
         run.mark_done(0)
@@ -109,6 +108,7 @@ def train_generator(
                 "checkpoint_sha256": sha256_of(result.checkpoint),
                 "losses": result.losses,
                 "pairs_per_second": result.pairs_per_second,
+                "resumed_at_step": result.resumed_at,
                 "perceptual_loss": "VGG-19 ImageNet"
                 if settings["pretrained_vgg"]
                 else "off (declared offline mode)"

@@ -3,7 +3,8 @@
 A checkpoint is one ``torch.save`` dict of tensors and plain Python values, so it loads with
 ``torch.load(weights_only=True)`` (no pickled code). Keys: ``config`` (dict), ``step`` (int),
 ``generator``, ``discriminator``, ``opt_g``, ``opt_d``, ``sched_g``, ``sched_d`` (state dicts),
-``sampler_rng`` (uint8 tensor) and ``image_pool`` (its past fakes and generator state).
+``sampler_rng`` (uint8 tensor), ``image_pool`` (its past fakes and generator state) and
+``run_tag`` (str or None: what the run was trained on, see :func:`san_model.train.train_san`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ pool have their own ``torch.Generator``s, whose states go into every checkpoint.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -44,6 +45,8 @@ from .generator import (
 from .image_pool import ImagePool
 from .losses import VGGPerceptualLoss, build_perceptual_loss, discriminator_loss, generator_loss
 from .visualize import sample_grid, save_png
+
+logger = logging.getLogger(__name__)
 
 # Config fields that may change between a run and its resume without changing the result.
 RESUMABLE_CHANGES = {"checkpoint_interval", "sample_interval", "log_interval", "name"}
@@ -262,6 +265,7 @@ class TrainResult:
     total_steps: int  # the schedule's length, config.total_steps
     losses: dict[str, float]  # the last step's terms ({} when no step ran)
     pairs_per_second: float  # global pairs per wall-clock second in this call
+    resumed_at: int | None  # the checkpoint's step this call continued from; None: fresh start
 
 
 def train_san(
@@ -275,6 +279,7 @@ def train_san(
     pretrained_vgg: bool = True,
     vgg_weights: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    run_tag: str | None = None,
 ) -> TrainResult:
     """Train (or continue training) G and D; checkpoints, TensorBoard and samples in ``run_dir``.
 
@@ -291,6 +296,9 @@ def train_san(
         pretrained_vgg: load ImageNet VGG-19 for eq. 6; ``False`` only for tests/offline runs.
         vgg_weights: explicit path of ``vgg19-dcbfe2b4.pth`` (else the weights folders).
         progress: called on rank 0 as ``progress(steps_done, steps_to_reach)`` after each step.
+        run_tag: what the run was trained on (a stage's digest of its settings and inputs),
+            kept in the checkpoint; a checkpoint with another tag is never resumed: the run
+            starts afresh and says so (``TrainResult.resumed_at`` is None, a warning is logged).
 
     Returns:
         A :class:`TrainResult`. A checkpoint is always written at the end of the call.
@@ -333,8 +341,17 @@ def train_san(
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, decay)
     ckpt_file = run_dir / "checkpoints" / CHECKPOINT_NAME
     step = 0
-    if resume and ckpt_file.is_file():
-        state = load_checkpoint(ckpt_file)
+    resumed_at = None
+    state = load_checkpoint(ckpt_file) if resume and ckpt_file.is_file() else None
+    if state is not None and run_tag is not None and state.get("run_tag") != run_tag:
+        logger.warning(
+            "%s was trained on other settings or inputs (tag %s, this run %s): starting afresh",
+            ckpt_file,
+            state.get("run_tag"),
+            run_tag,
+        )
+        state = None
+    if state is not None:
         _check_resumable(config, SANConfig.from_dict(state["config"]))
         generator.load_state_dict(state["generator"])
         discriminator.load_state_dict(state["discriminator"])
@@ -344,7 +361,7 @@ def train_san(
         sched_d.load_state_dict(state["sched_d"])
         sampler.generator.set_state(state["sampler_rng"])
         pool.load_state_dict(state["image_pool"], dev)
-        step = int(state["step"])
+        step = resumed_at = int(state["step"])
     g_model: nn.Module = generator
     d_model: nn.Module = discriminator
     if world_size > 1:
@@ -364,6 +381,7 @@ def train_san(
             "sched_d": sched_d.state_dict(),
             "sampler_rng": sampler.generator.get_state(),
             "image_pool": pool.state_dict(),
+            "run_tag": run_tag,
         }
 
     stop = total if max_steps is None else min(max_steps, total)
@@ -425,6 +443,7 @@ def train_san(
         total_steps=total,
         losses={name: value.item() for name, value in losses.items()},
         pairs_per_second=(step - start_step) * config.batch_size / max(elapsed, 1e-9),
+        resumed_at=resumed_at,
     )
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
+from augment_market import __version__
 from storage.stages import MissingInputError, StageLock, StageRun, StageStamp, config_hash
 
 SPLITS = ("train", "gallery", "query")
@@ -268,6 +269,19 @@ class PersonStore:
         if not self.fs.exists(path):
             return None
         return StageStamp.from_json(self.fs.cat(path).decode())
+
+    def run_digest(self, stage: str, *, settings: Mapping[str, Any], inputs: Sequence[str]) -> str:
+        """What a checkpoint that ``stage`` resumes must have been trained on.
+
+        A hash of ``settings``, the digests of the current stamps of ``inputs`` and the code
+        version. A stage keeps it in its checkpoints and never continues one with another
+        digest (another alpha's images, pairs of another seed). Pass the settings that define
+        the training, not a step target, so a longer schedule still continues a shorter run.
+        """
+        digests = {name: getattr(self.stamp(name), "digest", None) for name in inputs}
+        return config_hash(
+            {"stage": stage, "settings": settings, "inputs": digests, "version": __version__}
+        )
 
     def stamps(self) -> dict[str, StageStamp]:
         folder = self._path("stamps")

@@ -39,7 +39,13 @@ def first_run(
 ) -> tuple[Path, dict[str, Any], dict[str, dict[str, Any]]]:
     root = tmp_path_factory.mktemp("dag")
     params = tiny_params(root)
-    return root, params, run_from_config(params)
+    summary = run_from_config(params)
+    FIRST_STAMPS.update(open_store(str(root / "store")).stamps())
+    return root, params, summary
+
+
+# The stamps right after the first run, before other tests rerun stages.
+FIRST_STAMPS: dict[str, Any] = {}
 
 
 def test_first_run_runs_every_stage_and_reports(first_run):
@@ -115,6 +121,13 @@ def test_alpha_change_reruns_synthesis_augmented_reid_and_report(first_run):
     # (the synthesize stamp is alpha 3's), so they are stale and the stages run again.
     back = run_from_config(params)
     assert ran(back) == {"synthesize", "reid_ide_augmented", "report"}
+    # Alpha 2's numbers, not those of the alpha-3 network its checkpoint folder last held.
+    root = Path(params["store_url"])
+    stamp = open_store(str(root)).stamp("reid_ide_augmented")
+    first = FIRST_STAMPS["reid_ide_augmented"]
+    assert stamp.report["alpha"] == 2 and stamp.report["resumed_at_step"] is None
+    assert stamp.counts == first.counts
+    assert stamp.report["results"] == first.report["results"]
 
 
 def test_refresh_and_subset(first_run):

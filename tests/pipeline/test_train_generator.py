@@ -45,3 +45,20 @@ def test_image_size_mismatch_is_refused(small_store, tmp_path):
     sample_pairs(small_store, PairsConfig(test_pairs=None))
     with pytest.raises(ValueError, match="differs from the store"):
         train_generator(small_store, tmp_path / "run", config=SANConfig.market1501())
+
+
+def test_a_checkpoint_trained_on_other_inputs_is_never_resumed(small_store, tmp_path):
+    """Pairs of seed 0, then of seed 1: the second run must not continue the first's weights,
+    and it equals a run that started on seed 1's pairs; a longer schedule on the same inputs
+    still continues."""
+    config = SANConfig.tiny(use_perceptual=False)
+    sample_pairs(small_store, PairsConfig(test_pairs=None, seed=0))
+    train_generator(small_store, tmp_path / "run", config=config, max_steps=2)
+    sample_pairs(small_store, PairsConfig(test_pairs=None, seed=1))
+    switched = train_generator(small_store, tmp_path / "run", config=config, max_steps=4)
+    assert switched.report["resumed_at_step"] is None
+    fresh = train_generator(small_store, tmp_path / "fresh", config=config, max_steps=4)
+    a, b = load_checkpoint(tmp_path / "run"), load_checkpoint(tmp_path / "fresh")
+    assert all(np.array_equal(a["generator"][k], b["generator"][k]) for k in a["generator"])
+    longer = train_generator(small_store, tmp_path / "run", config=config, max_steps=6)
+    assert longer.report["resumed_at_step"] == 4
