@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18, resnet50
 
@@ -56,6 +57,40 @@ class ReIDModelConfig:
         return _FEATURE_DIMS[self.arch]
 
 
+class SeededDropout(nn.Module):
+    """Dropout whose masks come from :attr:`generator`, not torch's global RNG.
+
+    Stages run as threads of one process; a global-RNG dropout would make a run's numbers
+    depend on what runs beside it. :func:`reid.train.train_reid` sets :attr:`generator` (on
+    the activations' device) before each step; without one it is plain ``F.dropout``.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.generator is None:  # outside train_reid: plain dropout
+            return F.dropout(x, self.p, training=True)
+        keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= self.p
+        return x * keep / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def set_dropout_generator(model: nn.Module, generator: torch.Generator) -> None:
+    """Give every :class:`SeededDropout` of ``model`` the generator of the next step."""
+    for module in model.modules():
+        if isinstance(module, SeededDropout):
+            module.generator = generator
+
+
 class IDENet(nn.Module):
     """ResNet backbone + identity classifier.
 
@@ -63,6 +98,8 @@ class IDENet(nn.Module):
         backbone: maps [B, 3, H, W] images to pooled [B, feature_dim] features.
         feature_dim: D; num_classes: C training identities.
         bottleneck_dim, dropout: see :class:`ReIDModelConfig`.
+        generator: draws the new layers' initial weights (:func:`build_reid_model` passes a
+            seeded one, so torch's global RNG is left alone; None: the global one).
     """
 
     def __init__(
@@ -73,6 +110,7 @@ class IDENet(nn.Module):
         num_classes: int,
         bottleneck_dim: int | None,
         dropout: float,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -80,15 +118,15 @@ class IDENet(nn.Module):
         width = feature_dim
         if bottleneck_dim is not None:
             linear = nn.Linear(feature_dim, bottleneck_dim)
-            nn.init.kaiming_normal_(linear.weight, mode="fan_out")
+            nn.init.kaiming_normal_(linear.weight, mode="fan_out", generator=generator)
             nn.init.zeros_(linear.bias)
             layers += [linear, nn.BatchNorm1d(bottleneck_dim)]
             width = bottleneck_dim
         classifier = nn.Linear(width, num_classes)
         # Small initial logits: uniform predictions at the start of fine-tuning.
-        nn.init.normal_(classifier.weight, std=0.001)
+        nn.init.normal_(classifier.weight, std=0.001, generator=generator)
         nn.init.zeros_(classifier.bias)
-        self.head = nn.Sequential(*layers, nn.Dropout(dropout), classifier)
+        self.head = nn.Sequential(*layers, SeededDropout(dropout), classifier)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """images float [B, 3, H, W] (ImageNet-normalised) -> features float [B, D]."""
@@ -119,6 +157,7 @@ class SiameseNet(IDENet):
         bottleneck_dim: int | None,
         dropout: float,
         verification_dropout: float,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(
             backbone=backbone,
@@ -126,11 +165,12 @@ class SiameseNet(IDENet):
             num_classes=num_classes,
             bottleneck_dim=bottleneck_dim,
             dropout=dropout,
+            generator=generator,
         )
         verifier = nn.Linear(feature_dim, 2)
-        nn.init.normal_(verifier.weight, std=0.001)
+        nn.init.normal_(verifier.weight, std=0.001, generator=generator)
         nn.init.zeros_(verifier.bias)
-        self.verifier = nn.Sequential(nn.Dropout(verification_dropout), verifier)
+        self.verifier = nn.Sequential(SeededDropout(verification_dropout), verifier)
 
     def forward_verification(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """features float [P, D] of both images of P pairs -> logits float [P, 2] (1 = same)."""
@@ -157,6 +197,7 @@ def build_reid_model(
     num_classes: int,
     weights: str | Path | None = None,
     download: bool = True,
+    seed: int = 0,
 ) -> IDENet:
     """Build an IDE or Siamese network.
 
@@ -166,6 +207,8 @@ def build_reid_model(
         weights: explicit ImageNet weight file or folder when ``config.pretrained``; otherwise
             the weights folder / torch hub cache are searched (see :mod:`reid.checkpoint`).
         download: allow downloading the official ImageNet file when it is not found locally.
+        seed: every randomly initialised weight (new layers, and the backbone when not
+            pretrained) is drawn from a generator with this seed, never torch's global RNG.
 
     Returns:
         :class:`IDENet` (``kind="ide"``) or :class:`SiameseNet` (``kind="siamese"``), in
@@ -178,9 +221,16 @@ def build_reid_model(
         raise ValueError(f"unknown arch {config.arch!r}; choose from {sorted(_FEATURE_DIMS)}")
     if num_classes < 2:
         raise ValueError(f"need at least 2 identities, got {num_classes}")
+    generator = torch.Generator().manual_seed(seed)
     backbone = _backbone(config.arch, config.last_stride)
     if config.pretrained:
         backbone.load_state_dict(imagenet_state_dict(config.arch, path=weights, download=download))
+    else:  # torchvision's ResNet initialisation, drawn from the seeded generator
+        for module in backbone.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(
+                    module.weight, mode="fan_out", nonlinearity="relu", generator=generator
+                )
     if config.kind == "siamese":
         return SiameseNet(
             backbone=backbone,
@@ -189,6 +239,7 @@ def build_reid_model(
             bottleneck_dim=config.bottleneck_dim,
             dropout=config.dropout,
             verification_dropout=config.verification_dropout,
+            generator=generator,
         )
     if config.kind != "ide":
         raise ValueError(f"unknown model kind {config.kind!r}")
@@ -198,4 +249,5 @@ def build_reid_model(
         num_classes=num_classes,
         bottleneck_dim=config.bottleneck_dim,
         dropout=config.dropout,
+        generator=generator,
     )

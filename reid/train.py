@@ -12,11 +12,13 @@ et al. 2017): half a batch of anchors, each paired with a same-identity image (p
 ``positive_fraction``) or a different-identity one; identification loss on every image plus the
 verification loss on the pairs.
 
-Reproducibility: every random draw of step ``t`` comes from generators seeded by
-(seed, t, rank), so a run resumed from a checkpoint (model, optimizer, scheduler, step) continues
-bit-for-bit on the CPU without storing generator states. With ``WORLD_SIZE > 1`` (torchrun) the
-loop runs under DistributedDataParallel (NCCL on CUDA, gloo on the CPU); each rank takes its
-share of the same global batch and rank 0 writes the checkpoints.
+Reproducibility: every random draw of step ``t`` (augmentation, sampling, dropout) comes from
+generators seeded by (seed, t, rank), and initial weights from one seeded by the config; torch's
+global RNG is never used, so a run gives the same numbers whatever else runs in the process
+(stages run as threads), and a run resumed from a checkpoint (model, optimizer, scheduler, step)
+continues bit-for-bit on the CPU without storing generator states. With ``WORLD_SIZE > 1``
+(torchrun) the loop runs under DistributedDataParallel (NCCL on CUDA, gloo on the CPU); each rank
+takes its share of the same global batch and rank 0 writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from reid.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, save_checkpoint
 from reid.losses import identification_loss, verification_loss
-from reid.models import IDENet, ReIDModelConfig, SiameseNet, build_reid_model
+from reid.models import (
+    IDENet,
+    ReIDModelConfig,
+    SiameseNet,
+    build_reid_model,
+    set_dropout_generator,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +143,7 @@ class TrainResult:
         losses: (step, loss) every ``log_every`` steps of this call.
         checkpoint: the checkpoint file.
         classes: int64 [C]; logit c is identity ``classes[c]`` of the training labels.
+        resumed_at: the checkpoint step this call continued from; None for a fresh start.
     """
 
     model: IDENet
@@ -142,6 +151,7 @@ class TrainResult:
     losses: tuple[tuple[int, float], ...]
     checkpoint: Path
     classes: torch.Tensor
+    resumed_at: int | None
 
 
 class _Objective(nn.Module):
@@ -312,6 +322,7 @@ def train_reid(
     max_steps: int | None = None,
     weights: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    run_tag: str | None = None,
 ) -> TrainResult:
     """Train an IDE or Siamese network (``config.model.kind``) and checkpoint it in ``run_dir``.
 
@@ -328,6 +339,9 @@ def train_reid(
             learning-rate schedule still follows ``epochs``.
         weights: explicit ImageNet weight file/folder when ``config.model.pretrained``.
         progress: called on rank 0 as ``progress(steps_done, steps_to_do)`` after every step.
+        run_tag: what the run is trained on (the stage's digest of its settings and inputs),
+            kept in the checkpoint; a checkpoint with another tag is never resumed: training
+            starts afresh (``TrainResult.resumed_at`` None) and a warning is logged.
 
     Returns:
         :class:`TrainResult`.
@@ -345,8 +359,12 @@ def train_reid(
     total_steps = config.epochs * sampler.steps_per_epoch
     stop = total_steps if max_steps is None else min(total_steps, max_steps)
 
-    torch.manual_seed(_seed(config.seed, 4))  # the new layers' initialisation
-    model = build_reid_model(config=config.model, num_classes=len(classes), weights=weights)
+    model = build_reid_model(
+        config=config.model,
+        num_classes=len(classes),
+        weights=weights,
+        seed=_seed(config.seed, 4),  # the new layers' (and a random backbone's) initialisation
+    )
     model = model.to(device)
     if device.type == "cuda":
         # Faster bf16 convolutions; Module.to accepts memory_format, its stubs do not say so.
@@ -356,8 +374,19 @@ def train_reid(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, config.lr_gamma)
     checkpoint = Path(run_dir) / CHECKPOINT_NAME
     step = 0
-    if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint, map_location=device)
+    resumed_at = None
+    state = (
+        load_checkpoint(checkpoint, map_location=device) if resume and checkpoint.exists() else None
+    )
+    if state is not None and run_tag is not None and state.get("run_tag") != run_tag:
+        logger.warning(
+            "%s was trained on other settings or inputs (tag %s, this run %s): starting afresh",
+            checkpoint,
+            state.get("run_tag"),
+            run_tag,
+        )
+        state = None
+    if state is not None:
         if state["config"] != dataclasses.asdict(config) or not torch.equal(
             state["classes"], classes
         ):
@@ -365,7 +394,7 @@ def train_reid(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
+        step = resumed_at = int(state["step"])
         logger.info("resumed %s at step %d", checkpoint, step)
 
     objective: nn.Module = _Objective(model, config)
@@ -391,7 +420,8 @@ def train_reid(
         else:
             indices = indices[rank::world]
         gen = torch.Generator().manual_seed(_seed(config.seed, step, 2, rank))
-        torch.manual_seed(_seed(config.seed, step, 3, rank))  # dropout
+        dropout = torch.Generator(device).manual_seed(_seed(config.seed, step, 3, rank))
+        set_dropout_generator(model, dropout)
         x = _augment(_to_input(images[indices].to(device), size), config, gen)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -419,6 +449,7 @@ def train_reid(
                     "step": step,
                     "config": dataclasses.asdict(config),
                     "classes": classes,
+                    "run_tag": run_tag,
                 },
             )
     if world > 1:
@@ -427,7 +458,12 @@ def train_reid(
             dist.destroy_process_group()
     model.eval()
     return TrainResult(
-        model=model, steps=step, losses=tuple(losses), checkpoint=checkpoint, classes=classes
+        model=model,
+        steps=step,
+        losses=tuple(losses),
+        checkpoint=checkpoint,
+        classes=classes,
+        resumed_at=resumed_at,
     )
 
 

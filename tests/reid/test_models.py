@@ -97,3 +97,18 @@ def test_invalid_configs():
         build_reid_model(
             config=ReIDModelConfig(arch="resnet18", pretrained=False, last_stride=3), num_classes=2
         )
+
+
+def test_seeded_dropout_draws_from_its_generator_only():
+    from reid.models import SeededDropout, set_dropout_generator
+
+    layer = SeededDropout(0.5)
+    x = torch.ones(4, 1000)
+    set_dropout_generator(torch.nn.Sequential(layer), torch.Generator().manual_seed(0))
+    first = layer(x)
+    layer.generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(123)  # the global RNG plays no part
+    assert torch.equal(layer(x), first)
+    assert set(first.unique().tolist()) == {0.0, 2.0}  # kept values scaled by 1 / (1 - p)
+    assert 0.45 < (first == 0).float().mean() < 0.55
+    assert torch.equal(layer.eval()(x), x)

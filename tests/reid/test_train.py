@@ -126,7 +126,7 @@ def test_training_learns_and_features_separate_ids(tmp_path):
     )
     result = train_reid(config, images, labels, tmp_path, max_steps=24)
     losses = torch.tensor([loss for _, loss in result.losses])
-    assert losses[-4:].mean() < 0.6 * losses[:4].mean()
+    assert losses[-6:].median() < 0.6 * losses[:4].mean()  # median: one hard batch may spike
     features = extract_features(
         result.model, images, batch_size=10, size=(32, 16), flip=True, normalize=True
     )
@@ -244,3 +244,42 @@ def test_ddp_two_cpu_processes(tmp_path):
     for name, value in load_trained_model(tmp_path / "last.pt")[0].named_parameters():
         assert torch.equal(rank0[name], rank1[name]), name
         assert torch.equal(rank0[name], value), name
+
+
+def test_same_numbers_whatever_runs_beside_it(tmp_path):
+    """Stages run as threads of one process: two Siamese trainings (dropout, random backbone)
+    side by side, each with the global RNG disturbed meanwhile, equal the same run alone."""
+    import threading
+
+    images, labels = toy_set()
+    config = dataclasses.replace(
+        TINY, model=dataclasses.replace(TINY.model, kind="siamese", dropout=0.5)
+    )
+    alone = train_reid(config, images, labels, tmp_path / "alone", max_steps=3)
+    results = {}
+
+    def run(name: str) -> None:
+        torch.manual_seed(len(name))  # what another stage in the process might do
+        results[name] = train_reid(config, images, labels, tmp_path / name, max_steps=3)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("first", "second!")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results.values():
+        assert result.losses == alone.losses
+        for name, value in alone.model.state_dict().items():
+            assert torch.equal(value, result.model.state_dict()[name]), name
+
+
+def test_a_checkpoint_with_another_run_tag_is_not_resumed(tmp_path):
+    images, labels = toy_set()
+    train_reid(TINY, images, labels, tmp_path / "run", max_steps=2, run_tag="alpha3")
+    switched = train_reid(TINY, images, labels, tmp_path / "run", max_steps=2, run_tag="alpha2")
+    assert switched.resumed_at is None and switched.steps == 2
+    assert load_checkpoint(switched.checkpoint)["run_tag"] == "alpha2"
+    fresh = train_reid(TINY, images, labels, tmp_path / "fresh", max_steps=2, run_tag="alpha2")
+    assert switched.losses == fresh.losses
+    again = train_reid(TINY, images, labels, tmp_path / "run", max_steps=3, run_tag="alpha2")
+    assert again.resumed_at == 2 and again.steps == 3
