@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from augment_market.weights import sha256_of
+from augment_market.weights import resolve_weights, sha256_of
 from pipeline.pairs import TEST_TABLE
 from san_model.baselines import paint_by_parts
 from san_model.checkpoint import checkpoint_path, load_generator
-from san_model.fid_inception import FIDVariant
+from san_model.fid_inception import FID_INCEPTION_SPECS, FIDVariant, InceptionFeatures
 from san_model.generator import generate, tensor_to_images
 from san_model.metrics import (
     FeatureAccumulator,
@@ -63,11 +63,23 @@ def _as_signed(images: np.ndarray) -> torch.Tensor:
 
 
 def real_statistics(
-    store: PersonStore, *, variant: FIDVariant, pretrained: bool, device: str, batch_size: int
+    store: PersonStore,
+    *,
+    extractor: InceptionFeatures,
+    weights: str,
+    device: str,
+    batch_size: int,
 ) -> FeatureStatistics:
-    """Inception statistics of the store's whole training split, cached with a stamp."""
+    """Inception statistics of the store's whole training split, cached with a stamp.
+
+    Args:
+        extractor: the FID network (:func:`build_fid_extractor`), on ``device``.
+        weights: what identifies its weights: the weight file's sha256, or "random". The cache
+            is keyed by it, so statistics from another Inception file are never reused.
+    """
+    variant = extractor.variant
     stage = f"fid_real_{variant}"
-    config = {"variant": variant, "pretrained": pretrained}
+    config = {"variant": variant, "weights": weights}
     stamp = store.stamp(stage)
     prefix = f"fid/{variant}"
     if stamp is not None and stamp.config == config and store.has(f"{prefix}/mu"):
@@ -77,7 +89,6 @@ def real_statistics(
             n=stamp.counts["images"],
             variant=variant,
         )
-    extractor = build_fid_extractor(variant=variant, pretrained=pretrained).to(device)
     train_rows = np.flatnonzero((store.index["split"] == "train").to_numpy())
     accumulator = FeatureAccumulator(variant=variant)
     with store.stage(stage, config=config, inputs=["ingest"], n_blocks=1) as run:
@@ -130,11 +141,16 @@ def evaluate_generator(
         arrays = store.load_in_memory(("images", "masks", "parsing"))
         metrics: dict[str, list[torch.Tensor]] = {}
         fake_features = None if offline else FeatureAccumulator(variant=fid_variant)
-        extractor = (
-            None
-            if offline
-            else build_fid_extractor(variant=fid_variant, pretrained=pretrained).to(device)
-        )
+        extractor, inception_weights = None, "random"
+        if not offline:
+            inception_file = (
+                resolve_weights(FID_INCEPTION_SPECS[fid_variant].weights) if pretrained else None
+            )
+            extractor = build_fid_extractor(
+                variant=fid_variant, pretrained=pretrained, weights_path=inception_file
+            ).to(device)
+            if inception_file is not None:
+                inception_weights = sha256_of(inception_file)
         lpips_net = None if offline else build_lpips(pretrained=pretrained).to(device)
         examples = []
         for start in range(0, len(pairs), batch_size):
@@ -192,8 +208,8 @@ def evaluate_generator(
         if not offline:
             real = real_statistics(
                 store,
-                variant=fid_variant,
-                pretrained=pretrained,
+                extractor=extractor,  # type: ignore[arg-type]
+                weights=inception_weights,
                 device=device,
                 batch_size=batch_size,
             )

@@ -43,3 +43,23 @@ def test_paper_metrics_with_random_networks(small_store, trained_run):
     table = results_markdown(metrics)
     assert "SAN (paper) | 14.142" in table and "| this run |" in table
     assert "random Inception/AlexNet" in table
+
+
+def test_cached_fid_statistics_are_keyed_by_the_inception_weights(small_store):
+    from pipeline.evaluate import real_statistics
+    from san_model.metrics import build_fid_extractor
+
+    extractor = build_fid_extractor(variant="torchvision", pretrained=False)
+
+    def statistics(weights: str):
+        return real_statistics(
+            small_store, extractor=extractor, weights=weights, device="cpu", batch_size=12
+        )
+
+    statistics("sha-of-file-a")
+    first = small_store.stamp("fid_real_torchvision")
+    statistics("sha-of-file-a")  # cached: the stamp is not rewritten
+    assert small_store.stamp("fid_real_torchvision").finished_at == first.finished_at
+    statistics("sha-of-file-b")  # another weight file: computed again, keyed by it
+    second = small_store.stamp("fid_real_torchvision")
+    assert second.config["weights"] == "sha-of-file-b" and second.finished_at > first.finished_at
