@@ -7,7 +7,7 @@ Every value the paper fixes (section 4.2) has a preset; the three ablations of s
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 # Optimiser steps of the demo preset: about four minutes on 2 CPU cores (BENCHMARKS.md).
 DEMO_STEPS = 1200
@@ -52,6 +52,9 @@ class SANConfig:
     use_perceptual: bool = True
     # VGG-19 layer rho of eq. 6; PATN's public code uses relu1_2.
     perceptual_layer: str = "relu1_2"
+    # Eq. 6's distance between activations: "l2" (squared difference) as the formula; the
+    # paper's text calls it a perceptual L1 and PATN's code uses "l1".
+    perceptual_distance: Literal["l2", "l1"] = "l2"
     # PATN's pool of past fakes that D also sees (pix2pix ImagePool; PATN's Market runs: 50);
     # 0 turns it off.
     pool_size: int = 50
@@ -87,6 +90,10 @@ class SANConfig:
             raise ValueError(
                 f"unknown perceptual_layer {self.perceptual_layer!r}; "
                 f"choose one of {sorted(VGG19_RELU_INDEX)}"
+            )
+        if self.perceptual_distance not in ("l2", "l1"):
+            raise ValueError(
+                f"perceptual_distance must be 'l2' or 'l1', got {self.perceptual_distance!r}"
             )
         if min(self.batch_size, self.epochs, self.epoch_length) < 1:
             raise ValueError("batch_size, epochs and epoch_length must be positive")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,8 @@ EPS = 1e-6
 
 
 class VGGPerceptualLoss(nn.Module):
-    """Eq. 6: mean over (C, H, W) and batch of squared VGG-19 activation differences.
+    """Eq. 6: mean over (C, H, W) and batch of VGG-19 activation differences, squared (``l2``,
+    the formula) or absolute (``l1``, PATN's code and the paper's wording).
 
     Inputs are images ``[B, 3, H, W]`` in [-1, 1]; they are mapped to [0, 1] and normalised with
     the ImageNet mean/std VGG-19 was trained with. The network is frozen and cut after the
@@ -33,10 +35,12 @@ class VGGPerceptualLoss(nn.Module):
         self,
         *,
         layer: str = "relu1_2",
+        distance: Literal["l2", "l1"] = "l2",
         pretrained: bool = True,
         weights_path: str | Path | None = None,
     ) -> None:
         super().__init__()
+        self.distance = distance
         if layer not in VGG19_RELU_INDEX:
             raise ValueError(
                 f"unknown VGG-19 layer {layer!r}; choose one of {sorted(VGG19_RELU_INDEX)}"
@@ -85,9 +89,13 @@ class VGGPerceptualLoss(nn.Module):
         return self.features(normalised)
 
     def forward(self, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar: ``mean((phi(generated) - phi(target))^2)``; no gradient flows to target."""
-        target_features = self.activations(target).detach()
-        return F.mse_loss(self.activations(generated).float(), target_features.float())
+        """Scalar: ``mean((phi(generated) - phi(target))^2)`` (``l2``) or ``mean(|...|)``
+        (``l1``); no gradient flows to the target."""
+        target_features = self.activations(target).detach().float()
+        generated_features = self.activations(generated).float()
+        if self.distance == "l1":
+            return F.l1_loss(generated_features, target_features)
+        return F.mse_loss(generated_features, target_features)
 
 
 def build_perceptual_loss(
@@ -101,7 +109,10 @@ def build_perceptual_loss(
     if not config.use_perceptual:
         return None
     return VGGPerceptualLoss(
-        layer=config.perceptual_layer, pretrained=pretrained, weights_path=weights_path
+        layer=config.perceptual_layer,
+        distance=config.perceptual_distance,
+        pretrained=pretrained,
+        weights_path=weights_path,
     )
 
 

@@ -51,6 +51,13 @@ def test_perceptual_matches_eq6_by_hand() -> None:
     channels, height, width = phi_a.shape[1:]
     expected = ((phi_a - phi_b) ** 2).sum() / (channels * height * width)  # eq. 6, one image
     assert torch.allclose(loss(a, b), expected)
+    # PATN's code (and the paper's "perceptual l1" wording): absolute differences instead.
+    l1 = VGGPerceptualLoss(layer="relu2_1", distance="l1", pretrained=False)
+    expected_l1 = (phi_a - phi_b).abs().sum() / (channels * height * width)
+    assert torch.allclose(l1(a, b), expected_l1)
+    assert SANConfig.market1501().perceptual_distance == "l2"
+    with pytest.raises(ValueError, match="perceptual_distance"):
+        SANConfig.market1501(perceptual_distance="l3")
 
 
 @pytest.mark.parametrize(("layer", "depth", "channels"), [("relu1_2", 4, 64), ("relu4_1", 21, 512)])
