@@ -27,6 +27,7 @@ from benchmarks.report import BENCHMARKS, machine, write_section  # noqa: E402
 from san_model.config import SANConfig  # noqa: E402
 from san_model.discriminator import build_discriminator  # noqa: E402
 from san_model.generator import build_generator  # noqa: E402
+from san_model.image_pool import ImagePool  # noqa: E402
 from san_model.losses import build_perceptual_loss  # noqa: E402
 from san_model.train import ModelBatch, PairSampler, SANTrainData, train_step  # noqa: E402
 
@@ -85,20 +86,22 @@ def step_rate(
     device: torch.device,
     *,
     steps: int,
-    bf16_channels_last: bool,
+    channels_last: bool,
+    bf16: bool = False,
     compile_models: bool = False,
 ) -> float:
-    """Seconds per training step (one D and one G update) on ``device``."""
-    torch.manual_seed(0)
+    """Seconds per training step (one G and one D update) on ``device``; bf16 autocast is
+    for CUDA (the trainer keeps the CPU in fp32)."""
     generator = build_generator(config=config).to(device)
     discriminator = build_discriminator(config=config).to(device)
     perceptual = build_perceptual_loss(config=config, pretrained=False)
     if perceptual is not None:
         perceptual = perceptual.to(device)
-    if bf16_channels_last:
+    if channels_last:
         for module in (generator, discriminator, perceptual):
             if module is not None:
                 module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    pool = ImagePool(config.pool_size, seed=0)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
     g_model: torch.nn.Module = torch.compile(generator) if compile_models else generator  # type: ignore[assignment]
@@ -108,7 +111,7 @@ def step_rate(
         batch = ModelBatch.from_pairs(
             sampler.gather(sampler.next_pairs(), device),
             num_classes=config.parsing_classes,
-            channels_last=bf16_channels_last,
+            channels_last=channels_last,
         )
         train_step(
             generator=g_model,
@@ -118,7 +121,8 @@ def step_rate(
             opt_d=opt_d,
             batch=batch,
             config=config,
-            autocast_dtype=torch.bfloat16 if bf16_channels_last else None,
+            pool=pool,
+            autocast_dtype=torch.bfloat16 if bf16 else None,
         )
 
     if compile_models:  # compilation happens in the first calls, keep it out of the timing
@@ -175,12 +179,14 @@ def main(argv: list[str] | None = None) -> None:
     gather, convert = loader_rate(sampler, config, repeats=200)
     row("cpu", "loader: gather uint8 batch", setting, None, gather)
     row("cpu", "loader: gather + float/one-hot", setting, None, convert)
-    if args.device == "cpu":
-        seconds = step_rate(
-            config, sampler, torch.device("cpu"), steps=args.steps, bf16_channels_last=False
-        )
-        row("cpu", "train step, paper-size G+D+VGG", f"{setting}, fp32", seconds,
-            config.batch_size / seconds)  # fmt: skip
+    if args.device == "cpu":  # fp32 both; channels_last (NHWC) is the layout mkldnn prefers
+        for label, channels_last in (("fp32", False), ("fp32 + channels_last", True)):
+            seconds = step_rate(
+                config, sampler, torch.device("cpu"), steps=args.steps,
+                channels_last=channels_last,
+            )  # fmt: skip
+            row("cpu", "train step, paper-size G+D+VGG", f"{setting}, {label}", seconds,
+                config.batch_size / seconds)  # fmt: skip
     cuda_rows = [("fp32 eager", False, False), ("bf16 + channels_last", True, False)]
     if args.compile:
         cuda_rows.append(("bf16 + channels_last + torch.compile", True, True))
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.device == "cuda":
             seconds = step_rate(
                 config, sampler, torch.device("cuda"), steps=args.steps,
-                bf16_channels_last=fast, compile_models=compiled,
+                channels_last=fast, bf16=fast, compile_models=compiled,
             )  # fmt: skip
             name = torch.cuda.get_device_name(0)
             row(name, "train step, paper-size G+D+VGG", f"batch 32, {label}", seconds,
@@ -200,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
             "Run `python benchmarks/san_training.py [--device cuda] [--steps N] [--compile]`; "
             "each run appends its rows. Paper-size generator (43.7M parameters) and "
             "discriminator at 128x64, batch 32, relu1_2 perceptual loss on a random VGG-19 "
-            "(same cost as ImageNet weights); one step = one D and one G update; random "
+            "(same cost as ImageNet weights); one step = one G and one D update; random "
             f"Market-sized arrays ({MARKET_IMAGES:,} images, {MARKET_PAIRS:,} pairs) in "
             "memory. Loader rows time `PairSampler` on the CPU; in GPU training only the "
             "uint8 gather runs there, the float/one-hot conversion runs on the GPU. CPU "
