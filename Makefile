@@ -24,7 +24,7 @@ test: sync
 
 lint: sync
 	$(RUN) ruff check .
-	$(RUN) mypy storage pipeline flows augment_market
+	$(RUN) mypy foundation storage pipeline flows augment_market
 
 bench: sync
 	$(RUN) python -m benchmarks.store_io

@@ -1,3 +1,5 @@
 """augment-market: SAN person-image generation for Re-ID augmentation, as a Prefect DAG."""
 
-__version__ = "0.1.0"
+from foundation import __version__
+
+__all__ = ["__version__"]

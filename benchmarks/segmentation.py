@@ -20,8 +20,8 @@ from functools import partial
 import numpy as np
 import torch
 
-from augment_market.weights import MissingWeightsError
 from benchmarks.report import machine, write_section
+from foundation.weights import MissingWeightsError
 from pipeline.masks import MaskConfig, build_maskrcnn, segment_persons, torchvision_detector
 from pipeline.parsing import parse_images
 from pipeline.schp import build_schp

@@ -40,7 +40,7 @@ from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 from pydantic import BaseModel
 
-from augment_market import __version__
+from foundation import __version__
 from storage import StageStamp, open_store
 
 

@@ -16,8 +16,8 @@ labels): their missing weights stay an error naming the file; use provided PNGs 
 
 from __future__ import annotations
 
-from augment_market.weights import MissingWeightsError, WeightsFile, resolve_weights
 from flows.config import AugmentMarketParams, set_fields
+from foundation.weights import MissingWeightsError, WeightsFile, resolve_weights
 
 OFFLINE_MODES = {
     "generator": "perceptual loss off (ImageNet VGG-19 weights unavailable)",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from augment_market.weights import resolve_weights, sha256_of
+from foundation.weights import resolve_weights, sha256_of
 from pipeline.pairs import TEST_TABLE
 from san_model.baselines import paint_by_parts
 from san_model.checkpoint import checkpoint_path, load_generator

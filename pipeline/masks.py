@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, maskrcnn_resnet50_fpn_v2
 
-from augment_market.weights import WeightsFile, load_state_dict, resolve_weights, sha256_of
+from foundation.weights import WeightsFile, load_state_dict, resolve_weights, sha256_of
 from pipeline.fanout import FanOut
 from pipeline.segmentation import (
     ImageModel,

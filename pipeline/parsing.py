@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from augment_market.weights import resolve_weights, sha256_of
+from foundation.weights import resolve_weights, sha256_of
 from pipeline.fanout import FanOut
 from pipeline.schp import SCHP_LIP, SCHPNet, SCHPWeights, build_schp
 from pipeline.segmentation import (

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from augment_market.weights import WeightsFile, load_state_dict, resolve_weights
+from foundation.weights import WeightsFile, load_state_dict, resolve_weights
 from storage import LIP_LABELS
 
 

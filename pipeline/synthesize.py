@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from augment_market.weights import sha256_of
+from foundation.weights import sha256_of
 from pipeline.fanout import FanOut, run_blocks
 from san_model.checkpoint import checkpoint_path, load_generator
 from san_model.generator import generate

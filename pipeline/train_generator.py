@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from augment_market.weights import sha256_of
+from foundation.weights import sha256_of
 from pipeline.pairs import TRAIN_TABLE
 from san_model.config import SANConfig
 from san_model.train import SANTrainData, TrainResult, train_san

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from augment_market.weights import WeightsFile, load_state_dict, resolve_weights
+from foundation.weights import WeightsFile, load_state_dict, resolve_weights
 
 # torchvision's IMAGENET1K_V1 files (ResNet50_Weights / ResNet18_Weights); the hex in the name is
 # the sha256 prefix torchvision checks. ResNet-50 V1 (acc@1 76.13) is the weight set the IDE

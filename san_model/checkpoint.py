@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from augment_market.weights import WeightsFile, load_state_dict, resolve_weights
+from foundation.weights import WeightsFile, load_state_dict, resolve_weights
 
 from .config import SANConfig
 from .generator import SANGenerator, build_generator

@@ -28,7 +28,7 @@ from torch import nn
 from torchvision.models import Inception_V3_Weights
 from torchvision.models.inception import Inception3, InceptionA, InceptionC, InceptionE
 
-from augment_market.weights import WeightsFile, load_state_dict, resolve_weights
+from foundation.weights import WeightsFile, load_state_dict, resolve_weights
 
 FIDVariant = Literal["torchvision", "tf-fid"]
 

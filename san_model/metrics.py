@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import AlexNet_Weights
 
-from augment_market.weights import WeightsFile, load_state_dict, resolve_weights
+from foundation.weights import WeightsFile, load_state_dict, resolve_weights
 from san_model.fid_inception import (
     FEATURE_DIM,
     FIDVariant,

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from augment_market import __version__
+from foundation import __version__
 
 
 class StageBusyError(RuntimeError):

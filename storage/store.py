@@ -31,7 +31,7 @@ import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
-from augment_market import __version__
+from foundation import __version__
 from storage.stages import MissingInputError, StageLock, StageRun, StageStamp, config_hash
 
 SPLITS = ("train", "gallery", "query")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from augment_market.weights import MissingWeightsError
+from foundation.weights import MissingWeightsError
 from pipeline.masks import (
     MASKRCNN_COCO,
     MaskConfig,

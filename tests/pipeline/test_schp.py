@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from augment_market.weights import MissingWeightsError
+from foundation.weights import MissingWeightsError
 from pipeline.schp import SCHP_LIP, InPlaceABN, SCHPNet, build_schp, strip_module_prefix
 
 # Verified against networks/AugmentCE2P.py of GoGoDuck912/Self-Correction-Human-Parsing

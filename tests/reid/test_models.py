@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from augment_market.weights import MissingWeightsError
+from foundation.weights import MissingWeightsError
 from reid.models import IDENet, ReIDModelConfig, SiameseNet, build_reid_model
 
 SMALL = ReIDModelConfig(arch="resnet18", pretrained=False)

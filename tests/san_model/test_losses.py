@@ -9,7 +9,7 @@ import torch
 import torchvision.models.vgg
 from torchvision.models.vgg import cfgs, make_layers
 
-from augment_market.weights import MissingWeightsError
+from foundation.weights import MissingWeightsError
 from san_model.config import SANConfig
 from san_model.losses import (
     VGGPerceptualLoss,

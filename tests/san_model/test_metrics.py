@@ -12,7 +12,7 @@ import torch
 import torchvision
 from torchvision.models.inception import Inception3, InceptionA, InceptionC, InceptionE
 
-from augment_market.weights import MissingWeightsError
+from foundation.weights import MissingWeightsError
 from san_model.fid_inception import FID_INCEPTION_SPECS, InceptionFeatures
 from san_model.metrics import (
     ALEXNET_WEIGHTS,
