@@ -5,20 +5,33 @@ Lookup order for a file name: the explicit path the caller gives, the weights fo
 (``$TORCH_HOME/hub/checkpoints``, where torchvision downloads land), then a download from the
 official URL when ``download=True``. When all fail, :class:`MissingWeightsError` names the
 file, the folders searched and the URL, so an offline user knows exactly what to fetch.
+
+Every file is read with ``torch.load(weights_only=True)``: tensors and plain values only, never
+pickled code. A file that cannot be read that way (truncated, not a PyTorch file, or holding
+pickled objects) raises :class:`UnreadableWeightsError` naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from foundation.errors import UserError
 
-class MissingWeightsError(FileNotFoundError):
+
+class MissingWeightsError(UserError, FileNotFoundError):
     """A pretrained weight file is neither on disk nor downloadable."""
+
+
+class UnreadableWeightsError(UserError, ValueError):
+    """A weight or checkpoint file exists but does not load as tensors."""
 
 
 @dataclass(frozen=True)
@@ -106,14 +119,63 @@ def resolve_weights(
     )
 
 
+def load_torch_file(
+    path: str | Path, *, what: str = "weights file", map_location: str = "cpu", mmap: bool = False
+) -> Any:
+    """``torch.load(path, weights_only=True)``, every failure named by the file.
+
+    Args:
+        what: how the message calls the file ("weights file", "generator checkpoint").
+        mmap: map the file instead of reading it (zip-format files only: cheap, for checks).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UnreadableWeightsError: truncated or not a PyTorch file, or it holds pickled objects
+            other than tensors and plain values, which are refused, never run.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except pickle.UnpicklingError:
+        raise UnreadableWeightsError(
+            f"{what} {path} was refused: it holds pickled Python objects, not only tensors, "
+            "and such files are never loaded (they can run code); use the official file"
+        ) from None
+    except Exception as error:  # torch reports a damaged file as RuntimeError, EOFError, ...
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:120]
+        raise UnreadableWeightsError(
+            f"{what} {path} cannot be read ({type(error).__name__}: {reason}): it is truncated "
+            "or not a PyTorch file; replace it with a complete copy"
+        ) from None
+
+
+def check_torch_file(path: str | Path, *, what: str = "weights file") -> None:
+    """Check that ``path`` loads under :func:`load_torch_file`, before a stage relies on it.
+
+    A zip-format file (every ``torch.save`` since torch 1.6) is memory-mapped, so its tensors
+    are not read; an older file is loaded whole.
+
+    Raises:
+        FileNotFoundError, UnreadableWeightsError: as :func:`load_torch_file`.
+    """
+    load_torch_file(path, what=what, mmap=zipfile.is_zipfile(path))
+
+
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Load a checkpoint's tensors safely (``weights_only=True``) on the CPU.
 
     Unwraps the ``{"state_dict": ...}`` wrapper that research checkpoints use.
+
+    Raises:
+        UnreadableWeightsError: the file does not load, or holds no state dict.
     """
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_torch_file(path)
     if isinstance(blob, dict) and "state_dict" in blob and isinstance(blob["state_dict"], dict):
         blob = blob["state_dict"]
     if not isinstance(blob, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(blob).__name__}")
+        raise UnreadableWeightsError(
+            f"weights file {path} holds a {type(blob).__name__}, not a state dict; "
+            "use the official file"
+        )
     return blob

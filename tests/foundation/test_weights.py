@@ -1,0 +1,74 @@
+"""Weight files: every damaged or unsafe file is refused with its name, before any use."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from foundation.errors import UserError
+from foundation.weights import (
+    UnreadableWeightsError,
+    check_torch_file,
+    load_state_dict,
+    load_torch_file,
+)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo owned",))
+
+
+@pytest.fixture
+def files(tmp_path):
+    state = {"layer.weight": torch.arange(4000, dtype=torch.float32)}
+    good = tmp_path / "good.pth"
+    torch.save(state, good)
+    legacy = tmp_path / "legacy.pth"
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    legacy_truncated = tmp_path / "legacy_truncated.pth"
+    legacy_truncated.write_bytes(legacy.read_bytes()[:2000])
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"layer.weight": _Exploit()}, pickled)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    return {
+        "good": good,
+        "legacy": legacy,
+        "truncated": truncated,
+        "legacy_truncated": legacy_truncated,
+        "pickled": pickled,
+        "empty": empty,
+    }
+
+
+def test_good_files_load_in_both_formats(files):
+    for name in ("good", "legacy"):
+        check_torch_file(files[name])
+        assert torch.equal(load_state_dict(files[name])["layer.weight"], torch.arange(4000.0))
+
+
+@pytest.mark.parametrize("name", ["truncated", "legacy_truncated", "empty"])
+def test_a_damaged_file_is_named(files, name):
+    for call in (check_torch_file, load_state_dict):
+        with pytest.raises(UnreadableWeightsError, match="cannot be read") as raised:
+            call(files[name])
+        assert str(files[name]) in str(raised.value) and "\n" not in str(raised.value)
+        assert isinstance(raised.value, UserError)
+
+
+def test_pickled_code_is_refused_and_never_run(files, capfd):
+    with pytest.raises(UnreadableWeightsError, match="was refused") as raised:
+        load_torch_file(files["pickled"], what="generator checkpoint")
+    message = str(raised.value)
+    assert message.startswith(f"generator checkpoint {files['pickled']} ") and "\n" not in message
+    assert "owned" not in capfd.readouterr().out
+
+
+def test_a_missing_file_stays_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        check_torch_file(tmp_path / "absent.pth")
