@@ -60,6 +60,7 @@ def run_blocks(
     if fan_out is None:
         writer(run, blocks)
         return 0
+    run.begin()  # workers join only a run that has begun (its done flags are in place)
     size = fan_out.blocks_per_task
     # Workers may run elsewhere: a local store goes by its absolute path.
     url = run.store.root if run.store.local else run.store.url

@@ -7,11 +7,19 @@ configuration starts from scratch. A finished stage records a :class:`StageStamp
 under ``stamps/``) whose :attr:`StageStamp.digest` downstream stages and the Prefect cache keys
 use. A lock file under ``locks/`` keeps a second run of the same stage out while the first runs.
 
+A run changes nothing until it *begins* (:meth:`StageRun.begin`): the coordinator takes the
+lock, checks everything it can (inputs present, files readable, counts possible, weights
+loadable), then begins, which removes the old stamp and, under new settings, resets the done
+flags. Every write through the store while the run is open begins it, and a stage that writes
+outside the store (checkpoints, result files) begins it first. So a rerun that fails its
+checks leaves a finished stage finished; one that fails after beginning resumes as a crash
+does.
+
 A stage may fan out: the process that holds the lock (the coordinator) hands disjoint block
 lists to worker processes, each of which *joins* the run (:meth:`PersonStore.join_stage`),
 writes its blocks and marks them done; only the coordinator finishes the stage. Blocks are
 whole chunks of every array they touch and each done flag is its own chunk, so workers never
-write the same file.
+write the same file. The coordinator begins before it fans out.
 """
 
 from __future__ import annotations
@@ -26,14 +34,24 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from foundation import __version__
+from foundation.errors import UserError
 
 
-class StageBusyError(RuntimeError):
+class StageBusyError(UserError, RuntimeError):
     """Another process holds the stage's lock on this store."""
 
 
-class MissingInputError(RuntimeError):
-    """A stage needs the output of a stage that has not finished on this store."""
+class MissingInputError(UserError, RuntimeError):
+    """A stage needs the output of a stage that has not finished on this store.
+
+    Attributes:
+        stage: the stage that was asked to run; missing: the stage it needs first.
+    """
+
+    def __init__(self, message: str, *, stage: str = "", missing: str = "") -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.missing = missing
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -156,7 +174,8 @@ class StageRun:
 
     Obtained from :meth:`storage.PersonStore.stage` (the coordinator, which holds the lock and
     finishes) or :meth:`storage.PersonStore.join_stage` (a worker, which writes the blocks it
-    was given); not constructed directly.
+    was given); not constructed directly. A coordinator opened without settings gets them from
+    :meth:`configure`, after the preparation that needs the lock held.
     """
 
     def __init__(
@@ -164,36 +183,85 @@ class StageRun:
         *,
         store: Any,
         name: str,
-        config: Mapping[str, Any],
+        config: Mapping[str, Any] | None,
         inputs: dict[str, str],
-        done: Any,
+        n_blocks: int,
         on_block: Callable[[int, int], None] | None,
         coordinator: bool,
+        done: Any = None,
     ) -> None:
         self.store = store
         self.name = name
-        self.config = dict(config)
-        self.config_hash = config_hash(config)
         self.inputs = inputs
-        self.n_blocks = int(done.shape[0])
+        self.n_blocks = n_blocks
         self.coordinator = coordinator
         self._on_block = on_block
         self._done = done
-        # Progress count kept here: rereading the flags (one chunk file per block) after every
-        # block would cost n_blocks^2 reads over a stage. A worker reports none.
-        self._done_count = int(self._done[:].sum()) if coordinator else 0
+        # A worker joins a run that has begun; a coordinator begins at its first write.
+        self._begun = not coordinator
+        self._done_count = 0
+        self.config: dict[str, Any] = {}
+        self.config_hash = ""
+        if config is not None:
+            self.configure(config)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.config_hash)
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """Set the run's settings (once): they decide which done blocks are kept.
+
+        Raises:
+            RuntimeError: the run has its settings already.
+        """
+        if self.configured:
+            raise RuntimeError(f"stage '{self.name}' is configured already")
+        self.config = dict(config)
+        self.config_hash = config_hash(config)
+        if self.coordinator:
+            # Read only: the flags of another configuration are reset when the run begins.
+            self._done = self.store._done_array(self.name, self.n_blocks, self.config_hash)
+            # Progress count kept here: rereading the flags (one chunk file per block) after
+            # every block would cost n_blocks^2 reads over a stage. A worker reports none.
+            self._done_count = 0 if self._done is None else int(self._done[:].sum())
+
+    def _require_config(self) -> None:
+        if not self.configured:
+            raise RuntimeError(f"stage '{self.name}': call configure() before using the run")
+
+    def begin(self) -> None:
+        """Start changing the store: remove the stage's stamp and, if the done flags belong to
+        other settings, reset them. Idempotent; called by the first write through the store,
+        by :meth:`mark_done` and :meth:`finish`; call it before writing outside the store."""
+        self._require_config()
+        if self._begun:
+            return
+        self._begun = True
+        self.store.clear_stamp(self.name)
+        if self._done is None:
+            self._done = self.store._create_done_array(self.name, self.n_blocks, self.config_hash)
+
+    @property
+    def begun(self) -> bool:
+        return self._begun
 
     def pending_blocks(self) -> list[int]:
         """Blocks not yet marked done for this configuration, in order."""
+        self._require_config()
+        if self._done is None:
+            return list(range(self.n_blocks))
         done = self._done[:]
         return [block for block in range(self.n_blocks) if not done[block]]
 
     def write(self, array: str, block: int, data: Any) -> None:
         """Validate and write ``data`` as block ``block`` of ``array`` (see PersonStore.write)."""
+        self.begin()
         self.store.write(array, block, data)
 
     def mark_done(self, block: int) -> None:
         """Record that ``block`` is completely written (call after every write of the block)."""
+        self.begin()
         self._done[block] = True
         self._count(1)
 
@@ -215,6 +283,7 @@ class StageRun:
                 f"stage '{self.name}': a worker that joined the run cannot finish it; "
                 "the process holding the stage's lock does"
             )
+        self.begin()
         missing = self.pending_blocks()
         if missing:
             raise RuntimeError(

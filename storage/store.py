@@ -32,6 +32,7 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
 from foundation import __version__
+from foundation.errors import UserError
 from storage.stages import MissingInputError, StageLock, StageRun, StageStamp, config_hash
 
 SPLITS = ("train", "gallery", "query")
@@ -46,8 +47,16 @@ INDEX_COLUMNS = ("person_id", "camera", "split", "filename")
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle)
 
 
-class StoreValidationError(ValueError):
+class StoreValidationError(UserError, ValueError):
     """Data offered to the store has the wrong shape, dtype or label range."""
+
+
+class StoreNotFoundError(UserError, FileNotFoundError):
+    """No augment-market store at the path or URL given."""
+
+
+class StoreLocationError(UserError, ValueError):
+    """The path cannot hold a store: a regular file, or a folder of other files."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,8 @@ class PersonStore:
         self.width = int(attrs["width"])
         self.block_size = int(attrs["block_size"])
         self._index: pd.DataFrame | None = None
+        # Coordinator runs open on this handle, innermost last (see _begin_writes).
+        self._open_runs: list[StageRun] = []
 
     # -- shape and index -------------------------------------------------------------------
     @property
@@ -154,6 +165,7 @@ class PersonStore:
         """
         if self.mode == "r":
             raise PermissionError(f"store {self.url} is open read-only")
+        self._begin_writes()
         array = self._array(name)
         rows = self.block_slice(block, array.shape[0])
         expected = (rows.stop - rows.start, *array.shape[1:])
@@ -190,6 +202,7 @@ class PersonStore:
         """Write a small derived array whole (e.g. cached FID statistics), replacing it."""
         if self.mode == "r":
             raise PermissionError(f"store {self.url} is open read-only")
+        self._begin_writes()
         data = np.asarray(data)
         array = self.group.create_array(
             name, shape=data.shape, dtype=data.dtype, chunks=data.shape or (1,), overwrite=True
@@ -209,6 +222,7 @@ class PersonStore:
         path = f"generated/{run}"
         if path in self.group and _as_array(self._group(path)["images"]).shape[0] == n:
             return
+        self._begin_writes()
         group = self.group.require_group(path)
         chunk = (self.block_size,)
         group.create_array(
@@ -239,6 +253,7 @@ class PersonStore:
 
     def write_table(self, name: str, table: pd.DataFrame) -> None:
         """Write ``tables/<name>.parquet`` atomically where the filesystem allows."""
+        self._begin_writes()
         buffer = io.BytesIO()
         table.to_parquet(buffer, index=False)
         self._atomic_write(self._path("tables", f"{name}.parquet"), buffer.getvalue())
@@ -302,16 +317,25 @@ class PersonStore:
         if self.fs.exists(path):
             self.fs.rm(path)
 
-    def _done_array(self, stage: str, n_blocks: int, digest: str) -> zarr.Array:
-        """The done flags of ``stage`` for configuration ``digest``, reset if they belong to
-        another configuration or block count."""
+    def _done_array(self, stage: str, n_blocks: int, digest: str) -> zarr.Array | None:
+        """The done flags of ``stage`` if they belong to configuration ``digest`` and this block
+        count, else None (read only: see :meth:`_create_done_array`)."""
         path = f"done/{stage}"
         if path in self.group:
             done = self._array(path)
             if done.attrs.get("config_hash") == digest and done.shape == (n_blocks,):
                 return done
+        return None
+
+    def _create_done_array(self, stage: str, n_blocks: int, digest: str) -> zarr.Array:
+        """Fresh done flags of ``stage`` for configuration ``digest``, replacing any others."""
         done = self.group.create_array(
-            path, shape=(n_blocks,), dtype="bool", chunks=(1,), fill_value=False, overwrite=True
+            f"done/{stage}",
+            shape=(n_blocks,),
+            dtype="bool",
+            chunks=(1,),
+            fill_value=False,
+            overwrite=True,
         )
         done.attrs["config_hash"] = digest
         return done
@@ -319,20 +343,30 @@ class PersonStore:
     def _lock(self, stage: str) -> StageLock:
         return StageLock(self.fs, self._path("locks", f"{stage}.lock"), self.local)
 
+    def _begin_writes(self) -> None:
+        """A write through the store begins the innermost stage run open on it (if any)."""
+        if self._open_runs:
+            self._open_runs[-1].begin()
+
     @contextmanager
     def stage(
         self,
         name: str,
         *,
-        config: Mapping[str, Any],
+        config: Mapping[str, Any] | None = None,
         inputs: Sequence[str] = (),
         n_blocks: int | None = None,
         on_block: Callable[[int, int], None] | None = None,
     ) -> Iterator[StageRun]:
         """Run stage ``name``: hold its lock, resume its done blocks, then let it stamp.
 
+        Nothing in the store changes until the run begins (:meth:`StageRun.begin`, or any write
+        through this store while the run is open): a stage that fails its checks before that
+        leaves its earlier stamp, done flags and outputs as they were.
+
         Args:
-            config: JSON-able settings; a change starts the stage's blocks afresh.
+            config: JSON-able settings; a change starts the stage's blocks afresh. None: the
+                stage computes them under the lock and calls :meth:`StageRun.configure`.
             inputs: stages whose output this one reads; each must have a stamp.
             n_blocks: blocks of the stage's output (default: the store's image blocks).
             on_block: called as ``on_block(done, total)`` after each block (progress).
@@ -348,23 +382,28 @@ class PersonStore:
             stamp = self.stamp(stage_name)
             if stamp is None:
                 raise MissingInputError(
-                    f"stage '{name}' needs stage '{stage_name}' finished first on {self.url}"
+                    f"stage '{name}' needs stage '{stage_name}' finished first on {self.url}",
+                    stage=name,
+                    missing=stage_name,
                 )
             input_digests[stage_name] = stamp.digest
         lock = self._lock(name)
         lock.acquire(name)
         try:
-            self.clear_stamp(name)
-            n_blocks = self.n_blocks if n_blocks is None else n_blocks
-            yield StageRun(
+            run = StageRun(
                 store=self,
                 name=name,
                 config=config,
                 inputs=input_digests,
-                done=self._done_array(name, n_blocks, config_hash(config)),
+                n_blocks=self.n_blocks if n_blocks is None else n_blocks,
                 on_block=on_block,
                 coordinator=True,
             )
+            self._open_runs.append(run)
+            try:
+                yield run
+            finally:
+                self._open_runs.remove(run)
         finally:
             lock.release()
 
@@ -376,7 +415,7 @@ class PersonStore:
 
         Raises:
             RuntimeError: no process holds the stage's lock, or the run in progress has another
-                configuration (the coordinator restarted with other settings).
+                configuration (the coordinator restarted with other settings) or has not begun.
         """
         if self.mode == "r":
             raise PermissionError(f"store {self.url} is open read-only")
@@ -392,16 +431,18 @@ class PersonStore:
         if done is None or done.attrs.get("config_hash") != digest:
             raise RuntimeError(
                 f"stage '{name}' on {self.url} runs with other settings than this worker's "
-                f"(config hash {digest}); the worker's blocks are not written"
+                f"(config hash {digest}), or its coordinator has not begun the run; the "
+                "worker's blocks are not written"
             )
         return StageRun(
             store=self,
             name=name,
             config=config,
             inputs={},
-            done=done,
+            n_blocks=int(done.shape[0]),
             on_block=None,
             coordinator=False,
+            done=done,
         )
 
     # -- summary ---------------------------------------------------------------------------
@@ -433,6 +474,14 @@ def _as_group(node: zarr.Array | zarr.Group) -> zarr.Group:
     if not isinstance(node, zarr.Group):
         raise TypeError(f"{node.path!r} is a Zarr array, expected a group")
     return node
+
+
+def _check_location(fs: Any, root: str, url: str) -> None:
+    if fs.isfile(root):
+        raise StoreLocationError(
+            f"{url} is a regular file, not a store folder; give a folder path (a new one to "
+            "create a store)"
+        )
 
 
 def _validate_index(index: pd.DataFrame) -> pd.DataFrame:
@@ -467,13 +516,26 @@ def create_store(
         height, width: image size; every image written must have it.
         block_size: images per chunk and per stage block.
         overwrite: replace an existing store (otherwise an existing store is an error).
+
+    Raises:
+        FileExistsError: a store exists at ``url`` and ``overwrite`` is False.
+        StoreLocationError: ``url`` is a regular file or a non-empty folder holding no store
+            (never emptied, even with ``overwrite``).
     """
     index = _validate_index(index)
     fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-    if fs.exists(f"{root}/zarr.json") and not overwrite:
-        raise FileExistsError(f"a store already exists at {url}; pass overwrite=True to replace")
-    if overwrite and fs.exists(root):
+    _check_location(fs, root, url)
+    if fs.exists(f"{root}/zarr.json"):
+        if not overwrite:
+            raise FileExistsError(
+                f"a store already exists at {url}; pass overwrite=True to replace"
+            )
         fs.rm(root, recursive=True)
+    elif fs.isdir(root) and fs.ls(root, detail=False):
+        # Zarr's mode "w" would empty the folder: never delete files that are not a store's.
+        raise StoreLocationError(
+            f"{url} is a folder of other files, not a store; give a new or empty folder"
+        )
     group = zarr.open_group(url, mode="w", storage_options=dict(storage_options or {}) or None)
     n = len(index)
     group.attrs.update(
@@ -508,10 +570,17 @@ def create_store(
 def open_store(
     url: str, *, mode: Literal["r", "r+"] = "r", storage_options: Mapping[str, Any] | None = None
 ) -> PersonStore:
-    """Open an existing store; a clear error when ``url`` holds none."""
+    """Open an existing store; a clear error when ``url`` holds none.
+
+    Raises:
+        StoreNotFoundError: nothing, or no store, at ``url``.
+        StoreLocationError: ``url`` is a regular file.
+        StoreValidationError: a Zarr group that is not an augment-market store.
+    """
     fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    _check_location(fs, root, url)
     if not fs.exists(f"{root}/zarr.json"):
-        raise FileNotFoundError(
+        raise StoreNotFoundError(
             f"no augment-market store at {url} (missing zarr.json); "
             "create one with `augment-market ingest`"
         )

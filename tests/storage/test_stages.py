@@ -150,6 +150,9 @@ def test_workers_join_a_running_stage_and_only_the_coordinator_finishes(tmp_path
         store.join_stage("masks", config={"k": 1})
     progress = []
     with store.stage("masks", config={"k": 1}, on_block=lambda *p: progress.append(p)) as run:
+        with pytest.raises(RuntimeError, match="not begun"):
+            store.join_stage("masks", config={"k": 1})
+        run.begin()  # a coordinator begins before it fans out
         worker = open_store(str(tmp_path / "s"), mode="r+").join_stage("masks", config={"k": 1})
         _fill(worker, worker.store, [1, 3])
         assert run.pending_blocks() == [0, 2, 4], "the coordinator sees the worker's flags"
@@ -165,3 +168,44 @@ def test_workers_join_a_running_stage_and_only_the_coordinator_finishes(tmp_path
     assert store.read("masks").min() == 1
     with pytest.raises(RuntimeError, match="not running"):
         store.join_stage("masks", config={"k": 1})
+
+
+def _finished_masks(path):
+    store = _store(path)
+    with store.stage("masks", config={"k": 1}) as run:
+        _fill(run, store, run.pending_blocks())
+        stamp = run.finish(counts={})
+    return store, stamp
+
+
+def test_a_rerun_that_fails_before_writing_leaves_the_finished_stage(tmp_path):
+    store, stamp = _finished_masks(tmp_path / "s")
+    with pytest.raises(ValueError, match="bad input"):
+        with store.stage("masks", config={"k": 2}) as run:
+            assert run.pending_blocks() == list(range(5)), "other settings: every block"
+            raise ValueError("bad input found while checking")
+    assert store.stamp("masks") == stamp
+    with store.stage("masks", config={"k": 1}) as run:
+        assert run.pending_blocks() == [], "the done flags of the finished run are kept"
+
+
+def test_the_first_write_begins_the_run(tmp_path):
+    store, _ = _finished_masks(tmp_path / "s")
+    with pytest.raises(RuntimeError, match="crash"):
+        with store.stage("masks", config={"k": 2}) as run:
+            store.write_table("notes", pd.DataFrame({"a": [1]}))
+            assert run.begun
+            raise RuntimeError("crash after a write")
+    assert store.stamp("masks") is None, "changed outputs never keep the old stamp"
+    with store.stage("masks", config={"k": 1}) as run:
+        assert run.pending_blocks() == list(range(5)), "flags of the other settings were reset"
+
+
+def test_settings_computed_under_the_lock(tmp_path):
+    store, stamp = _finished_masks(tmp_path / "s")
+    with store.stage("masks") as run:
+        with pytest.raises(RuntimeError, match="configure"):
+            run.pending_blocks()
+        run.configure({"k": 1})
+        assert run.pending_blocks() == []
+        assert run.finish(counts={}).digest == stamp.digest

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 from storage import (
+    StoreLocationError,
+    StoreNotFoundError,
     StoreValidationError,
     create_store,
     open_store,
@@ -122,3 +124,28 @@ def test_fsspec_memory_url():
     reopened = open_store(url)
     assert reopened.read("masks").sum() == 8
     assert reopened.stamp("masks") is not None
+
+
+def test_a_regular_file_is_no_store_and_is_said_once(tmp_path):
+    path = tmp_path / "market.zarr"
+    path.write_text("not a store")
+    for call in (
+        lambda: open_store(str(path)),
+        lambda: create_store(str(path), index=_index(2), height=2, width=2),
+    ):
+        with pytest.raises(StoreLocationError, match="is a regular file") as raised:
+            call()
+        assert raised.value.__cause__ is None and raised.value.__context__ is None
+    assert path.read_text() == "not a store"
+
+
+def test_a_folder_of_other_files_is_never_emptied(tmp_path):
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(StoreNotFoundError, match="no augment-market store"):
+        open_store(str(folder))
+    for overwrite in (False, True):
+        with pytest.raises(StoreLocationError, match="folder of other files"):
+            create_store(str(folder), index=_index(2), height=2, width=2, overwrite=overwrite)
+    assert (folder / "notes.txt").read_text() == "keep me"
