@@ -14,3 +14,8 @@ from __future__ import annotations
 
 class UserError(Exception):
     """An error the user can fix; its message names the file and says what to do."""
+
+
+class SettingsError(UserError, ValueError):
+    """Settings that cannot work with this data: an image size other than the store's, an
+    augmentation factor the identities cannot supply."""

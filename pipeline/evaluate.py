@@ -20,8 +20,9 @@ import torch
 
 from foundation.weights import resolve_weights, sha256_of
 from pipeline.pairs import TEST_TABLE
+from pipeline.train_generator import generator_checkpoint
 from san_model.baselines import paint_by_parts
-from san_model.checkpoint import checkpoint_path, load_generator
+from san_model.checkpoint import load_generator
 from san_model.fid_inception import FID_INCEPTION_SPECS, FIDVariant, InceptionFeatures
 from san_model.generator import generate, tensor_to_images
 from san_model.metrics import (
@@ -126,17 +127,22 @@ def evaluate_generator(
         fid_variant: ``torchvision`` (GFLA protocol, the paper's table) or ``tf-fid``.
     Returns:
         The ``evaluate`` stamp; ``report["metrics"]`` holds the numbers.
+    Raises:
+        MissingRunError, UnreadableWeightsError: no readable generator checkpoint in
+            ``run_dir``; the stage's earlier results and stamp are kept.
     """
-    checkpoint = checkpoint_path(run_dir)
     out = Path(run_dir) / "evaluation"
-    pairs = store.read_table(TEST_TABLE)[["source", "target"]].to_numpy(np.int64)
-    config = {
-        "checkpoint_sha256": sha256_of(checkpoint),
-        "offline": offline,
-        "pretrained": pretrained,
-        "fid_variant": fid_variant,
-    }
-    with store.stage("evaluate", config=config, inputs=["generator", "pairs"], n_blocks=1) as run:
+    with store.stage("evaluate", inputs=["generator", "pairs"], n_blocks=1) as run:
+        checkpoint = generator_checkpoint(run_dir)
+        run.configure(
+            {
+                "checkpoint_sha256": sha256_of(checkpoint),
+                "offline": offline,
+                "pretrained": pretrained,
+                "fid_variant": fid_variant,
+            }
+        )
+        pairs = store.read_table(TEST_TABLE)[["source", "target"]].to_numpy(np.int64)
         generator, _ = load_generator(checkpoint, device=device)
         arrays = store.load_in_memory(("images", "masks", "parsing"))
         metrics: dict[str, list[torch.Tensor]] = {}
@@ -216,6 +222,7 @@ def evaluate_generator(
             fid = fid_from_statistics(real, fake_features.statistics())  # type: ignore[union-attr]
             results.update(fid=fid.value, fid_variant=fid.variant, fid_real_images=fid.n_real)
         results.update(test_pairs=len(pairs), mode=_mode(offline, pretrained))
+        run.begin()  # the results go to the run folder, outside the store
         _write_outputs(out, results, arrays, examples)
         run.mark_done(0)
         return run.finish(

@@ -19,14 +19,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from foundation.errors import UserError
 from storage import PersonStore, StageStamp, create_store, open_store
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 MARKET_FOLDERS = {"bounding_box_train": "train", "bounding_box_test": "gallery", "query": "query"}
-# pid (-1 junk, 0000 distractor), camera 1-6, sequence, frame, box index.
-MARKET_NAME = re.compile(
-    r"^(?P<pid>-1|\d{4})_c(?P<cam>\d)s(?P<seq>\d+)_(?P<frame>\d+)_(?P<box>\d+)$"
-)
+# pid (-1 junk, 0000 distractor, else 4 digits), camera 1-6, sequence, frame, box index. The
+# pattern takes any numbers, so that a name of the right shape gets a field-by-field message.
+MARKET_NAME = re.compile(r"^(?P<pid>-?\d+)_c(?P<cam>\d+)s(?P<seq>\d+)_(?P<frame>\d+)_(?P<box>\d+)$")
+MARKET_CAMERAS = range(1, 7)
 # PATN/GFLA flattened DeepFashion name: identity (gender, category, item, photo group), then
 # the view number and name.
 DEEPFASHION_NAME = re.compile(
@@ -37,7 +38,7 @@ DEEPFASHION_NAME = re.compile(
 Progress = Callable[[int, int], None]
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(UserError, ValueError):
     """The source folder is not the dataset layout it was given as."""
 
 
@@ -56,11 +57,22 @@ def parse_market_name(name: str) -> MarketName:
     """Parse a Market-1501 file name (pid -1 = junk, 0 = distractor).
 
     Raises:
-        ValueError: the name does not follow the Market-1501 pattern.
+        ValueError: the name does not follow the Market-1501 pattern, or says which of its
+            fields is out of range (person id, camera).
     """
     match = MARKET_NAME.match(Path(name).stem)
-    if match is None or not 1 <= int(match["cam"]) <= 6:
+    if match is None:
         raise ValueError(f"{name}: not a Market-1501 image name (pid_cCsS_frame_box.jpg)")
+    if match["pid"] != "-1" and not re.fullmatch(r"\d{4}", match["pid"]):
+        raise ValueError(
+            f"{name}: person id {match['pid']} is out of range (four digits 0000-9999, or -1 "
+            "for junk)"
+        )
+    if int(match["cam"]) not in MARKET_CAMERAS:
+        raise ValueError(
+            f"{name}: camera {match['cam']} is out of range (Market-1501 cameras are "
+            f"{MARKET_CAMERAS.start}-{MARKET_CAMERAS.stop - 1})"
+        )
     return MarketName(
         int(match["pid"]),
         int(match["cam"]),

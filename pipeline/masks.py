@@ -20,7 +20,13 @@ import torch
 from torch import Tensor
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, maskrcnn_resnet50_fpn_v2
 
-from foundation.weights import WeightsFile, load_state_dict, resolve_weights, sha256_of
+from foundation.weights import (
+    WeightsFile,
+    check_torch_file,
+    load_state_dict,
+    resolve_weights,
+    sha256_of,
+)
 from pipeline.fanout import FanOut
 from pipeline.segmentation import (
     ImageModel,
@@ -29,7 +35,7 @@ from pipeline.segmentation import (
     run_image_stage,
     seeded_init,
 )
-from storage import PersonStore, StageStamp
+from storage import PersonStore, StageRun, StageStamp
 
 _COCO_V1 = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1
 # Name and URL taken from torchvision's enum; the name carries the sha256 prefix torch.hub checks.
@@ -308,31 +314,35 @@ def compute_masks(
     Returns:
         The stage stamp; ``counts["empty_masks"]`` images had no person, listed by file name
         in ``report["empty_masks"]``.
+    Raises:
+        MissingWeightsError, UnreadableWeightsError: the Mask R-CNN file is missing, truncated
+            or unsafe; checked under the stage's lock before anything is written.
     """
     device = torch.device(device)
-    settings: dict[str, Any] = {**asdict(config), "backend": backend}
-    if backend == "detectron2":
-        settings["weights"] = sha256_of(Path(weights)) if weights else config.detectron2_model
-        path = Path(weights) if weights else None
-    else:
-        del settings["detectron2_model"]
-        path = resolve_weights(MASKRCNN_COCO, path=weights) if pretrained else None
-        settings["weights"] = sha256_of(path) if path else "random-init"
-    # bfloat16 changes the masks slightly: part of the output's identity.
-    settings["precision"] = "bf16" if device.type == "cuda" else "fp32"
-    build = partial(
-        mask_model,
-        backend=backend,
-        config=config,
-        weights=path,
-        pretrained=pretrained,
-        device=device,
-    )
-    return run_image_stage(
-        store,
-        kind="masks",
-        writer=ModelBlocks("masks", build, batch_size),
-        config=settings,
-        progress=progress,
-        fan_out=fan_out,
-    )
+
+    def prepare(run: StageRun) -> ModelBlocks:
+        # Under the stage's lock: a download, the hash and the load check may take a while.
+        settings: dict[str, Any] = {**asdict(config), "backend": backend}
+        if backend == "detectron2":
+            path = Path(weights) if weights else None
+            settings["weights"] = sha256_of(path) if path else config.detectron2_model
+        else:
+            del settings["detectron2_model"]
+            path = resolve_weights(MASKRCNN_COCO, path=weights) if pretrained else None
+            if path is not None:
+                check_torch_file(path)
+            settings["weights"] = sha256_of(path) if path else "random-init"
+        # bfloat16 changes the masks slightly: part of the output's identity.
+        settings["precision"] = "bf16" if device.type == "cuda" else "fp32"
+        run.configure(settings)
+        build = partial(
+            mask_model,
+            backend=backend,
+            config=config,
+            weights=path,
+            pretrained=pretrained,
+            device=device,
+        )
+        return ModelBlocks("masks", build, batch_size)
+
+    return run_image_stage(store, kind="masks", prepare=prepare, progress=progress, fan_out=fan_out)

@@ -15,14 +15,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from foundation.errors import UserError
 from storage import PersonStore, StageStamp
 
 TRAIN_TABLE = "pairs_train"
 TEST_TABLE = "pairs_test"
 
 
-class NotEnoughPairsError(ValueError):
-    """The identities cannot supply the requested number of distinct pairs."""
+class NotEnoughPairsError(UserError, ValueError):
+    """The identities cannot supply the requested number of distinct pairs (or of pairs a
+    training batch needs)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def draw_pairs(
         raise NotEnoughPairsError(
             f"{label}: asked for {count} pairs but the {len(np.unique(person_ids))} identities "
             f"({len(rows)} images) supply only {len(pairs)} distinct ordered pairs; "
-            "lower the count or pass None for all"
+            "lower the count, or leave it out to take every pair"
         )
     return pairs[rng.choice(len(pairs), size=count, replace=False)]
 
@@ -116,24 +118,26 @@ def sample_pairs(store: PersonStore, config: PairsConfig = PairsConfig()) -> Sta
         NotEnoughPairsError: a requested count exceeds what the identities supply.
         ValueError: training and test identities overlap.
     """
-    index = store.index
-    person_ids = index["person_id"].to_numpy(np.int64)
-    usable = person_ids > 0
-    inputs = ["ingest"]
-    if config.skip_empty_masks and store.stamp("masks") is not None:
-        masks = store.load_in_memory(("masks",))["masks"]
-        usable &= masks.reshape(len(masks), -1).any(axis=1)
-        inputs.append("masks")
-    train = usable & (index["split"] == "train").to_numpy()
-    test = usable & (index["split"] != "train").to_numpy()
-    overlap = np.intersect1d(person_ids[train], person_ids[test])
-    if overlap.size:
-        raise ValueError(
-            f"training and test identities overlap (e.g. {overlap[:5].tolist()}): "
-            "pose-transfer test pairs must use unseen identities"
-        )
-    rng = np.random.default_rng(config.seed)
+    skip_empty = config.skip_empty_masks and store.stamp("masks") is not None
+    inputs = ["ingest", "masks"] if skip_empty else ["ingest"]
     with store.stage("pairs", config=asdict(config), inputs=inputs, n_blocks=1) as run:
+        # Under the lock; every count is drawn before the first table is written, so a count
+        # the identities cannot supply leaves the earlier tables and stamp in place.
+        index = store.index
+        person_ids = index["person_id"].to_numpy(np.int64)
+        usable = person_ids > 0
+        if skip_empty:
+            masks = store.load_in_memory(("masks",))["masks"]
+            usable &= masks.reshape(len(masks), -1).any(axis=1)
+        train = usable & (index["split"] == "train").to_numpy()
+        test = usable & (index["split"] != "train").to_numpy()
+        overlap = np.intersect1d(person_ids[train], person_ids[test])
+        if overlap.size:
+            raise ValueError(
+                f"training and test identities overlap (e.g. {overlap[:5].tolist()}): "
+                "pose-transfer test pairs must use unseen identities"
+            )
+        rng = np.random.default_rng(config.seed)
         train_rows, test_rows = np.flatnonzero(train), np.flatnonzero(test)
         train_pairs = draw_pairs(
             train_rows, person_ids[train_rows], config.train_pairs, rng, label="training pairs"

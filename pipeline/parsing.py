@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from foundation.weights import resolve_weights, sha256_of
+from foundation.weights import check_torch_file, resolve_weights, sha256_of
 from pipeline.fanout import FanOut
 from pipeline.schp import SCHP_LIP, SCHPNet, SCHPWeights, build_schp
 from pipeline.segmentation import (
@@ -30,7 +30,7 @@ from pipeline.segmentation import (
     run_image_stage,
     seeded_init,
 )
-from storage import PersonStore, StageStamp
+from storage import PersonStore, StageRun, StageStamp
 
 
 @dataclass(frozen=True)
@@ -269,31 +269,38 @@ def compute_parsing(
     Returns:
         The stage stamp: ``counts["empty_parsings"]`` (all-background maps) and the per-label
         pixel fractions in ``report["label_fraction"]``.
+    Raises:
+        MissingWeightsError, UnreadableWeightsError: the SCHP file is missing, truncated or
+            unsafe; checked under the stage's lock before anything is written.
     """
     device = torch.device(device)
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    path = resolve_weights(SCHP_LIP.file, path=weights) if pretrained else None
-    settings = {
-        "model": "schp-resnet101-lip",
-        "weights": sha256_of(path) if path else "random-init",
-        "input_size": list(size),
-        "flip": flip,
-        # bfloat16 changes a few labels: part of the output's identity.
-        "precision": "bf16" if device.type == "cuda" else "fp32",
-    }
-    build = partial(
-        parsing_model,
-        weights=path,
-        pretrained=pretrained,
-        input_size=(size[0], size[1]),
-        flip=flip,
-        device=device,
-    )
+
+    def prepare(run: StageRun) -> ModelBlocks:
+        # Under the stage's lock: the hash and the load check of a 255 MB file take a while.
+        path = resolve_weights(SCHP_LIP.file, path=weights) if pretrained else None
+        if path is not None:
+            check_torch_file(path)
+        run.configure(
+            {
+                "model": "schp-resnet101-lip",
+                "weights": sha256_of(path) if path else "random-init",
+                "input_size": list(size),
+                "flip": flip,
+                # bfloat16 changes a few labels: part of the output's identity.
+                "precision": "bf16" if device.type == "cuda" else "fp32",
+            }
+        )
+        build = partial(
+            parsing_model,
+            weights=path,
+            pretrained=pretrained,
+            input_size=(size[0], size[1]),
+            flip=flip,
+            device=device,
+        )
+        return ModelBlocks("parsing", build, batch_size)
+
     return run_image_stage(
-        store,
-        kind="parsing",
-        writer=ModelBlocks("parsing", build, batch_size),
-        config=settings,
-        progress=progress,
-        fan_out=fan_out,
+        store, kind="parsing", prepare=prepare, progress=progress, fan_out=fan_out
     )

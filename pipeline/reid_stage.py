@@ -27,12 +27,14 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights
 from pipeline.synthesize import generated_run_name
+from reid.checkpoint import IMAGENET_WEIGHTS
 from reid.evaluate import evaluate_ranking
 from reid.metric_learning import build_metric
 from reid.models import IDENet
-from reid.train import TrainConfig, TrainResult, extract_features, train_reid
-from storage import PersonStore, StageStamp
+from reid.train import CHECKPOINT_NAME, TrainConfig, TrainResult, extract_features, train_reid
+from storage import MissingInputError, PersonStore, StageStamp
 
 # IDE-baseline repository, ResNet-50 on Market-1501 without augmentation: (rank-1, mAP).
 REFERENCE_ROWS = {
@@ -48,6 +50,24 @@ def reid_stage_name(kind: str, alpha: int | None) -> str:
     return f"reid_{kind}_{'original' if alpha is None else 'augmented'}"
 
 
+def generated_group(store: PersonStore, alpha: int) -> str:
+    """The store group of the alpha-augmented set, ``generated/alpha<A>``.
+
+    Raises:
+        MissingInputError: the store holds no such set (the synthesize stage may have run with
+            another alpha).
+    """
+    group = f"generated/{generated_run_name(alpha)}"
+    if not store.has(group):
+        raise MissingInputError(
+            f"store {store.url} has no {group}; run `augment-market synthesize` with "
+            f"--alpha {alpha} first",
+            stage="reid",
+            missing="synthesize",
+        )
+    return group
+
+
 def training_set(store: PersonStore, alpha: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Training images uint8 [N, H, W, 3] and identity labels int64 [N]: the real training
     split, plus the generated images of ``generated/alpha<A>`` when ``alpha`` is given."""
@@ -59,9 +79,7 @@ def training_set(store: PersonStore, alpha: int | None) -> tuple[np.ndarray, np.
     labels = index["person_id"].to_numpy(np.int64)[rows]
     if alpha is None:
         return images, labels
-    group = f"generated/{generated_run_name(alpha)}"
-    if not store.has(group):
-        raise KeyError(f"store {store.url} has no {group}; run the synthesize stage first")
+    group = generated_group(store, alpha)
     generated = store.load_in_memory((f"{group}/images", f"{group}/person_id"))
     return (
         np.concatenate([images, generated[f"{group}/images"]]),
@@ -140,6 +158,8 @@ def train_reid_baseline(
         return None
     with store.stage(name, config=settings, inputs=inputs, n_blocks=1) as run:
         images, labels = training_set(store, alpha)
+        check_trainable(config, out / "checkpoint", weights=weights)
+        run.begin()  # training writes its checkpoints to out_dir
         result = train(images, labels)
         del images  # the metrics need the real training images only; split_features reads them
         features = split_features(
@@ -205,6 +225,29 @@ def train_reid_baseline(
                 "resumed_at_step": result.resumed_at,
             },
         )
+
+
+def check_trainable(
+    config: TrainConfig, checkpoint_dir: Path, *, weights: str | Path | None
+) -> None:
+    """What :func:`train_reid` would find wrong only after it may have written a checkpoint.
+
+    Raises:
+        MissingWeightsError: the ImageNet file of a pretrained backbone is missing (the message
+            says how to train without it).
+        UnreadableWeightsError: that file, or the checkpoint to resume, does not load.
+    """
+    if config.model.pretrained:
+        try:
+            path = resolve_weights(IMAGENET_WEIGHTS[config.model.arch], path=weights)
+        except MissingWeightsError as error:
+            raise MissingWeightsError(
+                f"{error} Or train from a random initialisation: --no-pretrained"
+            ) from None
+        check_torch_file(path)
+    checkpoint = checkpoint_dir / CHECKPOINT_NAME
+    if checkpoint.is_file():
+        check_torch_file(checkpoint, what="Re-ID checkpoint")
 
 
 def split_features(

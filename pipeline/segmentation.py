@@ -1,9 +1,11 @@
 """Store-facing code shared by the ``masks`` and ``parsing`` stages.
 
-* :func:`run_image_stage`: write the store's pending blocks with a block writer, here or fanned
-  out over workers (:mod:`pipeline.fanout`), marking each done (so an interrupted run resumes),
+* :func:`run_image_stage`: take the stage's lock, let the stage check what it needs and choose
+  its settings, then write the store's pending blocks with a block writer, here or fanned out
+  over workers (:mod:`pipeline.fanout`), marking each done (so an interrupted run resumes),
   and stamp the stage. Writers: :class:`ModelBlocks` (a batched per-image model) and
-  :class:`ProvidedBlocks` (existing mask/parsing PNGs, :func:`import_provided`).
+  :class:`ProvidedBlocks` (existing mask/parsing PNGs, :func:`import_provided`, every file
+  checked before the first block is written).
 * :func:`summarise` and :func:`consistency_report`: counts and agreement checks read back from
   the store, so a resumed run reports on every image, not only the blocks it computed.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +24,24 @@ import numpy as np
 import torch
 from PIL import Image
 
+from foundation.errors import UserError
 from pipeline.fanout import BlockWriter, FanOut, run_blocks
 from storage import NUM_PARSING_LABELS, PersonStore, StageRun, StageStamp
 
 Kind = Literal["masks", "parsing"]
 Progress = Callable[[int, int], None]
+# Runs under the stage's lock before anything is written: checks what the stage needs (weights
+# loadable, provided files well formed), calls ``run.configure(settings)``, returns the writer.
+Prepare = Callable[[StageRun], BlockWriter]
 # A batched per-image model: [B, H, W, 3] uint8 RGB -> [B, H, W] uint8 labels.
 ImageModel = Callable[[np.ndarray], np.ndarray]
 _SEEDED_INIT = threading.Lock()
+# Problems listed by name in a provided-folder error; the rest are counted.
+_NAMED_PROBLEMS = 3
+
+
+class ProvidedAnnotationError(UserError, ValueError):
+    """A provided mask or parsing PNG is missing, unreadable, of the wrong size or label."""
 
 
 @contextmanager
@@ -84,23 +96,23 @@ def run_image_stage(
     store: PersonStore,
     *,
     kind: Kind,
-    writer: BlockWriter,
-    config: Mapping[str, Any],
+    prepare: Prepare,
     progress: Progress | None = None,
     fan_out: FanOut | None = None,
 ) -> StageStamp:
-    """Write array ``kind`` for every image block not yet done under ``config``.
+    """Write array ``kind`` for every image block not yet done under the stage's settings.
 
     Args:
-        writer: writes and marks done a list of blocks (:class:`ModelBlocks`,
-            :class:`ProvidedBlocks`).
+        prepare: called with the run once the lock is held (see :data:`Prepare`); whatever
+            it raises leaves the stage's earlier output and stamp untouched.
         fan_out: run the blocks as tasks on its executor instead of in this process.
 
     Raises:
         StageBusyError: another run of this stage holds the store's lock.
         MissingInputError: the store has no finished ``ingest`` stage.
     """
-    with store.stage(kind, config=config, inputs=["ingest"], on_block=progress) as run:
+    with store.stage(kind, inputs=["ingest"], on_block=progress) as run:
+        writer = prepare(run)
         tasks = run_blocks(run, writer, run.pending_blocks(), fan_out)
         counts, report = summarise(store, kind)
         report = {**report, **_consistency_if_ready(store, kind)}
@@ -139,28 +151,65 @@ def summarise(store: PersonStore, kind: Kind) -> tuple[dict[str, int], dict[str,
 
 
 def _read_png(path: Path, *, kind: Kind, size: tuple[int, int]) -> np.ndarray:
+    """One provided PNG as uint8 labels [H, W] (masks {0, 1}, parsing 0..19).
+
+    Raises:
+        ProvidedAnnotationError: missing, unreadable, not single-channel, of another size than
+            the image, or (parsing) with a label above 19; the message names the file.
+    """
     if not path.is_file():
-        raise FileNotFoundError(f"provided {kind}: {path} does not exist")
-    with Image.open(path) as image:
-        if image.mode not in ("L", "P", "1", "I", "I;16"):
-            raise ValueError(
-                f"provided {kind}: {path} has mode {image.mode}; expected a single-channel "
-                "label PNG (grey or palette)"
-            )
-        labels = np.asarray(image).astype(np.int64)
+        raise ProvidedAnnotationError(f"provided {kind}: {path} does not exist")
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            labels = np.asarray(image).astype(np.int64)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ProvidedAnnotationError(
+            f"provided {kind}: {path} is not a readable PNG ({error})"
+        ) from None
+    if mode not in ("L", "P", "1", "I", "I;16"):
+        raise ProvidedAnnotationError(
+            f"provided {kind}: {path} has mode {mode}; expected a single-channel "
+            "label PNG (grey or palette)"
+        )
     if labels.shape != size:
-        raise ValueError(
+        raise ProvidedAnnotationError(
             f"provided {kind}: {path} is {labels.shape[::-1]} (WxH), image is {size[::-1]}"
         )
     if kind == "masks":
         # Accept {0, 1} and {0, 255} masks alike; anything grey is thresholded at mid-range.
         return (labels >= (128 if labels.max() > 1 else 1)).astype(np.uint8)
     if labels.min() < 0 or labels.max() >= NUM_PARSING_LABELS:
-        raise ValueError(
+        raise ProvidedAnnotationError(
             f"provided parsing: {path} has label {int(labels.max())}; LIP labels are "
             f"0..{NUM_PARSING_LABELS - 1}"
         )
     return labels.astype(np.uint8)
+
+
+def check_provided(paths: list[Path], *, kind: Kind, size: tuple[int, int]) -> None:
+    """Read every PNG of ``paths`` as :func:`_read_png` will, before a block is written.
+
+    Raises:
+        ProvidedAnnotationError: one line: the first problem, then how many files have one
+            and the names of the next few.
+    """
+    problems: list[str] = []
+    bad_files: list[str] = []
+    for path in paths:
+        try:
+            _read_png(path, kind=kind, size=size)
+        except ProvidedAnnotationError as error:
+            problems.append(str(error))
+            bad_files.append(path.name)
+    if not problems:
+        return
+    message = problems[0]
+    if len(problems) > 1:
+        named = ", ".join(bad_files[1 : 1 + _NAMED_PROBLEMS])
+        more = "..." if len(problems) > 1 + _NAMED_PROBLEMS else ""
+        message += f" ({len(problems)} of {len(paths)} files have problems; also {named}{more})"
+    raise ProvidedAnnotationError(f"{message}; nothing was written, fix the folder and rerun")
 
 
 def _fingerprint(paths: list[Path]) -> str:
@@ -206,23 +255,26 @@ def import_provided(
     Reads ``<annotations_dir>/<kind>/<stem>.png`` for every image, where ``<stem>`` is the
     image's file name without extension (``0001_c1s1_001051_00.jpg`` ->
     ``masks/0001_c1s1_001051_00.png``). Masks may be 0/1 or 0/255; parsing PNGs hold LIP label
-    indices 0..19 (grey or palette, as the official SCHP extractor writes them).
+    indices 0..19 (grey or palette, as the official SCHP extractor writes them). Every file the
+    pending blocks need is checked first: a bad folder writes nothing.
 
     Raises:
-        FileNotFoundError: a PNG is missing (the message names it).
-        ValueError: a PNG has the wrong size, is not single-channel, or has a label > 19.
+        ProvidedAnnotationError: a PNG is missing, has the wrong size, is not single-channel,
+            or has a label > 19 (the message names it and counts the others).
     """
     folder = Path(annotations_dir).expanduser().resolve() / kind
-    paths = [folder / f"{Path(name).stem}.png" for name in store.index["filename"]]
-    config = {"source": "provided", "folder": str(folder), "files": _fingerprint(paths)}
-    return run_image_stage(
-        store,
-        kind=kind,
-        writer=ProvidedBlocks(kind, folder),
-        config=config,
-        progress=progress,
-        fan_out=fan_out,
-    )
+    filenames = store.index["filename"].to_numpy()
+    paths = [folder / f"{Path(name).stem}.png" for name in filenames]
+
+    def prepare(run: StageRun) -> BlockWriter:
+        run.configure({"source": "provided", "folder": str(folder), "files": _fingerprint(paths)})
+        pending = [
+            path for block in run.pending_blocks() for path in paths[store.block_slice(block)]
+        ]
+        check_provided(pending, kind=kind, size=(store.height, store.width))
+        return ProvidedBlocks(kind, folder)
+
+    return run_image_stage(store, kind=kind, prepare=prepare, progress=progress, fan_out=fan_out)
 
 
 def consistency_report(

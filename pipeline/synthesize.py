@@ -17,9 +17,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from foundation.errors import SettingsError
 from foundation.weights import sha256_of
 from pipeline.fanout import FanOut, run_blocks
-from san_model.checkpoint import checkpoint_path, load_generator
+from pipeline.train_generator import generator_checkpoint
+from san_model.checkpoint import load_generator
 from san_model.generator import generate
 from storage import PersonStore, StageRun, StageStamp
 
@@ -39,15 +41,17 @@ def draw_target_poses(person_ids: np.ndarray, alpha: int, rng: np.random.Generat
         int64 [M, alpha - 1] positions into ``person_ids``; never the image itself, never its
         identity, no repeats within a row. Deterministic for ``rng``'s seed.
     Raises:
-        ValueError: alpha < 2, or too few other-identity images for ``alpha - 1`` draws.
+        SettingsError: alpha < 2, or too few other-identity images for ``alpha - 1`` draws.
     """
     if alpha < 2:
-        raise ValueError(f"alpha must be at least 2 (alpha - 1 generated per image), got {alpha}")
+        raise SettingsError(
+            f"alpha must be at least 2 (alpha - 1 generated per image), got {alpha}"
+        )
     count = len(person_ids)
     draws = alpha - 1
     fewest_others = count - np.bincount(person_ids).max()
     if fewest_others < draws:
-        raise ValueError(
+        raise SettingsError(
             f"alpha {alpha} needs {draws} poses of other identities per image; "
             f"the largest identity leaves only {fewest_others}"
         )
@@ -146,25 +150,30 @@ def synthesize(
         batch_size: images per generator call (results do not depend on it: eval mode).
         fan_out: run the blocks as tasks on its executor's workers (each loads the checkpoint
             and the store's arrays once per task).
+
+    Raises:
+        SettingsError: an alpha the training identities cannot supply.
+        MissingRunError, UnreadableWeightsError: no readable generator checkpoint in
+            ``run_dir``; checked under the lock, before anything is written.
     """
-    checkpoint = checkpoint_path(run_dir)
     sources, _ = synthesis_plan(store.index, alpha, seed)
     run_name = generated_run_name(alpha)
-    config = {
-        "alpha": alpha,
-        "seed": seed,
-        "generator_checkpoint_sha256": sha256_of(checkpoint),
-        "group": f"generated/{run_name}",
-    }
-    store.create_generated(run_name, len(sources), attributes=config)
-    writer = SynthesisBlocks(checkpoint.resolve(), alpha, seed, device, batch_size)
     with store.stage(
         "synthesize",
-        config=config,
         inputs=["generator", "masks", "parsing"],
         n_blocks=-(-len(sources) // store.block_size),
         on_block=progress,
     ) as run:
+        checkpoint = generator_checkpoint(run_dir)
+        config = {
+            "alpha": alpha,
+            "seed": seed,
+            "generator_checkpoint_sha256": sha256_of(checkpoint),
+            "group": f"generated/{run_name}",
+        }
+        run.configure(config)
+        store.create_generated(run_name, len(sources), attributes=config)
+        writer = SynthesisBlocks(checkpoint.resolve(), alpha, seed, device, batch_size)
         tasks = run_blocks(run, writer, run.pending_blocks(), fan_out)
         return run.finish(
             counts={

@@ -4,6 +4,11 @@ The store's arrays for the rows the training pairs use are loaded into memory on
 path for training) and handed to :func:`san_model.train.train_san`. Checkpoints are written
 every ``checkpoint_interval`` steps and resume is exact, so a crash at hour five loses at most
 one interval.
+
+Everything the run needs is checked under the stage's lock before the run begins (and before
+anything is written to the run folder): enough training pairs for a batch, the VGG-19 file
+when the perceptual loss is on, a readable checkpoint to resume. A rerun that fails these
+checks keeps the finished stage.
 """
 
 from __future__ import annotations
@@ -14,13 +19,74 @@ from pathlib import Path
 
 import numpy as np
 
-from foundation.weights import sha256_of
-from pipeline.pairs import TRAIN_TABLE
+from foundation.errors import SettingsError, UserError
+from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights, sha256_of
+from pipeline.pairs import TRAIN_TABLE, NotEnoughPairsError
+from san_model.checkpoint import VGG19_WEIGHTS, checkpoint_path
 from san_model.config import SANConfig
 from san_model.train import SANTrainData, TrainResult, train_san
 from storage import PersonStore, StageStamp
 
 INPUTS = ("pairs", "masks", "parsing")
+
+
+class MissingRunError(UserError, FileNotFoundError):
+    """No trained generator where a run folder was given."""
+
+
+def generator_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint of a trained generator run (folder or file), checked to load.
+
+    Raises:
+        MissingRunError: no checkpoint there (the message says how to train one).
+        UnreadableWeightsError: the checkpoint is truncated or holds pickled objects.
+    """
+    path = checkpoint_path(run_dir)
+    if not path.is_file():
+        raise MissingRunError(
+            f"no trained generator in {run_dir} ({path} does not exist); train one with "
+            f"`augment-market train STORE --out {run_dir}`, or give the folder a training "
+            "run wrote to"
+        )
+    check_torch_file(path, what="generator checkpoint")
+    return path
+
+
+def check_trainable(
+    config: SANConfig,
+    data: SANTrainData,
+    *,
+    run_dir: Path,
+    resume: bool,
+    pretrained_vgg: bool,
+    vgg_weights: str | Path | None,
+) -> None:
+    """What :func:`train_san` would find wrong only after it starts writing ``run_dir``.
+
+    Raises:
+        NotEnoughPairsError: fewer training pairs than the batch size.
+        MissingWeightsError: the VGG-19 file of the perceptual loss is missing (the message
+            says how to train without it).
+        UnreadableWeightsError: the VGG-19 file or the checkpoint to resume does not load.
+    """
+    if len(data.pairs) < config.batch_size:
+        raise NotEnoughPairsError(
+            f"only {len(data.pairs)} training pairs for batches of {config.batch_size}: every "
+            "batch would repeat the same pairs; draw more pairs (more identities, or "
+            "`augment-market pairs` with a larger --train-pairs) or lower the batch size"
+        )
+    if config.use_perceptual and pretrained_vgg:
+        try:
+            vgg = resolve_weights(VGG19_WEIGHTS, path=vgg_weights)
+        except MissingWeightsError as error:
+            raise MissingWeightsError(
+                f"{error} Or train without the perceptual loss (eq. 6): --no-perceptual "
+                "(use_perceptual=False)"
+            ) from None
+        check_torch_file(vgg)
+    checkpoint = checkpoint_path(run_dir)
+    if resume and checkpoint.is_file():
+        check_torch_file(checkpoint, what="generator checkpoint")
 
 
 def load_training_data(store: PersonStore, pairs_table: str = TRAIN_TABLE) -> SANTrainData:
@@ -67,11 +133,17 @@ def train_generator(
         pretrained_vgg: ImageNet VGG-19 for the perceptual loss; False only in the declared
             offline mode (the stamp records it).
         progress: called as ``progress(steps_done, steps_total)``.
+
+    Raises:
+        SettingsError: ``config.image_size`` is not the store's image size.
+        NotEnoughPairsError, MissingWeightsError, UnreadableWeightsError: see
+            :func:`check_trainable`; the stage's earlier stamp is kept.
     """
     if tuple(config.image_size) != (store.height, store.width):
-        raise ValueError(
+        raise SettingsError(
             f"config.image_size {config.image_size} differs from the store's "
-            f"{store.height}x{store.width} images ({store.url})"
+            f"{store.height}x{store.width} images ({store.url}); use the preset of the "
+            "dataset (e.g. --preset deepfashion for 256x256)"
         )
     run_dir = Path(run_dir)
     target = config.total_steps if max_steps is None else min(max_steps, config.total_steps)
@@ -99,6 +171,15 @@ def train_generator(
         return None
     with store.stage("generator", config=settings, inputs=INPUTS, n_blocks=1) as run:
         data = load_training_data(store)
+        check_trainable(
+            config,
+            data,
+            run_dir=run_dir,
+            resume=resume,
+            pretrained_vgg=pretrained_vgg,
+            vgg_weights=vgg_weights,
+        )
+        run.begin()  # train_san writes checkpoints, logs and samples into run_dir
         result = train(data)
         run.mark_done(0)
         return run.finish(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import warnings
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import zarr
 
 from storage import PersonStore, create_store
 
@@ -53,3 +58,57 @@ def build_store(path, *, ids=(3, 3), per_id=4, height=64, width=32, seed=0) -> P
 @pytest.fixture
 def small_store(tmp_path) -> PersonStore:
     return build_store(tmp_path / "store")
+
+
+def store_state(store: PersonStore) -> dict[str, str]:
+    """Digest of every array in the store (data, done flags with their settings, generated
+    sets), every table and every stamp: equal before and after a call means the call changed
+    nothing there."""
+    state = {}
+    with warnings.catch_warnings():  # stamps/, locks/, tables/ are the store's, not Zarr's
+        warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
+        members = sorted(store.group.members(max_depth=None), key=lambda item: item[0])
+    for path, node in members:
+        if isinstance(node, zarr.Array):
+            digest = hashlib.sha256(np.asarray(node[...]).tobytes()).hexdigest()
+            state[path] = f"{digest} {dict(node.attrs)}"
+    tables = store._path("tables")
+    for file in sorted(store.fs.ls(tables, detail=False) if store.fs.exists(tables) else []):
+        state[file] = hashlib.sha256(store.fs.cat(file)).hexdigest()
+    for name, stamp in store.stamps().items():
+        state[f"stamps/{name}"] = stamp.to_json()
+    return state
+
+
+@pytest.fixture
+def snapshot() -> Callable[[PersonStore], dict[str, str]]:
+    return store_state
+
+
+def generate_without_model(store: PersonStore, alpha: int) -> None:
+    """A ``generated/alpha<A>`` set (mirrored source images, no generator) and its
+    synthesize stamp: alpha - 1 rows per training image, source-major."""
+    train = np.flatnonzero((store.index["split"] == "train").to_numpy())
+    sources = np.repeat(train, alpha - 1)
+    targets = np.roll(sources, alpha - 1)
+    columns = {
+        "images": store.read("images", sources)[:, :, ::-1],
+        "source_index": sources,
+        "target_index": targets,
+        "person_id": store.index["person_id"].to_numpy(np.int64)[sources],
+    }
+    group = f"generated/alpha{alpha}"
+    store.create_generated(f"alpha{alpha}", len(sources))
+    n_blocks = -(-len(sources) // store.block_size)
+    with store.stage("synthesize", config={"alpha": alpha}, n_blocks=n_blocks) as run:
+        for block in run.pending_blocks():
+            rows = store.block_slice(block, len(sources))
+            for name, values in columns.items():
+                run.write(f"{group}/{name}", block, np.ascontiguousarray(values[rows]))
+            run.mark_done(block)
+        run.finish(counts={"generated": len(sources), "alpha": alpha})
+
+
+@pytest.fixture
+def add_generated() -> Callable[[PersonStore, int], None]:
+    return generate_without_model

@@ -8,11 +8,21 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from pipeline.fanout import FanOut, run_blocks
-from pipeline.segmentation import ProvidedBlocks, run_image_stage
+from pipeline.fanout import BlockWriter, FanOut, run_blocks
+from pipeline.segmentation import Prepare, ProvidedBlocks, run_image_stage
 from storage import StageRun
 
 MASK_CONFIG = {"source": "test"}
+
+
+def ready(writer: BlockWriter) -> Prepare:
+    """A stage preparation that checks nothing: MASK_CONFIG and ``writer``."""
+
+    def prepare(run: StageRun) -> BlockWriter:
+        run.configure(MASK_CONFIG)
+        return writer
+
+    return prepare
 
 
 def constant_masks(run: StageRun, blocks: list[int]) -> None:
@@ -43,8 +53,7 @@ def test_fan_out_writes_every_block_and_reports_progress(small_store):
         stamp = run_image_stage(
             small_store,
             kind="masks",
-            writer=constant_masks,
-            config=MASK_CONFIG,
+            prepare=ready(constant_masks),
             progress=lambda *p: progress.append(p),
             fan_out=FanOut(executor, blocks_per_task=2),
         )
@@ -62,8 +71,7 @@ def test_failed_task_fails_the_stage_after_the_others_and_a_rerun_resumes(small_
             run_image_stage(
                 small_store,
                 kind="masks",
-                writer=FailOn(3),
-                config=MASK_CONFIG,
+                prepare=ready(FailOn(3)),
                 fan_out=FanOut(executor, blocks_per_task=1),
             )
     assert small_store.stamp("masks") is None
@@ -94,8 +102,7 @@ def test_provided_import_fans_out_over_worker_processes(small_store, tmp_path):
         stamp = run_image_stage(
             small_store,
             kind="masks",
-            writer=ProvidedBlocks("masks", folder),
-            config=MASK_CONFIG,
+            prepare=ready(ProvidedBlocks("masks", folder)),
             fan_out=FanOut(executor, blocks_per_task=3),
         )
     np.testing.assert_array_equal(small_store.read("masks"), expected)
@@ -120,8 +127,7 @@ def test_fan_out_on_an_fsspec_store(small_store):
         stamp = run_image_stage(
             store,
             kind="masks",
-            writer=constant_masks,
-            config=MASK_CONFIG,
+            prepare=ready(constant_masks),
             fan_out=FanOut(executor, blocks_per_task=2),
         )
     assert stamp.report["block_tasks"] == -(-store.n_blocks // 2)

@@ -66,10 +66,19 @@ def test_parse_market_name(name, expected):
 
 
 @pytest.mark.parametrize(
-    "name", ["Thumbs.db", "0002_c7s1_000451_01.jpg", "abc.jpg", "2_c1s1_000451_01.jpg"]
+    ("name", "problem"),
+    [
+        ("Thumbs.db", "not a Market-1501 image name"),
+        ("abc.jpg", "not a Market-1501 image name"),
+        ("0002_c9s1_000451_01.jpg", r"camera 9 is out of range \(Market-1501 cameras are 1-6\)"),
+        ("0002_c0s1_000451_01.jpg", "camera 0 is out of range"),
+        ("99999_c1s1_000451_01.jpg", "person id 99999 is out of range"),
+        ("2_c1s1_000451_01.jpg", "person id 2 is out of range"),
+        ("-2_c1s1_000451_01.jpg", "person id -2 is out of range"),
+    ],
 )
-def test_parse_market_name_rejects(name):
-    with pytest.raises(ValueError, match="not a Market-1501 image name"):
+def test_parse_market_name_rejects(name, problem):
+    with pytest.raises(ValueError, match=rf"^{name}: {problem}"):
         parse_market_name(name)
 
 

@@ -18,7 +18,11 @@ from pipeline.masks import (
     segment_persons,
     select_person,
 )
-from pipeline.segmentation import consistency_report, import_provided
+from pipeline.segmentation import (
+    ProvidedAnnotationError,
+    consistency_report,
+    import_provided,
+)
 
 SIZE = (6, 4)
 # Small images and few proposals/detections: the v2 box head (4 convs per proposal) and mask
@@ -134,5 +138,5 @@ def test_import_provided_masks(small_store, tmp_path):
 
     missing = folder / small_store.index["filename"][5].replace(".jpg", ".png")
     missing.unlink()
-    with pytest.raises(FileNotFoundError, match=missing.name):
+    with pytest.raises(ProvidedAnnotationError, match=f"{missing.name} does not exist"):
         import_provided(small_store, tmp_path / "annotations", kind="masks")

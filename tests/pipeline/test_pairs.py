@@ -101,6 +101,8 @@ def test_overlapping_identities_are_refused(tmp_path):
         }
     )
     store = create_store(str(tmp_path / "s"), index=index, height=2, width=2)
+    with store.stage("ingest", config={}, n_blocks=0) as run:
+        run.finish(counts={})
     with pytest.raises(ValueError, match="overlap"):
         sample_pairs(store)
 
@@ -111,3 +113,11 @@ def test_market_sized_draw():
     pairs = draw_pairs(np.arange(len(person_ids)), person_ids, 243_200, rng, label="market")
     assert pairs.shape == (243_200, 2)
     assert (person_ids[pairs[:, 0]] == person_ids[pairs[:, 1]]).all()
+
+
+def test_a_rerun_asking_too_many_pairs_keeps_the_finished_stage(small_store, snapshot):
+    sample_pairs(small_store, PairsConfig(test_pairs=None))
+    before = snapshot(small_store)
+    with pytest.raises(NotEnoughPairsError, match="asked for 100000 pairs"):
+        sample_pairs(small_store, PairsConfig(train_pairs=100_000, test_pairs=None, seed=1))
+    assert snapshot(small_store) == before

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from foundation.weights import MissingWeightsError
 from pipeline.reid_stage import (
     compare_reid_runs,
     split_features,
@@ -16,6 +19,7 @@ from pipeline.reid_stage import (
 from reid.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 from reid.models import IDENet, ReIDModelConfig
 from reid.train import TrainConfig
+from storage import MissingInputError
 
 TINY = TrainConfig(
     model=ReIDModelConfig(arch="resnet18", pretrained=False),
@@ -27,7 +31,7 @@ TINY = TrainConfig(
 )
 
 
-def test_original_then_augmented(small_store, tmp_path):
+def test_original_then_augmented(small_store, tmp_path, snapshot):
     seen = []
     original = train_reid_baseline(
         small_store,
@@ -42,8 +46,19 @@ def test_original_then_augmented(small_store, tmp_path):
         assert 0 <= row["rank1"] <= row["rank5"] <= row["rank10"] <= 100
         assert 0 < row["mAP"] <= 100
     assert (tmp_path / "reid_ide_original" / "results.json").is_file()
-    with pytest.raises(KeyError, match="alpha2"):
+    with pytest.raises(MissingInputError, match="no generated/alpha2; run .* --alpha 2"):
         training_set(small_store, 2)
+    before = snapshot(small_store)
+    with pytest.raises(MissingWeightsError, match="resnet18-f37072fd.pth.*--no-pretrained"):
+        train_reid_baseline(
+            small_store,
+            tmp_path,
+            config=dataclasses.replace(
+                TINY, model=dataclasses.replace(TINY.model, pretrained=True)
+            ),
+            weights=tmp_path / "absent.pth",
+        )
+    assert snapshot(small_store) == before, "a failed rerun keeps the finished stage"
     _fake_generated(small_store)
     images, labels = training_set(small_store, 2)
     assert len(images) == 24 and np.array_equal(labels[12:], labels[:12])

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+import torch
 
+from foundation.weights import UnreadableWeightsError
 from pipeline.pairs import PairsConfig, sample_pairs
 from pipeline.synthesize import draw_target_poses, synthesize
-from pipeline.train_generator import train_generator
+from pipeline.train_generator import MissingRunError, train_generator
 from san_model.config import SANConfig
+from storage import MissingInputError
 
 
 def test_draw_target_poses_rules():
@@ -73,7 +78,7 @@ def test_export_market_layout(small_store, trained_run, tmp_path):
     assert len(generated) == 12 and len(set(train["filename"])) == len(train)
     real_pids = set(small_store.index.loc[small_store.index["split"] == "train", "person_id"])
     assert {parse_market_name(n).person_id for n in generated} <= real_pids
-    with pytest.raises(KeyError, match="alpha5"):
+    with pytest.raises(MissingInputError, match="alpha5"):
         export_market(small_store, tmp_path / "other", alpha=5)
 
 
@@ -95,3 +100,23 @@ def test_synthesis_fanned_out_over_processes_equals_one_process(small_store, tra
         )
     np.testing.assert_array_equal(small_store.read("generated/alpha2/images"), expected)
     assert fanned.digest == serial.digest and fanned.report == {"block_tasks": 2}
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo owned",))
+
+
+def test_a_missing_or_unsafe_run_keeps_the_generated_set(
+    small_store, trained_run, tmp_path, snapshot
+):
+    synthesize(small_store, trained_run, alpha=2)
+    before = snapshot(small_store)
+    with pytest.raises(MissingRunError, match="no trained generator in"):
+        synthesize(small_store, tmp_path / "nowhere", alpha=2)
+    unsafe = tmp_path / "unsafe" / "checkpoints" / "latest.pt"
+    unsafe.parent.mkdir(parents=True)
+    torch.save({"generator": _Exploit()}, unsafe)
+    with pytest.raises(UnreadableWeightsError, match=f"generator checkpoint {unsafe} was refused"):
+        synthesize(small_store, tmp_path / "unsafe", alpha=2)
+    assert snapshot(small_store) == before

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.pairs import PairsConfig, sample_pairs
-from pipeline.train_generator import load_training_data, train_generator
+from foundation.weights import MissingWeightsError
+from pipeline.pairs import NotEnoughPairsError, PairsConfig, sample_pairs
+from pipeline.train_generator import (
+    MissingRunError,
+    generator_checkpoint,
+    load_training_data,
+    train_generator,
+)
 from san_model.checkpoint import load_checkpoint
 from san_model.config import SANConfig
 
@@ -57,8 +63,39 @@ def test_a_checkpoint_trained_on_other_inputs_is_never_resumed(small_store, tmp_
     sample_pairs(small_store, PairsConfig(test_pairs=None, seed=1))
     switched = train_generator(small_store, tmp_path / "run", config=config, max_steps=4)
     assert switched.report["resumed_at_step"] is None
-    fresh = train_generator(small_store, tmp_path / "fresh", config=config, max_steps=4)
+    train_generator(small_store, tmp_path / "fresh", config=config, max_steps=4)
     a, b = load_checkpoint(tmp_path / "run"), load_checkpoint(tmp_path / "fresh")
     assert all(np.array_equal(a["generator"][k], b["generator"][k]) for k in a["generator"])
     longer = train_generator(small_store, tmp_path / "run", config=config, max_steps=6)
     assert longer.report["resumed_at_step"] == 4
+
+
+def test_fewer_pairs_than_a_batch_are_refused_before_the_run_folder(small_store, tmp_path):
+    sample_pairs(small_store, PairsConfig(train_pairs=3, test_pairs=None))
+    with pytest.raises(NotEnoughPairsError, match="only 3 training pairs for batches of 4"):
+        train_generator(small_store, tmp_path / "run", config=SANConfig.tiny(use_perceptual=False))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_rerun_keeps_the_trained_generator(small_store, tmp_path, snapshot):
+    sample_pairs(small_store, PairsConfig(test_pairs=None))
+    train_generator(
+        small_store, tmp_path / "run", config=SANConfig.tiny(use_perceptual=False), max_steps=2
+    )
+    checkpoint = (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes()
+    before = snapshot(small_store)
+    with pytest.raises(MissingWeightsError, match="--no-perceptual") as raised:
+        train_generator(
+            small_store,
+            tmp_path / "run",
+            config=SANConfig.tiny(),
+            vgg_weights=tmp_path / "vgg19-dcbfe2b4.pth",
+        )
+    assert "vgg19-dcbfe2b4.pth does not exist" in str(raised.value)
+    assert snapshot(small_store) == before
+    assert (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes() == checkpoint
+
+
+def test_a_missing_run_says_no_generator_is_there(tmp_path):
+    with pytest.raises(MissingRunError, match="no trained generator in .*nowhere"):
+        generator_checkpoint(tmp_path / "nowhere")
