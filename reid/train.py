@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,9 @@ class TrainConfig:
     seed: int = 0
     # Steps between checkpoints (one is always written at the last step).
     checkpoint_every: int = 1000
+    # Minutes between checkpoints as well, so a crash on a slow machine loses at most this
+    # much training whatever the step interval (0: by steps only).
+    checkpoint_minutes: float = 10.0
     log_every: int = 50
 
     @classmethod
@@ -405,6 +409,7 @@ def train_reid(
     size = (config.height, config.width)
     losses: list[tuple[int, float]] = []
     model.train()
+    saved_at = time.monotonic()
     if config.freeze_bn_stats:
         for module in model.backbone.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -439,7 +444,9 @@ def train_reid(
         if step % config.log_every == 0 or step == stop:
             losses.append((step, float(loss.detach())))
             logger.info("step %d/%d loss %.4f", step, total_steps, losses[-1][1])
-        if (step % config.checkpoint_every == 0 or step == stop) and rank == 0:
+        overdue = 0 < config.checkpoint_minutes * 60 <= time.monotonic() - saved_at
+        if (step % config.checkpoint_every == 0 or step == stop or overdue) and rank == 0:
+            saved_at = time.monotonic()
             save_checkpoint(
                 checkpoint,
                 {

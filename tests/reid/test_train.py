@@ -283,3 +283,22 @@ def test_a_checkpoint_with_another_run_tag_is_not_resumed(tmp_path):
     assert switched.losses == fresh.losses
     again = train_reid(TINY, images, labels, tmp_path / "run", max_steps=3, run_tag="alpha2")
     assert again.resumed_at == 2 and again.steps == 3
+
+
+def test_checkpoints_by_time_as_well_as_by_steps(tmp_path):
+    """A crash before the first step interval loses at most checkpoint_minutes of training."""
+    images, labels = toy_set()
+
+    def saved_steps(config, run_dir):
+        seen = []
+
+        def progress(done, total):  # called after each step, before its checkpoint
+            path = run_dir / "last.pt"
+            seen.append(load_checkpoint(path)["step"] if path.exists() else None)
+
+        train_reid(config, images, labels, run_dir, max_steps=3, progress=progress)
+        return seen
+
+    assert saved_steps(TINY, tmp_path / "steps") == [None, None, None]
+    overdue_at_once = dataclasses.replace(TINY, checkpoint_minutes=1e-9)
+    assert saved_steps(overdue_at_once, tmp_path / "time") == [None, 1, 2]
