@@ -2,9 +2,13 @@
 
 The page opens with the run's offline declarations (which stages ran without pretrained weights
 and what they did instead), so numbers from an offline run are never mistaken for paper-protocol
-numbers. Then: the stages with their digests and counts, the generator evaluation (the
-``evaluate`` stage's ``results.md``), and the Re-ID baselines side by side
-(:func:`pipeline.reid_stage.compare_reid_runs`, with its CMC figure).
+numbers. Then: the generator evaluation (the examples picture beside the paint-by-parts
+baseline, the pixel metrics with both baselines), the last training sample grid, the Re-ID
+baselines side by side with their CMC curves (:func:`pipeline.reid_stage.compare_reid_runs`),
+any extra figures the caller passes (the ablation figure), and the stages with their digests.
+
+Pictures are Markdown image links relative to the report's folder, so the file shows them in
+any Markdown viewer; the flow embeds the same files when it publishes the report in the UI.
 """
 
 from __future__ import annotations
@@ -51,12 +55,46 @@ def _evaluation_section(stamp: StageStamp | None, report_dir: Path) -> list[str]
     return [results_markdown(stamp.report["metrics"], examples=link, level=2), ""]
 
 
-def _reid_section(reid_table: Path | None) -> list[str]:
+def _training_section(
+    stamp: StageStamp | None, samples: Path | None, report_dir: Path
+) -> list[str]:
+    if stamp is None or samples is None:
+        return []
+    grids = sorted(samples.glob("step_*.png"))
+    if not grids:
+        return []
+    step = int(grids[-1].stem.removeprefix("step_"))
+    return [
+        "## Generator training samples",
+        "",
+        f"![Training samples at step {step}]({os.path.relpath(grids[-1], report_dir)})",
+        "",
+        f"The last training sample grid (step {step} of {stamp.counts.get('steps', step)}); "
+        f"every grid is in `{samples}`.",
+        "",
+    ]
+
+
+def _reid_section(reid_table: Path | None, report_dir: Path) -> list[str]:
     if reid_table is None or not reid_table.is_file():
         return []
     body = reid_table.read_text().splitlines()
     lines = [f"#{line}" if line.startswith("#") else line for line in body]
-    return [*lines, "", f"CMC curves: `{reid_table.parent / 'cmc.png'}`", ""]
+    cmc = reid_table.parent / "cmc.png"
+    if cmc.is_file():
+        lines += ["", f"![CMC curves]({os.path.relpath(cmc, report_dir)})", "", "CMC curves."]
+    return [*lines, ""]
+
+
+def _figures_section(figures: Mapping[str, Path], report_dir: Path) -> list[str]:
+    found = {caption: path for caption, path in figures.items() if path.is_file()}
+    if not found:
+        return []
+    lines = ["## Figures", ""]
+    for caption, path in found.items():
+        link = os.path.relpath(path.resolve(), report_dir.resolve())
+        lines += [f"![{caption}]({link})", "", f"{caption}.", ""]
+    return lines
 
 
 def _consistency_section(stamps: Mapping[str, StageStamp]) -> list[str]:
@@ -81,16 +119,22 @@ def render_report(
     title: str,
     report_dir: Path,
     reid_table: Path | None = None,
+    samples: Path | None = None,
+    figures: Mapping[str, Path] | None = None,
 ) -> str:
     """The report's Markdown for ``stamps`` (stage -> stamp, pipeline order), the offline
-    declarations (stage group -> reason) and the Re-ID comparison page, when there is one.
-    Pictures are linked relative to ``report_dir``, the folder the page is written to."""
+    declarations (stage group -> reason), the Re-ID comparison page when there is one, the
+    generator's training sample grids folder (``samples``) and extra ``figures`` (caption ->
+    picture). Pictures are linked relative to ``report_dir``, the folder the page is written
+    to; missing ones are left out."""
     lines = [
         f"# {title}",
         "",
         *_offline_section(offline),
         *_evaluation_section(stamps.get("evaluate"), report_dir),
-        *_reid_section(reid_table),
+        *_training_section(stamps.get("generator"), samples, report_dir),
+        *_reid_section(reid_table, report_dir),
+        *_figures_section(figures or {}, report_dir),
         *_consistency_section(stamps),
         *_stages_section(stamps),
     ]
@@ -103,14 +147,17 @@ def write_report(
     *,
     offline: Mapping[str, str] | None = None,
     title: str = "augment-market report",
+    figures: Mapping[str, Path] | None = None,
 ) -> StageStamp:
     """Write ``<run_dir>/report.md`` from the store's stamps and stamp the ``report`` stage.
 
     Args:
         store: opened ``r+``; every stage that has finished on it is reported.
-        run_dir: where ``report.md`` goes (the run's folder).
+        run_dir: where ``report.md`` goes (the run's folder); the generator's sample grids are
+            read from ``<run_dir>/generator/samples``.
         offline: stage group -> why it ran in its declared offline mode (shown at the top).
         title: the page's heading.
+        figures: caption -> extra picture shown when the file exists (the ablation figure).
     Returns:
         The ``report`` stamp; ``report["path"]`` is the Markdown file.
     """
@@ -119,7 +166,13 @@ def write_report(
     order = {name: i for i, name in enumerate(PIPELINE_ORDER)}
     stamps = dict(sorted(found.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
     path = Path(run_dir) / "report.md"
-    config = {"run_dir": str(Path(run_dir).resolve()), "offline": offline, "title": title}
+    figures = dict(figures or {})
+    config = {
+        "run_dir": str(Path(run_dir).resolve()),
+        "offline": offline,
+        "title": title,
+        "figures": {caption: str(path) for caption, path in figures.items()},
+    }
     with store.stage("report", config=config, inputs=list(stamps), n_blocks=1) as run:
         run.begin()  # the report goes to the run folder, outside the store
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +186,8 @@ def write_report(
                 title=title,
                 report_dir=path.parent,
                 reid_table=reid_table,
+                samples=Path(run_dir) / "generator" / "samples",
+                figures=figures,
             )
         )
         run.mark_done(0)
