@@ -1,147 +1,312 @@
-"""Monitoring: progress, table and Markdown artifacts, built from the stages' stamps.
+"""Live progress of a running stage: a progress artifact, log lines with an ETA, and what the
+stage's own outputs say while it runs (losses, sample grids).
 
-The pipeline functions report progress through a plain ``progress(done, total)`` callback;
-:class:`StageProgress` turns it into a Prefect progress artifact (one per stage run) and log
-lines, throttled so a fast stage does not flood the API. The metric tables are read from the
-stamps' reports, so a cached stage shows the same numbers as a fresh one.
+The pipeline functions report through a plain ``progress(done, total)`` callback.
+:class:`StageProgress` turns it into one Prefect progress artifact per stage run, updated in
+place at most every 2 s (its description carries a text bar, the count, the ETA and the latest
+losses, so the card reads as progress wherever the UI shows it), and a log line at every 10 %
+and at least every 30 s. A :class:`Watch` adds what only the stage's folder knows:
+:class:`TrainingWatch` reads the generator's TensorBoard losses and publishes each new
+training sample grid as a picture; :class:`LogTail` picks the loss out of a library's log.
 """
 
 from __future__ import annotations
 
-import math
+import logging
+import re
+import threading
 import time
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, cast
 from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
-    create_table_artifact,
     update_progress_artifact,
 )
 
+from flows.publish import artifact_key, image_markdown, update_markdown_artifact
 from storage import StageStamp
 
-# Re-ID numbers shown in the table, in this order, when the stamp's report has them.
-REID_COLUMNS = ("rank1", "rank5", "rank10", "mAP")
-# Generator metrics shown in the table (the paper's three, then the pixel metrics).
-GENERATOR_COLUMNS = ("fid", "lpips", "mask_lpips", "l1", "ssim", "psnr")
+# What a stage's ``progress(done, total)`` counts (default: store blocks).
+UNITS = {"generator": "steps", "evaluate": "test pairs", "reid": "steps", "pairs": "pairs"}
+BAR_WIDTH = 20
 
 
-def artifact_key(*parts: str) -> str:
-    """A Prefect artifact key (lowercase letters, digits and dashes only)."""
-    text = "-".join(parts).lower()
-    return "".join(c if c.isalnum() else "-" for c in text).strip("-")
+class Watch(Protocol):
+    """Extra live information about a running stage, polled with its progress updates."""
+
+    def start(self) -> None:
+        """Called when the stage starts (in the stage's thread)."""
+
+    def stop(self) -> None:
+        """Called when the stage ends, however it ends."""
+
+    def poll(self) -> str:
+        """Publish what is new; return a short status (``"loss 0.41"``) or ``""``."""
+        ...
+
+
+def format_duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 20 s"``, ``"2 h 05 min"``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def text_bar(percent: float, width: int = BAR_WIDTH) -> str:
+    """``"[#####---------------]"`` for 25 %: progress in plain text (Markdown, logs)."""
+    filled = min(width, max(0, round(width * percent / 100)))
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
 class StageProgress:
-    """A ``progress(done, total)`` callback that updates a Prefect progress artifact.
+    """A ``progress(done, total)`` callback that updates a Prefect progress artifact and logs.
 
     Args:
-        stage: stage name; the artifact key is ``augment-market-<stage>``.
+        stage: stage (stamp) name; the artifact key is ``augment-market-<stage>``.
+        watch: extra live information (losses, pictures) polled with each update.
         min_interval: seconds between artifact updates (the last update always goes through).
+        log_interval: longest gap between log lines, in seconds (also one line every 10 %).
+        clock: seconds, monotonic (tests pass a fake one).
     """
 
-    def __init__(self, stage: str, *, min_interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        stage: str,
+        *,
+        watch: Watch | None = None,
+        min_interval: float = 2.0,
+        log_interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stage = stage
+        self.unit = UNITS.get(stage.split("_")[0], "blocks")
+        self.watch = watch
         self.min_interval = min_interval
-        self._last_update = 0.0
-        self._last_logged_decile = -1
+        self.log_interval = log_interval
+        self._clock = clock
+        self._origin: tuple[float, int] | None = None  # (time, done) at the first call
+        self._last_update = -float("inf")
+        self._last_log = -float("inf")
+        self._last_decile = -1
+        self._status = ""
         # Called from sync code, so the sync variant runs (its stub also admits a coroutine).
         self.artifact_id = cast(
             UUID,
             create_progress_artifact(
-                0.0, key=artifact_key("augment-market", stage), description=f"{stage}: started"
+                0.0,
+                key=artifact_key("augment-market", stage),
+                description=f"**{stage}**: started",
             ),
         )
 
-    def __call__(self, done: int, total: int) -> None:
+    def __enter__(self) -> StageProgress:
+        if self.watch is not None:
+            self.watch.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.watch is not None:
+            self.watch.stop()
+
+    def eta(self, done: int, total: int) -> float | None:
+        """Seconds left at the rate since the first call (a resumed run starts past 0)."""
+        if self._origin is None:
+            return None
+        started, first = self._origin
+        elapsed = self._clock() - started
+        if done <= first or elapsed <= 0:
+            return None
+        return (total - done) * elapsed / (done - first)
+
+    def line(self, done: int, total: int) -> str:
+        """``"generator: 600/1200 steps (50%), ETA 4 min 10 s, loss ..."``."""
         percent = 100.0 * done / total if total else 100.0
-        now = time.monotonic()
+        text = f"{self.stage}: {done}/{total} {self.unit} ({percent:.0f}%)"
+        eta = self.eta(done, total)
+        if eta is not None and done < total:
+            text += f", ETA {format_duration(eta)}"
+        return text + (f", {self._status}" if self._status else "")
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self._clock()
+        if self._origin is None:
+            self._origin = (now, done)
+        percent = 100.0 * done / total if total else 100.0
         if done >= total or now - self._last_update >= self.min_interval:
+            if self.watch is not None:
+                self._status = self.watch.poll()
             update_progress_artifact(
-                self.artifact_id, percent, description=f"{self.stage}: {done}/{total}"
+                self.artifact_id,
+                percent,
+                description=f"`{text_bar(percent)}` {self.line(done, total)}",
             )
             self._last_update = now
         decile = int(percent // 10)
-        if decile > self._last_logged_decile:
-            get_run_logger().info("%s: %d/%d (%.0f%%)", self.stage, done, total, percent)
-            self._last_logged_decile = decile
+        if decile > self._last_decile or now - self._last_log >= self.log_interval:
+            get_run_logger().info("%s", self.line(done, total))
+            self._last_decile = max(decile, self._last_decile)
+            self._last_log = now
 
-    def finish(self) -> None:
-        """Mark the artifact complete (stages that skip all their blocks never call back)."""
-        update_progress_artifact(self.artifact_id, 100.0, description=f"{self.stage}: done")
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def metric_rows(
-    stamps: Mapping[str, StageStamp | None], columns: tuple[str, ...]
-) -> list[dict[str, Any]]:
-    """One table row per stamp: its name, then each column found in ``report["metrics"]``
-    (or in the report itself), rounded to 4 decimals; missing values are left empty."""
-    rows = []
-    for name, stamp in stamps.items():
-        if stamp is None:
-            continue
-        metrics = stamp.report.get("metrics", stamp.report)
-        row: dict[str, Any] = {"stage": name}
-        for column in columns:
-            value = _number(metrics.get(column))
-            row[column] = "" if value is None else round(value, 4)
-        if "mode" in metrics:
-            row["mode"] = str(metrics["mode"])
-        rows.append(row)
-    return rows
-
-
-def publish_generator_table(stamp: StageStamp) -> None:
-    """A table artifact with the evaluate stage's FID / LPIPS / pixel metrics."""
-    create_table_artifact(
-        metric_rows({"generator": stamp}, GENERATOR_COLUMNS),
-        key="augment-market-generator-metrics",
-        description="SAN generator on the test pairs (paper table 1 metrics)",
-    )
-
-
-def reid_rows(stamps: Mapping[str, StageStamp]) -> list[dict[str, Any]]:
-    """One row per Re-ID stage and distance: rank-1/5/10 and mAP in percent."""
-    rows = []
-    for name, stamp in stamps.items():
-        alpha = stamp.report.get("alpha")
-        for metric, values in stamp.report.get("results", {}).items():
-            row: dict[str, Any] = {
-                "stage": name,
-                "model": stamp.report.get("model", ""),
-                "training set": "original" if alpha is None else f"augmented alpha={alpha}",
-                "distance": metric,
-            }
-            for column in REID_COLUMNS:
-                value = _number(values.get(column))
-                row[column] = "" if value is None else round(value, 2)
-            rows.append(row)
-    return rows
-
-
-def publish_reid_table(stamps: Mapping[str, StageStamp]) -> None:
-    """A table artifact with rank-1/5/10 and mAP of every Re-ID stage (original, augmented)."""
-    rows = reid_rows(stamps)
-    if rows:
-        create_table_artifact(
-            rows,
-            key="augment-market-reid-metrics",
-            description="Re-ID baselines: original vs alpha-augmented training set (percent)",
+    def finish(self, stamp: StageStamp) -> None:
+        """Mark the artifact complete with the stamp's digest (stages that skip all their
+        blocks never call back)."""
+        if self.watch is not None:
+            self.watch.poll()
+        counts = ", ".join(f"{key} {value}" for key, value in stamp.counts.items())
+        update_progress_artifact(
+            self.artifact_id,
+            100.0,
+            description=f"`{text_bar(100)}` **{self.stage}**: ran, digest `{stamp.digest}`"
+            + (f" ({counts})" if counts else ""),
         )
 
 
-def publish_report(markdown: str) -> None:
-    """The final report as a Markdown artifact."""
-    create_markdown_artifact(
-        markdown, key="augment-market-report", description="augment-market run report"
+def publish_cached(stage: str, stamp: StageStamp | None) -> None:
+    """The card of a stage that did not run because its cache was valid: complete, "cached",
+    with the digest of the stamp it reused."""
+    digest = f", digest `{stamp.digest}`" if stamp is not None else ""
+    create_progress_artifact(
+        100.0,
+        key=artifact_key("augment-market", stage),
+        description=f"`{text_bar(100)}` **{stage}**: cached{digest}",
     )
+
+
+class TrainingWatch:
+    """The generator's run folder while it trains: the latest losses from its TensorBoard
+    events, and each new ``samples/step_*.png`` grid shown in the artifact
+    ``augment-market-generator-samples`` (one Markdown artifact, updated in place).
+
+    Args:
+        run_dir: the generator's run folder (``<run_dir>/generator``).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.latest_sample: Path | None = None
+        self.losses: dict[str, float] = {}
+        self._events: Any = None  # the EventFileLoader of the newest events file
+        self._events_file: Path | None = None
+        self._artifact_id: UUID | None = None
+
+    def start(self) -> None:
+        self._seen = set(self._samples())  # a resumed run's old grids are not news
+
+    def stop(self) -> None:
+        pass
+
+    def _samples(self) -> list[Path]:
+        return sorted((self.run_dir / "samples").glob("step_*.png"))
+
+    def poll(self) -> str:
+        try:
+            self._read_losses()
+        except Exception as error:  # a half-written or foreign file must not stop training
+            get_run_logger().debug("TensorBoard events unreadable: %s", error)
+        new = [path for path in self._samples() if path not in self._seen]
+        if new:
+            self._seen.update(new)
+            self._publish(new[-1])
+        if not self.losses:
+            return ""
+        return "loss " + ", ".join(f"{name} {value:.3f}" for name, value in self.losses.items())
+
+    def _read_losses(self) -> None:
+        files = sorted((self.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+        if not files:
+            return
+        if files[-1] != self._events_file:
+            from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+            self._events_file, self._events = files[-1], EventFileLoader(str(files[-1]))
+        for event in self._events.Load():  # only the events written since the last call
+            for value in event.summary.value:
+                if value.tag.startswith("loss/"):
+                    number = (
+                        value.simple_value
+                        if value.WhichOneof("value") == "simple_value"
+                        else value.tensor.float_val[0]
+                    )
+                    self.losses[value.tag.removeprefix("loss/")] = float(number)
+
+    def _publish(self, grid: Path) -> None:
+        step = int(grid.stem.removeprefix("step_"))
+        markdown = "\n".join(
+            [
+                f"## Generator training samples, step {step}",
+                "",
+                image_markdown(grid, f"training samples at step {step}"),
+                "",
+                f"`{grid}`: a training batch as the generator sees it at step {step}.",
+            ]
+        )
+        description = f"Training sample grid, step {step}"
+        if self._artifact_id is None:
+            self._artifact_id = cast(
+                UUID,
+                create_markdown_artifact(
+                    markdown,
+                    key="augment-market-generator-samples",
+                    description=description,
+                ),
+            )
+        else:
+            update_markdown_artifact(self._artifact_id, markdown, description=description)
+        self.latest_sample = grid
+
+
+class LogTail(logging.Handler):
+    """The latest ``loss <number>`` that logger ``name`` wrote from the stage's own thread.
+
+    Stages run as threads of one process (four Re-ID trainings at once), so a record counts
+    only when it comes from the thread that started the watch.
+    """
+
+    LOSS = re.compile(r"\bloss[ =:]+([-+0-9.eE]+)")
+    # Logger name -> (tails attached, level before the first): INFO records must reach the
+    # handlers while any tail listens, and the level is restored when the last one stops.
+    _attached: dict[str, tuple[int, int]] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, name: str) -> None:
+        super().__init__(level=logging.INFO)
+        self.logger_name = name
+        self.loss: str | None = None
+        self._thread: int | None = None
+
+    def start(self) -> None:
+        self._thread = threading.get_ident()
+        logger = logging.getLogger(self.logger_name)
+        with self._lock:
+            count, level = self._attached.get(self.logger_name, (0, logger.level))
+            if count == 0 and logger.getEffectiveLevel() > logging.INFO:
+                logger.setLevel(logging.INFO)
+            self._attached[self.logger_name] = (count + 1, level)
+            logger.addHandler(self)
+
+    def stop(self) -> None:
+        logger = logging.getLogger(self.logger_name)
+        with self._lock:
+            logger.removeHandler(self)
+            count, level = self._attached.pop(self.logger_name)
+            if count > 1:
+                self._attached[self.logger_name] = (count - 1, level)
+            else:
+                logger.setLevel(level)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self._thread and (found := self.LOSS.search(record.getMessage())):
+            self.loss = found.group(1)
+
+    def poll(self) -> str:
+        return f"loss {self.loss}" if self.loss is not None else ""

@@ -110,7 +110,7 @@ def test_a_json_round_trip_of_the_parameters_keeps_every_cache_key(tmp_path):
     import json
 
     from flows.caching import stage_key
-    from flows.dag import build_nodes
+    from flows.graph import build_nodes
 
     demo = yaml.safe_load((PROJECT / "demo.yaml").read_text())
     demo["reid"]["train"]["backbone_lr_mult"] = 1.0

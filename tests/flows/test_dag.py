@@ -1,14 +1,17 @@
-"""The whole DAG against the session's server: caching, reruns, subsets, artifacts, report."""
+"""The whole DAG against the session's server: caching, reruns, subsets, artifacts, report,
+a failed stage."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
-from flows.dag import run_from_config
+from flows.config import load_params
+from flows.dag import StageFailed, augment_market, run_from_config
 from storage import open_store
 
 ALL = [
@@ -31,6 +34,21 @@ def statuses(summary: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 def ran(summary: dict[str, dict[str, Any]]) -> set[str]:
     return {stage for stage, status in statuses(summary).items() if status == "ran"}
+
+
+def run_with_id(params: dict[str, Any]) -> tuple[Any, UUID]:
+    """The flow's final state (its result, or the error it raised) and the flow run's id."""
+    state = augment_market(load_params(params), return_state=True)
+    return state, state.state_details.flow_run_id
+
+
+def artifacts_of(flow_run_id: UUID) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    flow_run = ArtifactFilterFlowRunId(any_=[flow_run_id])
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=flow_run))
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +107,39 @@ def test_artifacts_are_published(first_run):
     assert "euclidean" in str(found["augment-market-reid-metrics"].data)
 
 
+def test_report_artifact_shows_its_pictures(first_run):
+    """Prefect's UI shows data: URIs, not paths relative to the report file."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    keys = ["augment-market-report", "augment-market-generator-samples"]
+    with get_client(sync_client=True) as client:
+        found = {
+            artifact.key: str(artifact.data)
+            for artifact in client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+            )
+        }
+    report = found["augment-market-report"]
+    for alt in ("Held-out test pairs", "Training samples at step 2", "CMC curves"):
+        assert f"![{alt}](data:image/png;base64,iVBORw0KGgo" in report, alt
+    assert "](generator/" not in report and "](reid/" not in report
+    assert "![training samples at step 2](data:image/png;base64," in found[keys[1]]
+
+
 def test_rerun_without_changes_skips_every_stage(first_run):
     _, params, summary = first_run
-    again = run_from_config(params)
+    state, flow_run_id = run_with_id(params)
+    again = state.result()
     assert set(statuses(again).values()) == {"cached"}
     assert again == {stage: {**entry, "status": "cached"} for stage, entry in summary.items()}
+    cards = {
+        artifact.key: artifact.description
+        for artifact in artifacts_of(flow_run_id)
+        if artifact.type == "progress"
+    }
+    assert cards["augment-market-masks"].endswith(f"cached, digest `{summary['masks']['digest']}`")
+    assert len(cards) == len(summary)
 
 
 def test_deleted_stamp_reruns_that_stage(first_run):
@@ -151,3 +197,27 @@ def test_seed_change_reruns_pairs_and_what_depends_on_them(first_run):
         "reid_ide_augmented",
         "report",
     }
+
+
+def test_a_failed_stage_leaves_out_only_what_reads_it(first_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    _, params, _ = first_run
+    generator = params["generator"]
+    wrong_size = {**generator, "overrides": {**generator["overrides"], "image_size": [64, 64]}}
+    state, flow_run_id = run_with_id({**params, "generator": wrong_size})
+    assert state.is_failed()
+    left_out = "evaluate, synthesize, reid_ide_augmented, report"
+    with pytest.raises(StageFailed, match=f"'generator' failed \\(\\w+: .*so {left_out} did"):
+        state.result()
+    APILogWorker.drain_all(timeout=30)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+    errors = [log.message for log in logs if log.level >= 40]
+    assert len(errors) == 2, errors  # the generator task's own error, and the flow's line
+    assert errors[-1].endswith(f"; not run because of it: {left_out}")
+    assert not any("upstream task run" in log.message for log in logs)

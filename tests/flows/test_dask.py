@@ -1,5 +1,6 @@
 """The DAG on a 2-worker local Dask cluster: GPU stages placed through Dask resources, the
-blocks of masks, parsing and synthesis fanned out over the workers.
+blocks of masks, parsing and synthesis fanned out over the workers. The flow itself starts the
+cluster from its ``runner`` parameter, so deployments honour it too (tests/flows/test_deploy.py).
 
 The run uses thread workers (``dask_processes: false``): process workers each import torch and
 the pipeline (about 20 s on 2 cores) and test nothing more about the flow.
@@ -8,7 +9,8 @@ the pipeline (about 20 s on 2 cores) and test nothing more about the flow.
 from __future__ import annotations
 
 from flows.config import load_params
-from flows.dag import configured_flow, run_from_config
+from flows.dag import run_from_config
+from flows.dask_runner import dask_task_runner
 from storage import open_store
 
 
@@ -16,7 +18,7 @@ def test_dask_runner_is_configured_from_params(tmp_path, tiny_params):
     params = load_params(
         tiny_params(tmp_path, runner={"kind": "dask", "dask_workers": 2, "gpu_resources": True})
     )
-    runner = configured_flow(params).task_runner
+    runner = dask_task_runner(params)
     assert type(runner).__name__ == "DaskTaskRunner"
     assert runner.cluster_kwargs == {
         "n_workers": 2,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prefect import flow, task
 
-from flows.dag import RETRIES, is_transient, retry_on_transient_io
+from flows.tasks import RETRIES, is_transient, retry_on_transient_io
 from storage import StoreValidationError
 
 
