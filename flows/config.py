@@ -3,13 +3,29 @@
 Everything a run needs is in :class:`AugmentMarketParams`; sub-models group the settings of
 each stage. :func:`load_params` reads a YAML file (``demo.yaml``) or a dict into the model. The
 translation from these settings to each pipeline function's arguments happens in one place,
-``flows/dag.py``.
+:func:`flows.graph.build_nodes`.
+
+One parameter, not one per top-level field: Prefect's ``--param key=value`` sets only top-level
+keys, and a nested one (``generator``) given that way replaces the whole sub-object, silently
+dropping its other settings (the demo's ``preset: demo`` would become ``market1501``). So every
+change goes through ``augment-market submit DEPLOYMENT --set generator.max_steps=20``
+(:mod:`flows.submit`), which merges dotted keys into the deployment's stored parameters and
+validates the result with this model.
+
+The form: every field has a one-line description; its default is appended
+(:func:`_form_schema`). An optional field whose default is None is drawn as its type alone (the
+UI's "Omit value" leaves it unset) instead of a type-or-None switch whose None side shows only
+'Property is type "None"'; where None has a meaning of its own the switch stays, its None side
+titled with that meaning.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import json
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -37,10 +53,46 @@ StageName = Literal[
 STAGES: tuple[StageName, ...] = get_args(StageName)
 
 
+def _show(value: Any) -> str:
+    """A default as the form's description shows it: ``64``, ``cuda``, ``[ide, siamese]``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _form_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Shape a settings model's JSON schema for Prefect's parameter form (see module doc).
+
+    A field's ``json_schema_extra={"null_means": "..."}`` titles the None side of its
+    type-or-None switch (optional fields whose default is not None).
+    """
+    for name, prop in schema.get("properties", {}).items():
+        field = model.model_fields[name]
+        null_means = prop.pop("null_means", None)
+        options = prop.get("anyOf", [])
+        typed = [option for option in options if option != {"type": "null"}]
+        if len(typed) < len(options):
+            if field.default is None:
+                del prop["anyOf"]
+                prop.pop("default", None)
+                prop.update(typed[0] if len(typed) == 1 else {"anyOf": typed})
+            else:
+                prop["anyOf"] = [*typed, {"type": "null", "title": null_means or "none"}]
+        description = str(prop.get("description", ""))
+        if "default" in prop and "default" not in description.lower():
+            if not isinstance(prop["default"], dict):
+                prop["description"] = f"{description} Default: {_show(prop['default'])}."
+        elif field.default is None and "default" not in description.lower():
+            if "unset" not in description.lower():
+                prop["description"] = f"{description} Default: unset."
+
+
 class _Settings(BaseModel):
     """Unknown keys are typos (``ngff`` for ``ngf``): refused, naming the closest valid key."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_form_schema)
 
     @model_validator(mode="before")
     @classmethod
@@ -59,18 +111,57 @@ class _Settings(BaseModel):
         return values
 
 
-def _overrides_model(name: str, config: type, *, exclude: tuple[str, ...] = ()) -> Any:
+def field_comments(config: type) -> dict[str, str]:
+    """Field name -> the comment lines right above it in the dataclass ``config``'s source
+    (its "reason" comment), joined into one line."""
+    found: dict[str, str] = {}
+    block: list[str] = []
+    for line in inspect.getsourcelines(config)[0][1:]:
+        text = line.strip()
+        if text.startswith("#"):
+            block.append(text.lstrip("#").strip())
+            continue
+        if (match := re.match(r"(\w+)\s*:", text)) and block:
+            found[match.group(1)] = " ".join(block)
+        block = []
+    return found
+
+
+# Fields whose dataclass has no comment right above them (the one above covers a group).
+_MORE_DESCRIPTIONS = {
+    "beta": "Weight of the L1 loss in eq. 7.",
+    "gamma": "Weight of the perceptual loss in eq. 7.",
+    "betas": "Adam (beta1, beta2) of section 4.2, for G and D.",
+    "sample_interval": "Steps between training sample grids (`samples/step_*.png`, in the UI).",
+    "log_interval": "Steps between TensorBoard loss logs.",
+    "momentum": "SGD momentum.",
+    "weight_decay": "L2 weight decay of every layer.",
+    "lr_gamma": "Learning-rate factor at each milestone.",
+    "log_every": "Steps between loss log lines.",
+    "width": "Input width in pixels (see height).",
+}
+
+
+def _overrides_model(name: str, config: type, *, preset: str, exclude: tuple[str, ...] = ()) -> Any:
     """A settings model with every field of the frozen dataclass ``config`` optional.
 
     A field left unset (None) keeps the preset's value. Values are validated and coerced to the
     field's type (``1`` -> ``1.0`` for a float), so equal settings hash equally whatever the UI
-    or a YAML file wrote. Generated from the dataclass so the two never drift apart.
+    or a YAML file wrote. Generated from the dataclass so the two never drift apart; the
+    descriptions are the dataclass's field comments and the value of ``preset`` (the
+    dataclass defaults).
     """
     hints = typing.get_type_hints(config)
+    comments = {**_MORE_DESCRIPTIONS, **field_comments(config)}
+    defaults = {f.name: getattr(config(), f.name) for f in dataclasses.fields(config)}
     fields = {
         f.name: (
             hints[f.name] | None,
-            Field(default=None, description=f"{config.__name__}.{f.name} (unset: the preset's)."),
+            Field(
+                default=None,
+                description=f"{comments.get(f.name, f'{config.__name__}.{f.name}.')} "
+                f"Unset: the preset's value ({preset}: {_show(defaults[f.name])}).",
+            ),
         )
         for f in dataclasses.fields(config)
         if f.name not in exclude
@@ -79,10 +170,14 @@ def _overrides_model(name: str, config: type, *, exclude: tuple[str, ...] = ()) 
 
 
 # The seed is the run's (AugmentMarketParams.seed); kind and arch are ReidSettings fields.
-GeneratorOverrides = _overrides_model("GeneratorOverrides", SANConfig, exclude=("seed",))
-ReidTrainOverrides = _overrides_model("ReidTrainOverrides", TrainConfig, exclude=("model", "seed"))
+GeneratorOverrides = _overrides_model(
+    "GeneratorOverrides", SANConfig, preset="market1501", exclude=("seed",)
+)
+ReidTrainOverrides = _overrides_model(
+    "ReidTrainOverrides", TrainConfig, preset="modern", exclude=("model", "seed")
+)
 ReidModelOverrides = _overrides_model(
-    "ReidModelOverrides", ReIDModelConfig, exclude=("kind", "arch")
+    "ReidModelOverrides", ReIDModelConfig, preset="modern", exclude=("kind", "arch")
 )
 
 
@@ -95,8 +190,13 @@ def set_fields(overrides: BaseModel) -> dict[str, Any]:
 class DatasetSettings(_Settings):
     """Where the images come from and how they are stored."""
 
-    source: str = Field(description="Dataset folder (Market-1501 or DeepFashion In-shop layout).")
-    kind: Literal["market1501", "deepfashion"] = "market1501"
+    source: str = Field(
+        description="Dataset folder (Market-1501 or DeepFashion In-shop layout); relative "
+        "paths start at the worker's project folder."
+    )
+    kind: Literal["market1501", "deepfashion"] = Field(
+        default="market1501", description="Folder layout of `source`."
+    )
     synthetic: bool = Field(
         default=False,
         description="Write the synthetic Market-1501-layout dataset to `source` first "
@@ -104,7 +204,7 @@ class DatasetSettings(_Settings):
     )
     synthetic_ids: int = Field(default=24, ge=2, description="Synthetic dataset: identities.")
     synthetic_images_per_id: int = Field(
-        default=8, ge=2, description="Synthetic dataset: images/id."
+        default=8, ge=2, description="Synthetic dataset: images per identity."
     )
     block_size: int = Field(
         default=64, ge=1, description="Images per Zarr chunk and per stage block."
@@ -115,31 +215,51 @@ class DatasetSettings(_Settings):
 class SegmentationSettings(_Settings):
     """Masks (Mask R-CNN) and parsing (SCHP), or PNGs provided with the dataset."""
 
-    masks_from: Literal["model", "provided"] = "model"
-    parsing_from: Literal["model", "provided"] = "model"
+    masks_from: Literal["model", "provided"] = Field(
+        default="model",
+        description="Person masks: `model` (Mask R-CNN, needs its weights) or `provided` PNGs.",
+    )
+    parsing_from: Literal["model", "provided"] = Field(
+        default="model",
+        description="LIP parsing: `model` (SCHP, needs its weights) or `provided` PNGs.",
+    )
     annotations_dir: str | None = Field(
         default=None,
         description="Folder with masks/*.png and parsing/*.png named like the images "
-        "(needed when either source is 'provided'; default: <source>/annotations).",
+        "(needed when either source is `provided`; default: `source/annotations`).",
     )
-    masks_batch_size: int = Field(default=64, ge=1)
-    parsing_batch_size: int = Field(default=32, ge=1)
+    masks_batch_size: int = Field(default=64, ge=1, description="Mask R-CNN images per batch.")
+    parsing_batch_size: int = Field(default=32, ge=1, description="SCHP images per batch.")
     parsing_flip: bool = Field(default=False, description="SCHP flip test-time augmentation.")
     masks_weights: str | None = Field(
-        default=None, description="Mask R-CNN checkpoint file or folder."
+        default=None,
+        description="Mask R-CNN checkpoint file or folder (default: the weights folders).",
     )
     parsing_weights: str | None = Field(
-        default=None, description="SCHP LIP checkpoint file or folder."
+        default=None,
+        description="SCHP LIP checkpoint file or folder (default: the weights folders).",
     )
 
 
 class PairsSettings(_Settings):
-    """Same-identity (source, target) pairs; None takes every ordered pair."""
+    """Same-identity (source, target) pairs, train and test identities disjoint."""
 
-    train_pairs: int | None = 243_200
-    test_pairs: int | None = 12_000
-    seed: int = 0
-    skip_empty_masks: bool = True
+    train_pairs: int | None = Field(
+        default=243_200,
+        ge=1,
+        description="Training pairs drawn (paper: 243,200); none: every ordered pair.",
+        json_schema_extra={"null_means": "every pair"},
+    )
+    test_pairs: int | None = Field(
+        default=12_000,
+        ge=1,
+        description="Test pairs drawn (paper: 12,000); none: every ordered pair.",
+        json_schema_extra={"null_means": "every pair"},
+    )
+    seed: int = Field(default=0, description="Seed of the pair draw.")
+    skip_empty_masks: bool = Field(
+        default=True, description="Leave out images whose person mask is empty."
+    )
 
 
 class GeneratorSettings(_Settings):
@@ -148,7 +268,7 @@ class GeneratorSettings(_Settings):
     preset: Literal["market1501", "deepfashion", "demo", "tiny"] = Field(
         default="market1501",
         description="SANConfig preset: the paper's market1501 / deepfashion settings, the CPU "
-        "demo, or tiny (tests).",
+        "demo (about 4 minutes on 2 cores), or tiny (tests).",
     )
     overrides: GeneratorOverrides = Field(  # type: ignore[valid-type]
         default_factory=GeneratorOverrides,
@@ -157,7 +277,7 @@ class GeneratorSettings(_Settings):
     max_steps: int | None = Field(
         default=None,
         ge=1,
-        description="Stop after this many optimiser steps (default: whole schedule).",
+        description="Stop after this many optimiser steps (default: the whole schedule).",
     )
     resume: bool = Field(default=True, description="Continue from the run folder's checkpoint.")
 
@@ -169,14 +289,16 @@ class EvaluateSettings(_Settings):
         default="torchvision",
         description="torchvision Inception (GFLA protocol, the paper's table) or TF-FID.",
     )
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=64, ge=1, description="Test pairs per batch.")
 
 
 class XQDAOptions(_Settings):
     """XQDA (Liao et al. 2015) as ``reid.metric_learning.XQDA``."""
 
     reg: float = Field(default=1e-3, description="Added to the intra-personal covariance.")
-    max_dim: int | None = Field(default=None, description="Cap on the subspace dimension.")
+    max_dim: int | None = Field(
+        default=None, ge=1, description="Cap on the subspace dimension (default: no cap)."
+    )
     seed: int = Field(default=0, description="Seed of the training-pair split.")
 
 
@@ -184,7 +306,10 @@ class KISSMEOptions(_Settings):
     """KISSME (Koestinger et al. 2012) as ``reid.metric_learning.KISSME``."""
 
     pca_dim: int | None = Field(
-        default=200, description="PCA dimensions first (IDE baseline: 200; null: none)."
+        default=200,
+        ge=1,
+        description="PCA dimensions first (IDE baseline: 200); none: no PCA.",
+        json_schema_extra={"null_means": "no PCA"},
     )
     reg: float = Field(default=1e-6, description="Added to both covariances.")
     seed: int = Field(default=0, description="Seed of the random negative pairs.")
@@ -193,8 +318,8 @@ class KISSMEOptions(_Settings):
 class MetricOptions(_Settings):
     """Options of the learned metrics (Euclidean has none)."""
 
-    xqda: XQDAOptions = XQDAOptions()
-    kissme: KISSMEOptions = KISSMEOptions()
+    xqda: XQDAOptions = Field(default_factory=XQDAOptions, description="XQDA options.")
+    kissme: KISSMEOptions = Field(default_factory=KISSMEOptions, description="KISSME options.")
 
 
 class ReidSettings(_Settings):
@@ -222,7 +347,10 @@ class ReidSettings(_Settings):
         description="TrainConfig fields to change, e.g. {epochs: 60, batch_size: 32, "
         "freeze_bn_stats: true}.",
     )
-    metrics: list[Literal["euclidean", "xqda", "kissme"]] = ["euclidean", "xqda", "kissme"]
+    metrics: list[Literal["euclidean", "xqda", "kissme"]] = Field(
+        default=["euclidean", "xqda", "kissme"],
+        description="Distances each trained model is ranked with.",
+    )
     metric_options: MetricOptions = Field(
         default_factory=lambda: MetricOptions(),
         description="Per-metric options, e.g. {kissme: {pca_dim: 64}}.",
@@ -237,29 +365,35 @@ class ReidSettings(_Settings):
         default="standard", description="AP definition: non-interpolated (torchreid) or trapezoid."
     )
     max_steps: int | None = Field(
-        default=None, ge=1, description="Stop training after this many steps."
+        default=None, ge=1, description="Stop training after this many steps (default: all)."
     )
     weights: str | None = Field(
-        default=None, description="ImageNet backbone weight file or folder."
+        default=None,
+        description="ImageNet backbone weight file or folder (default: the weights folders).",
     )
 
 
 class DeviceSettings(_Settings):
     """Torch device per stage group (``cpu``, ``cuda``, ``cuda:1``...)."""
 
-    segmentation: str = "cuda"
-    generator: str = "cuda"
-    evaluate: str = "cuda"
-    synthesize: str = "cuda"
-    reid: str = "cuda"
+    segmentation: str = Field(default="cuda", description="Device of Mask R-CNN and SCHP.")
+    generator: str = Field(default="cuda", description="Device of SAN training.")
+    evaluate: str = Field(default="cuda", description="Device of FID / LPIPS.")
+    synthesize: str = Field(default="cuda", description="Device of the augmentation.")
+    reid: str = Field(default="cuda", description="Device of Re-ID training and ranking.")
 
 
 class RunnerSettings(_Settings):
     """Where the tasks run: threads in the flow's process, or a Dask cluster."""
 
-    kind: Literal["threads", "dask"] = "threads"
+    kind: Literal["threads", "dask"] = Field(
+        default="threads",
+        description="`threads` of the flow's process, or `dask` (started by the flow run, on "
+        "a worker or embedded alike).",
+    )
     dask_address: str | None = Field(
-        default=None, description="Scheduler address of an existing cluster (default: a local one)."
+        default=None,
+        description="Scheduler address of an existing cluster (default: a local one).",
     )
     dask_workers: int = Field(default=2, ge=1, description="Workers of the local Dask cluster.")
     dask_processes: bool = Field(
@@ -268,21 +402,22 @@ class RunnerSettings(_Settings):
     )
     gpu_resources: bool = Field(
         default=False,
-        description="Annotate GPU stages with Dask resources {'GPU': 1} (workers started "
+        description="Annotate GPU stages with Dask resources {GPU: 1} (workers started "
         "with --resources GPU=1 run one at a time each).",
     )
     blocks_per_task: int | None = Field(
         default=8,
         ge=1,
         description="Dask: masks, parsing and synthesis fan out over the workers in tasks of "
-        "this many store blocks (null: each of those stages runs as one task).",
+        "this many store blocks; none: each of those stages runs as one task.",
+        json_schema_extra={"null_means": "no fan-out"},
     )
 
 
 class AugmentMarketParams(_Settings):
     """Every setting of one ``augment-market`` run."""
 
-    dataset: DatasetSettings
+    dataset: DatasetSettings = Field(description="Where the images come from.")
     store_url: str = Field(description="Zarr store (local folder or fsspec URL).")
     run_dir: str = Field(description="Folder for checkpoints, metrics, figures and the report.")
     stages: list[StageName] = Field(
@@ -292,24 +427,42 @@ class AugmentMarketParams(_Settings):
     refresh: list[StageName] = Field(
         default=[], description="Stages to run even when their cache is valid."
     )
-    segmentation: SegmentationSettings = SegmentationSettings()
-    pairs: PairsSettings = PairsSettings()
-    generator: GeneratorSettings = GeneratorSettings()
-    evaluate: EvaluateSettings = EvaluateSettings()
+    segmentation: SegmentationSettings = Field(
+        default_factory=SegmentationSettings, description="Masks and parsing."
+    )
+    pairs: PairsSettings = Field(
+        default_factory=PairsSettings, description="Training and test pairs."
+    )
+    generator: GeneratorSettings = Field(
+        default_factory=GeneratorSettings, description="SAN generator training."
+    )
+    evaluate: EvaluateSettings = Field(
+        default_factory=EvaluateSettings, description="Generator evaluation."
+    )
     alpha: int = Field(
-        default=2, ge=2, description="Augmentation factor: alpha - 1 new images each."
+        default=2, ge=2, description="Augmentation factor: alpha - 1 new images per image."
     )
     synthesis_seed: int = Field(default=0, description="Seed of the target-pose draw.")
-    synthesis_batch_size: int = Field(default=64, ge=1)
-    reid: ReidSettings = ReidSettings()
-    devices: DeviceSettings = DeviceSettings()
+    synthesis_batch_size: int = Field(default=64, ge=1, description="Images generated per batch.")
+    reid: ReidSettings = Field(default_factory=ReidSettings, description="Re-ID baselines.")
+    devices: DeviceSettings = Field(
+        default_factory=DeviceSettings, description="Torch device per stage group."
+    )
     seed: int = Field(default=0, description="Seed of the generator and Re-ID training.")
     offline: Literal["auto"] | bool = Field(
         default="auto",
         description="true: run without pretrained weights (declared offline modes); "
         "auto: only where a weight file is missing; false: missing weights are an error.",
+        json_schema_extra={
+            "anyOf": [
+                {"const": "auto", "type": "string", "title": "auto"},
+                {"type": "boolean", "title": "always (true) / never (false)"},
+            ]
+        },
     )
-    runner: RunnerSettings = RunnerSettings()
+    runner: RunnerSettings = Field(
+        default_factory=RunnerSettings, description="Threads or a Dask cluster."
+    )
 
     @model_validator(mode="after")
     def _check_annotations(self) -> AugmentMarketParams:

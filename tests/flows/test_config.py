@@ -59,6 +59,31 @@ def test_parameter_schema_is_one_model_for_the_ui():
     assert "AugmentMarketParams" in schema["definitions"]
 
 
+def test_every_form_field_has_a_description_and_no_bare_none_switch():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.dag import augment_market
+
+    definitions = parameter_schema(augment_market.fn).model_dump()["definitions"]
+    for model, definition in definitions.items():
+        for name, prop in definition["properties"].items():
+            where = f"{model}.{name}"
+            description = prop.get("description", "")
+            # Not the generated fallback; no "<...>" (the UI's Markdown eats it as a tag).
+            assert description and f".{name}." not in description and "<" not in description
+            if name not in definition.get("required", []) and "$ref" not in prop:
+                assert "default" in description.lower() or "unset" in description.lower(), where
+            nulls = [o for o in prop.get("anyOf", []) if o.get("type") == "null"]
+            # A None side is offered only where None means something, and says what.
+            assert all(o.get("title") not in (None, "none") for o in nulls), where
+    pairs = definitions["PairsSettings"]["properties"]["train_pairs"]
+    assert pairs["anyOf"][-1] == {"type": "null", "title": "every pair"}
+    assert definitions["GeneratorOverrides"]["properties"]["ngf"]["type"] == "integer"
+    assert (
+        "(market1501: 64)" in definitions["GeneratorOverrides"]["properties"]["ngf"]["description"]
+    )
+
+
 def test_offline_auto_switches_only_stages_with_missing_weights(monkeypatch, tmp_path):
     params = AugmentMarketParams.model_validate(
         {"dataset": {"source": "x"}, "store_url": "s", "run_dir": "r", "reid": {"arch": "resnet18"}}
