@@ -1,21 +1,54 @@
 """The ``augment-market`` command line: one command per pipeline stage, plus ``run`` for the DAG.
 
-Each command parses its options and calls one plain function from ``pipeline``; nothing here
-knows how a stage works.
+Each command parses its options and calls one plain function from ``pipeline`` through
+:func:`_on_store`; nothing here knows how a stage works.
+
+:func:`main` is the one error boundary. Every error prints one line on stderr, ``error: ...``,
+and the command exits non-zero: 1 for an error the user can fix (a
+:class:`foundation.errors.UserError`, an I/O error, invalid parameters), 2 for a mistyped
+command line, 70 for anything else, which is a bug and says so. ``--debug`` anywhere on the
+command line, or ``AUGMENT_MARKET_DEBUG=1``, prints the traceback above that line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import errno
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
+
+from foundation.errors import UserError
+
+if TYPE_CHECKING:
+    from storage import StageStamp
+
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "AUGMENT_MARKET_DEBUG"
+EXIT_USER = 1  # the user can fix it: the message says how
+EXIT_BUG = 70  # sysexits' EX_SOFTWARE: an unexpected error
+# Commands that finish each stage, for "needs stage X finished first" errors.
+STAGE_COMMANDS = {
+    "ingest": "augment-market ingest market1501 SOURCE --store STORE",
+    "masks": "augment-market segment masks STORE",
+    "parsing": "augment-market segment parsing STORE",
+    "pairs": "augment-market pairs STORE",
+    "generator": "augment-market train STORE --out RUN",
+    "synthesize": "augment-market synthesize STORE --run RUN",
+}
+T = TypeVar("T")
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="SAN person-image generation for Re-ID augmentation.",
+    pretty_exceptions_enable=False,
+    help="SAN person-image generation for Re-ID augmentation. An error prints one line; "
+    f"add {DEBUG_FLAG} anywhere (or set {DEBUG_ENV}=1) for its traceback.",
 )
 ingest_app = typer.Typer(no_args_is_help=True, help="Read a dataset folder into a store.")
 app.add_typer(ingest_app, name="ingest")
@@ -27,11 +60,64 @@ app.add_typer(segment_app, name="segment")
 StoreArg = Annotated[str, typer.Argument(help="Store folder or fsspec URL.")]
 
 
+class ParametersError(UserError, ValueError):
+    """A parameters file that does not validate."""
+
+
 def _progress(label: str) -> Callable[[int, int], None]:
     def report(done: int, total: int) -> None:
         typer.echo(f"\r{label}: block {done}/{total}", nl=done == total, err=True)
 
     return report
+
+
+@contextmanager
+def _naming(where: str) -> Iterator[None]:
+    """Tell an I/O error that names no file (a full disk, a lost connection) with ``where``,
+    the store or folders the command writes; errors the user can fix pass unchanged."""
+    try:
+        yield
+    except OSError as error:
+        if isinstance(error, UserError):
+            raise
+        reason = error.strerror or str(error) or type(error).__name__
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(
+                f"no space left on the disk of {where} ({reason}); free some space there or "
+                "use a folder on another disk, then rerun (a stage resumes after its last "
+                "finished block)"
+            ) from error
+        if error.filename is not None:
+            raise UserError(f"{reason}: {error.filename} (while working on {where})") from error
+        raise UserError(f"{reason} while working on {where}") from error
+
+
+def _on_store(
+    store: str,
+    stage: Callable[..., T],
+    /,
+    *args: Any,
+    write: bool = True,
+    progress: str | None = None,
+    out: Path | None = None,
+    **options: Any,
+) -> T:
+    """Open ``store`` and call ``stage(opened_store, *args, **options)``: the one way every
+    command runs a stage.
+
+    Args:
+        write: open the store for writing (stages) or read only (info, export, comparisons).
+        progress: label of a progress line on stderr, passed as ``progress=``.
+        out: a folder the stage writes besides the store, named in I/O errors.
+    """
+    from storage import open_store
+
+    where = f"store {store}" if out is None else f"store {store} or {out}"
+    with _naming(where):
+        opened = open_store(store, mode="r+" if write else "r")
+        if progress is not None:
+            options["progress"] = _progress(progress)
+        return stage(opened, *args, **options)
 
 
 @app.command()
@@ -44,7 +130,8 @@ def synth(
     """Write the synthetic dataset (Market-1501 layout, with ground-truth masks/parsing)."""
     from pipeline.synthetic import generate_synthetic
 
-    summary = generate_synthetic(out, ids=ids, images_per_id=images_per_id, seed=seed)
+    with _naming(str(out)):
+        summary = generate_synthetic(out, ids=ids, images_per_id=images_per_id, seed=seed)
     typer.echo(f"wrote {summary} to {out}")
 
 
@@ -56,30 +143,19 @@ def _ingest(
     overwrite: bool,
 ) -> None:
     from pipeline.ingest import ingest
+    from pipeline.segmentation import import_provided
 
-    stamp = ingest(
-        source,
-        store,
-        kind=kind,
-        overwrite=overwrite,
-        progress=_progress("ingest"),
-    )
+    with _naming(f"store {store}"):
+        stamp = ingest(source, store, kind=kind, overwrite=overwrite, progress=_progress("ingest"))
     typer.echo(
         f"ingested {stamp.counts['images']} images into {store} ({stamp.counts['skipped']} skipped)"
     )
     for note in stamp.report.get("skipped", [])[:20]:
         typer.echo(f"  skipped: {note}")
     if annotations is not None:
-        from pipeline.segmentation import import_provided
-        from storage import open_store
-
-        opened = open_store(store, mode="r+")
         for kind_name in ("masks", "parsing"):
-            import_provided(
-                opened,
-                annotations,
-                kind=kind_name,
-                progress=_progress(f"import {kind_name}"),
+            _on_store(
+                store, import_provided, annotations, kind=kind_name, progress=f"import {kind_name}"
             )
         typer.echo(f"imported masks and parsing from {annotations}")
 
@@ -132,7 +208,8 @@ def segment_masks(
         typer.Option(help="maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (else the weights folders)."),
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="torchvision, or detectron2 if installed.")
+        Literal["torchvision", "detectron2"],
+        typer.Option(help="torchvision, or detectron2 if installed."),
     ] = "torchvision",
     provided: Annotated[
         Path | None,
@@ -142,21 +219,27 @@ def segment_masks(
     ] = None,
 ) -> None:
     """Person masks: Mask R-CNN (highest-scoring person >= 0.5) or provided PNGs."""
-    from pipeline.masks import Backend, compute_masks
-    from pipeline.segmentation import import_provided
-    from storage import open_store
+    import importlib.util
 
-    opened = open_store(store, mode="r+")
+    from pipeline.masks import compute_masks
+    from pipeline.segmentation import import_provided
+
     if provided is not None:
-        stamp = import_provided(opened, provided, kind="masks", progress=_progress("masks"))
+        stamp = _on_store(store, import_provided, provided, kind="masks", progress="masks")
     else:
-        stamp = compute_masks(
-            opened,
+        if backend == "detectron2" and importlib.util.find_spec("detectron2") is None:
+            raise UserError(
+                "detectron2 is not installed (it is not on the package registries); use the "
+                "default --backend torchvision"
+            )
+        stamp = _on_store(
+            store,
+            compute_masks,
             device=device,
             batch_size=batch_size,
             weights=weights,
-            backend=cast(Backend, backend),
-            progress=_progress("masks"),
+            backend=backend,
+            progress="masks",
         )
     typer.echo(f"masks: {stamp.counts}")
     for name in stamp.report.get("empty_masks", [])[:20]:
@@ -180,19 +263,18 @@ def segment_parsing(
     """20-class LIP human parsing: SCHP (ResNet-101 AugmentCE2P) or provided PNGs."""
     from pipeline.parsing import compute_parsing
     from pipeline.segmentation import import_provided
-    from storage import open_store
 
-    opened = open_store(store, mode="r+")
     if provided is not None:
-        stamp = import_provided(opened, provided, kind="parsing", progress=_progress("parsing"))
+        stamp = _on_store(store, import_provided, provided, kind="parsing", progress="parsing")
     else:
-        stamp = compute_parsing(
-            opened,
+        stamp = _on_store(
+            store,
+            compute_parsing,
             device=device,
             batch_size=batch_size,
             weights=weights,
             flip=flip,
-            progress=_progress("parsing"),
+            progress="parsing",
         )
     typer.echo(f"parsing: {stamp.counts}")
 
@@ -200,9 +282,9 @@ def segment_parsing(
 @app.command()
 def info(store: StoreArg) -> None:
     """Counts per split, identities, finished stages and their findings, store size."""
-    from storage import open_store
+    from storage import PersonStore
 
-    summary = open_store(store).summary()
+    summary = _on_store(store, PersonStore.summary, write=False)
     typer.echo(f"store      {summary.url}")
     typer.echo(f"images     {summary.n_images} of {summary.height}x{summary.width}")
     for split, count in summary.images_per_split.items():
@@ -231,23 +313,22 @@ def pairs(
     ] = None,
     test_pairs: Annotated[int | None, typer.Option(help="Test pairs.")] = 12_000,
     preset: Annotated[
-        str | None,
+        Literal["market1501", "deepfashion"] | None,
         typer.Option(
-            help="Paper counts: market1501 (243,200/12,000) or deepfashion (106,966/8,570)."
+            help="Paper counts: market1501 (243,200/12,000) or deepfashion (106,966/8,570).",
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Draw seed.")] = 0,
 ) -> None:
     """Sample same-identity (source, target) pairs for training and testing."""
     from pipeline.pairs import PairsConfig, sample_pairs
-    from storage import open_store
 
     config = (
         getattr(PairsConfig, preset)()
         if preset
         else PairsConfig(train_pairs=train_pairs, test_pairs=test_pairs, seed=seed)
     )
-    stamp = sample_pairs(open_store(store, mode="r+"), config)
+    stamp = _on_store(store, sample_pairs, config)
     typer.echo(f"pairs: {stamp.counts}")
 
 
@@ -255,19 +336,25 @@ def pairs(
 def train(
     store: StoreArg,
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, TensorBoard, samples.")],
-    preset: Annotated[str, typer.Option(help="market1501 | deepfashion | tiny.")] = "market1501",
+    preset: Annotated[
+        Literal["market1501", "deepfashion", "demo", "tiny"],
+        typer.Option(help="Paper settings of the dataset, or the small CPU demo/tiny models."),
+    ] = "market1501",
     resume: Annotated[bool, typer.Option(help="Continue from the run's checkpoint.")] = True,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
     no_perceptual: Annotated[bool, typer.Option(help="Ablation: no perceptual loss.")] = False,
     no_mask_inputs: Annotated[bool, typer.Option(help="Ablation: no mask inputs.")] = False,
     blocks: Annotated[int | None, typer.Option(help="Ablation: number of SAN blocks T.")] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="vgg19-dcbfe2b4.pth for the perceptual loss (else the weights folders)."),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Train the SAN generator on the store's training pairs (torchrun for several GPUs)."""
     from pipeline.train_generator import train_generator
     from san_model.config import SANConfig
-    from storage import open_store
 
     overrides: dict[str, object] = {
         "use_perceptual": not no_perceptual,
@@ -277,15 +364,21 @@ def train(
         overrides["epochs"] = epochs
     if blocks is not None:
         overrides["num_blocks"] = blocks
-    config = getattr(SANConfig, preset)(**overrides)
-    stamp = train_generator(
-        open_store(store, mode="r+"),
+    try:
+        config = getattr(SANConfig, preset)(**overrides)
+    except ValueError as error:  # SANConfig checks its fields
+        raise ParametersError(f"generator settings: {error}") from None
+    stamp = _on_store(
+        store,
+        train_generator,
         out,
         config=config,
         device=device,
         resume=resume,
         max_steps=max_steps,
-        progress=_progress("train"),
+        vgg_weights=weights,
+        progress="train",
+        out=out,
     )
     if stamp is None:  # a non-zero torchrun rank
         return
@@ -304,21 +397,22 @@ def evaluate(
         ),
     ] = False,
     fid_variant: Annotated[
-        str, typer.Option(help="torchvision (GFLA protocol) or tf-fid.")
+        Literal["torchvision", "tf-fid"],
+        typer.Option(help="torchvision (GFLA protocol) or tf-fid."),
     ] = "torchvision",
 ) -> None:
     """FID, LPIPS and mask-LPIPS on the test pairs, beside the paper's table 1."""
     from pipeline.evaluate import evaluate_generator
-    from san_model.fid_inception import FIDVariant
-    from storage import open_store
 
-    stamp = evaluate_generator(
-        open_store(store, mode="r+"),
+    stamp = _on_store(
+        store,
+        evaluate_generator,
         run,
         device=device,
         offline=offline,
-        fid_variant=cast(FIDVariant, fid_variant),
-        progress=_progress("evaluate"),
+        fid_variant=fid_variant,
+        progress="evaluate",
+        out=run,
     )
     typer.echo(Path(stamp.report["results"]).read_text())
     typer.echo(f"examples: {stamp.report['examples']}")
@@ -328,21 +422,17 @@ def evaluate(
 def synthesize(
     store: StoreArg,
     run: Annotated[Path, typer.Option(help="Trained generator run folder.")],
-    alpha: Annotated[int, typer.Option(help="Augmentation factor (alpha - 1 new per image).")] = 2,
+    alpha: Annotated[
+        int, typer.Option(min=2, help="Augmentation factor (alpha - 1 new per image).")
+    ] = 2,
     seed: Annotated[int, typer.Option(help="Target-pose draw seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Generate the alpha-augmented training set into the store."""
     from pipeline.synthesize import synthesize as run_synthesis
-    from storage import open_store
 
-    stamp = run_synthesis(
-        open_store(store, mode="r+"),
-        run,
-        alpha=alpha,
-        seed=seed,
-        device=device,
-        progress=_progress("synthesize"),
+    stamp: StageStamp = _on_store(
+        store, run_synthesis, run, alpha=alpha, seed=seed, device=device, progress="synthesize"
     )
     typer.echo(f"generated {stamp.counts['generated']} images (alpha {alpha})")
 
@@ -350,14 +440,22 @@ def synthesize(
 @app.command()
 def export(
     store: StoreArg,
-    out: Annotated[Path, typer.Argument(help="Folder for the Market-1501 layout.")],
+    out: Annotated[Path, typer.Argument(help="New or empty folder for the Market-1501 layout.")],
     alpha: Annotated[int | None, typer.Option(help="Include generated/alpha<A>.")] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace an earlier export in OUT: only the files its manifest lists are "
+            "removed, and OUT must hold no others."
+        ),
+    ] = False,
 ) -> None:
     """Write the (augmented) dataset as Market-1501 folders for torchreid/fast-reid."""
     from pipeline.export import export_market
-    from storage import open_store
 
-    written = export_market(open_store(store), out, alpha=alpha)
+    written = _on_store(
+        store, export_market, out, alpha=alpha, overwrite=overwrite, write=False, out=out
+    )
     typer.echo(f"wrote {written} images to {out}")
 
 
@@ -365,29 +463,41 @@ def export(
 def reid_train(
     store: StoreArg,
     out: Annotated[Path, typer.Option(help="Folder for checkpoints and results.")],
-    model: Annotated[str, typer.Option(help="ide or siamese.")] = "ide",
+    model: Annotated[Literal["ide", "siamese"], typer.Option(help="ide or siamese.")] = "ide",
     arch: Annotated[
-        str, typer.Option(help="resnet50 (paper) or resnet18 (CPU demos).")
+        Literal["resnet50", "resnet18"],
+        typer.Option(help="resnet50 (paper) or resnet18 (CPU demos)."),
     ] = "resnet50",
     alpha: Annotated[
         int | None,
         typer.Option(help="Train on the real images plus the store's generated/alpha<A> set."),
     ] = None,
     preset: Annotated[
-        str,
+        Literal["modern", "ide_original"],
         typer.Option(
             help="modern (random erasing, label smoothing, 256x128) or ide_original "
-            "(the IDE-baseline Caffe recipe: 224x224, batch 16, lr 1e-3)."
+            "(the IDE-baseline Caffe recipe: 224x224, batch 16, lr 1e-3).",
         ),
     ] = "modern",
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: preset's).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=2, help="Images per step (default: preset's).")
+    ] = None,
     pretrained: Annotated[bool, typer.Option(help="ImageNet initialisation.")] = True,
     ap: Annotated[
-        str, typer.Option(help="standard (torchreid) or trapezoid (Market code).")
+        Literal["standard", "trapezoid"],
+        typer.Option(help="standard (torchreid) or trapezoid (Market code)."),
     ] = "standard",
     flip_features: Annotated[
         bool, typer.Option(help="Average each feature with its mirror image's.")
     ] = False,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(min=1, help="Steps between checkpoints (default: preset's).")
+    ] = None,
+    checkpoint_minutes: Annotated[
+        float | None,
+        typer.Option(min=0, help="Minutes between checkpoints as well; 0: by steps only."),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Train IDE/Siamese, then evaluate with Euclidean, XQDA and KISSME distances."""
@@ -395,30 +505,39 @@ def reid_train(
 
     from pipeline.reid_stage import train_reid_baseline
     from reid.train import TrainConfig
-    from storage import open_store
 
-    if preset not in ("modern", "ide_original"):
-        raise typer.BadParameter(f"unknown preset {preset!r}; use modern or ide_original")
     config = getattr(TrainConfig, preset)()
+    schedule = {
+        name: value
+        for name, value in (
+            ("epochs", epochs),
+            ("batch_size", batch_size),
+            ("checkpoint_every", checkpoint_every),
+            ("checkpoint_minutes", checkpoint_minutes),
+        )
+        if value is not None
+    }
     config = dataclasses.replace(
         config,
         model=dataclasses.replace(
             config.model,
-            kind=cast(Literal["ide", "siamese"], model),
-            arch=cast(Literal["resnet50", "resnet18"], arch),
+            kind=model,
+            arch=arch,
             pretrained=pretrained,
         ),
-        epochs=config.epochs if epochs is None else epochs,
+        **schedule,
     )
-    stamp = train_reid_baseline(
-        open_store(store, mode="r+"),
+    stamp = _on_store(
+        store,
+        train_reid_baseline,
         out,
         config=config,
         alpha=alpha,
-        ap=cast(Literal["standard", "trapezoid"], ap),
+        ap=ap,
         flip_features=flip_features,
         device=device,
-        progress=_progress("reid"),
+        progress="reid",
+        out=out,
     )
     if stamp is None:  # a non-zero torchrun rank
         return
@@ -433,9 +552,8 @@ def reid_evaluate(
 ) -> None:
     """Compare every finished Re-ID run of the store (table + CMC curves)."""
     from pipeline.reid_stage import compare_reid_runs
-    from storage import open_store
 
-    table = compare_reid_runs(open_store(store), out)
+    table = _on_store(store, compare_reid_runs, out, write=False, out=out)
     typer.echo(table.read_text())
     typer.echo(f"CMC curves: {table.parent / 'cmc.png'}")
 
@@ -445,26 +563,92 @@ def run(
     config: Annotated[Path, typer.Option(help="YAML parameters, e.g. demo.yaml.")],
 ) -> None:
     """Run the whole augment-market DAG in this process (Prefect embedded mode, no server)."""
-    import os
-
     # The embedded server starts in a subprocess: 10-17 s on an idle 2-core laptop, more under
     # load, past Prefect's 20 s default. Offline machines send no analytics.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows.config import load_params
     from flows.dag import run_from_config
-    from storage import open_store
 
-    params = load_params(config)
-    for stage, entry in run_from_config(params).items():
+    params = _load_params(config)
+    with _naming(f"store {params.store_url}"):
+        summary = run_from_config(params)
+    for stage, entry in summary.items():
         typer.echo(f"{stage:<24} {entry['status']:<7} {entry['digest']}")
-    report = open_store(params.store_url).stamp("report")
+    report = _on_store(params.store_url, lambda store: store.stamp("report"), write=False)
     if report is not None:
         typer.echo(f"\nreport: {report.report['path']}")
 
 
-def main() -> None:
-    app()
+def _load_params(path: Path) -> Any:
+    """The flow's parameters from ``path``; a file that does not validate is one line."""
+    import pydantic
+    import yaml
+
+    from flows.config import load_params
+
+    try:
+        return load_params(path)
+    except pydantic.ValidationError as error:
+        problems = [
+            f"{'.'.join(str(part) for part in problem['loc']) or 'file'}: {problem['msg']}"
+            for problem in error.errors()
+        ]
+        raise ParametersError(f"{path}: {'; '.join(problems)}") from None
+    except (yaml.YAMLError, ValueError) as error:
+        raise ParametersError(f"{path}: {_one_line(str(error))}") from None
+
+
+def _one_line(message: str) -> str:
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def _is_command_line_error(error: BaseException) -> bool:
+    """A mistyped command line: click's ClickException, which typer vendors (typer._click), so
+    it is recognised by name as typer itself does."""
+    return any(cls.__name__ == "ClickException" for cls in type(error).__mro__)
+
+
+def describe(error: BaseException) -> tuple[str, int]:
+    """The one line an error prints (without ``error: ``) and the exit code."""
+    from storage import MissingInputError
+
+    if _is_command_line_error(error):
+        context = getattr(error, "ctx", None)
+        path = context.command_path if context is not None else "augment-market"
+        message = _one_line(error.format_message())  # type: ignore[attr-defined]
+        return f"{message} (see `{path} --help`)", int(error.exit_code)  # type: ignore[attr-defined]
+    if isinstance(error, MissingInputError) and error.missing in STAGE_COMMANDS:
+        if "augment-market" not in str(error):
+            return f"{_one_line(str(error))}: run `{STAGE_COMMANDS[error.missing]}`", EXIT_USER
+    if isinstance(error, UserError):
+        return _one_line(str(error)), EXIT_USER
+    if isinstance(error, OSError):  # outside any store (a parameters file): it names its file
+        reason = error.strerror or str(error)
+        return _one_line(f"{reason}: {error.filename}" if error.filename else reason), EXIT_USER
+    message = _one_line(str(error)) or "(no message)"
+    return f"unexpected {type(error).__name__}: {message}", EXIT_BUG
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line and exit; the one place errors become their one line."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    args = [arg for arg in args if arg != DEBUG_FLAG]
+    try:
+        code = app(args=args, prog_name="augment-market", standalone_mode=False)
+    except (Exception, KeyboardInterrupt) as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # the help was printed already
+            raise SystemExit(getattr(error, "exit_code", 2)) from None
+        if debug:
+            traceback.print_exception(error)
+        if isinstance(error, KeyboardInterrupt):
+            message, code = "interrupted; rerun the same command to resume", 130
+        else:
+            message, code = describe(error)
+            if code == EXIT_BUG and not debug:
+                message += f" (a bug: rerun with {DEBUG_FLAG} for the traceback and report it)"
+        typer.echo(f"error: {message}", err=True)
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # torchrun -m augment_market.cli train ...

@@ -143,10 +143,12 @@ def load_torch_file(
             "and such files are never loaded (they can run code); use the official file"
         ) from None
     except Exception as error:  # torch reports a damaged file as RuntimeError, EOFError, ...
-        reason = (str(error).splitlines() or [type(error).__name__])[0][:120]
+        # torch's first sentence says what is wrong; the rest is advice about its internals.
+        reason = (str(error).splitlines() or [""])[0].split(". ")[0].rstrip(".")[:160]
+        cause = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
         raise UnreadableWeightsError(
-            f"{what} {path} cannot be read ({type(error).__name__}: {reason}): it is truncated "
-            "or not a PyTorch file; replace it with a complete copy"
+            f"{what} {path} cannot be read ({cause}): it is truncated or not a PyTorch file; "
+            "replace it with a complete copy"
         ) from None
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from foundation.errors import SettingsError
 from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights
 from pipeline.synthesize import generated_run_name
 from reid.checkpoint import IMAGENET_WEIGHTS
@@ -158,7 +159,7 @@ def train_reid_baseline(
         return None
     with store.stage(name, config=settings, inputs=inputs, n_blocks=1) as run:
         images, labels = training_set(store, alpha)
-        check_trainable(config, out / "checkpoint", weights=weights)
+        check_trainable(config, out / "checkpoint", n_images=len(labels), weights=weights)
         run.begin()  # training writes its checkpoints to out_dir
         result = train(images, labels)
         del images  # the metrics need the real training images only; split_features reads them
@@ -228,15 +229,23 @@ def train_reid_baseline(
 
 
 def check_trainable(
-    config: TrainConfig, checkpoint_dir: Path, *, weights: str | Path | None
+    config: TrainConfig, checkpoint_dir: Path, *, n_images: int, weights: str | Path | None
 ) -> None:
     """What :func:`train_reid` would find wrong only after it may have written a checkpoint.
 
     Raises:
+        SettingsError: fewer training images than one step takes (a Siamese step takes half
+            the batch as anchors).
         MissingWeightsError: the ImageNet file of a pretrained backbone is missing (the message
             says how to train without it).
         UnreadableWeightsError: that file, or the checkpoint to resume, does not load.
     """
+    per_step = config.batch_size // 2 if config.model.kind == "siamese" else config.batch_size
+    if n_images < per_step:
+        raise SettingsError(
+            f"{n_images} training images cannot fill one step of {per_step} "
+            f"({config.model.kind}, batch {config.batch_size}); lower the batch size"
+        )
     if config.model.pretrained:
         try:
             path = resolve_weights(IMAGENET_WEIGHTS[config.model.arch], path=weights)
