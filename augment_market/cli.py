@@ -78,7 +78,7 @@ def _naming(where: str) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        if isinstance(error, UserError):
+        if isinstance(error, UserError) or error.errno is None:  # ours, with its own message
             raise
         reason = error.strerror or str(error) or type(error).__name__
         if error.errno in (errno.ENOSPC, errno.EDQUOT):

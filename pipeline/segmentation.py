@@ -267,6 +267,11 @@ def import_provided(
     paths = [folder / f"{Path(name).stem}.png" for name in filenames]
 
     def prepare(run: StageRun) -> BlockWriter:
+        if not folder.is_dir():
+            raise ProvidedAnnotationError(
+                f"provided {kind}: folder {folder} does not exist; expected one PNG per image "
+                f"there, {kind}/<image name without extension>.png"
+            )
         run.configure({"source": "provided", "folder": str(folder), "files": _fingerprint(paths)})
         pending = [
             path for block in run.pending_blocks() for path in paths[store.block_slice(block)]

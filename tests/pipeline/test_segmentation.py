@@ -54,3 +54,8 @@ def test_truncated_weights_are_refused_before_the_stage_changes(small_store, tmp
     with pytest.raises(UnreadableWeightsError, match=f"weights file {weights} cannot be read"):
         compute_masks(small_store, weights=weights)
     assert snapshot(small_store) == before
+
+
+def test_a_missing_provided_folder_is_named(small_store, tmp_path):
+    with pytest.raises(ProvidedAnnotationError, match="folder .*annotations/parsing does not"):
+        import_provided(small_store, tmp_path / "annotations", kind="parsing")
