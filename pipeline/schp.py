@@ -323,7 +323,7 @@ def build_schp(
     Args:
         config: architecture settings (official LIP model by default).
         weights: an explicit checkpoint file, or a folder holding ``spec.file.file_name``;
-            ``None`` searches the weights folders (see :mod:`augment_market.weights`).
+            ``None`` searches the weights folders (see :mod:`foundation.weights`).
         pretrained: ``False`` returns randomly initialised weights (tests, benchmarks).
         spec: which official checkpoint to look for.
 
