@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --locked --no-sync
 
-.PHONY: uv sync demo test lint bench server-start server-deploy server-worker server-stop
+.PHONY: uv sync demo test lint bench server-start server-deploy server-worker server-stop weights
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv \
@@ -18,6 +18,11 @@ demo: sync
 
 server-start server-deploy server-worker server-stop: sync
 	PREFECT="$(RUN) prefect" scripts/server.sh $(@:server-%=%)
+
+# Every pretrained weight file (internet needed) into DEST, default the weights folder
+# ($$AUGMENT_MARKET_WEIGHTS or ~/.cache/augment-market/weights); `DEST=weights` for docker/.
+weights: sync
+	$(RUN) python scripts/download_weights.py $(if $(DEST),--dest $(DEST))
 
 test: sync
 	$(RUN) pytest -q

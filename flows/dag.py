@@ -6,9 +6,10 @@ finished, so independent stages run concurrently (threads by default, Dask worke
 :class:`flows.caching.StageCachePolicy`; ``refresh`` forces stages, ``stages`` runs a subset
 (the others' stamps are read from the store).
 
-A failed stage stops only what reads it: the flow logs one line naming the failed stage, its
-error and the stages left out because of it, lets the independent stages finish, publishes
-what it has, and ends failed.
+A run that lacks a pretrained file it cannot do without (:func:`flows.offline.missing_weights`)
+ends before any stage, naming the files. A failed stage stops only what reads it: the flow
+logs one line naming the failed stage, its error and the stages left out because of it, lets
+the independent stages finish, publishes what it has, and ends failed.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from prefect.utilities.callables import get_call_parameters
 from flows.config import AugmentMarketParams, load_params
 from flows.dask_runner import placement, task_runner
 from flows.graph import Node, build_nodes, downstream
-from flows.offline import resolve_offline
+from flows.offline import missing_weights, resolve_offline
 from flows.progress import publish_cached
 from flows.publish import publish_results
 from flows.tasks import make_synthetic
+from foundation.weights import MissingWeightsError, weights_dir
 from storage import StageStamp, open_store
 
 Summary = dict[str, dict[str, str | None]]
@@ -157,6 +159,14 @@ def augment_market(params: AugmentMarketParams) -> Summary | State[Summary]:
         a traceback of the flow function; calling the flow raises :class:`StageFailed`).
     """
     logger = get_run_logger()
+    if missing := missing_weights(params):
+        message = (
+            f"missing pretrained weights: {', '.join(missing)}. Fetch every file into "
+            f"{weights_dir()} with `make weights` (scripts/download_weights.py); `offline: auto` "
+            "lets the generator, evaluation and Re-ID run without theirs"
+        )
+        logger.error("%s", message)
+        return Failed(message=message, data=MissingWeightsError(message))
     offline = resolve_offline(params)
     for group, reason in offline.items():
         logger.warning("offline mode for %s: %s", group, reason)

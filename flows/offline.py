@@ -12,6 +12,12 @@ Declared offline modes:
 
 Masks and parsing from a model have no offline mode (random detectors give meaningless
 labels): their missing weights stay an error naming the file; use provided PNGs instead.
+
+Before any stage runs, :func:`missing_weights` lists the files the run cannot do without
+(masks and parsing from a model always; every stage's with ``offline: false``), downloading
+what can be downloaded; the flow refuses to start while one is missing, rather than fail hours
+later. :func:`every_weights_file` is the README's weights table, which
+``scripts/download_weights.py`` fetches.
 """
 
 from __future__ import annotations
@@ -53,6 +59,53 @@ def required_weights(params: AugmentMarketParams) -> dict[str, list[WeightsFile]
 
         needed["reid"] = [IMAGENET_WEIGHTS[params.reid.arch]]
     return needed
+
+
+def every_weights_file() -> list[WeightsFile]:
+    """Every pretrained file a stage can use (the README's weights table), each once."""
+    from pipeline.masks import MASKRCNN_COCO
+    from pipeline.schp import SCHP_LIP
+    from reid.checkpoint import IMAGENET_WEIGHTS
+    from san_model.checkpoint import VGG19_WEIGHTS
+    from san_model.fid_inception import FID_INCEPTION_SPECS
+    from san_model.metrics import ALEXNET_WEIGHTS
+
+    files = [
+        MASKRCNN_COCO,
+        SCHP_LIP.file,
+        VGG19_WEIGHTS,
+        *(spec.weights for spec in FID_INCEPTION_SPECS.values()),
+        ALEXNET_WEIGHTS,
+        *IMAGENET_WEIGHTS.values(),
+    ]
+    return list({spec.file_name: spec for spec in files}.values())
+
+
+def missing_weights(params: AugmentMarketParams) -> list[str]:
+    """The files this run cannot do without and cannot find or download, as ``"file (for
+    stage)"``: the segmentation models' when masks or parsing come from a model, and with
+    ``offline: false`` every file of :func:`required_weights`. An explicit path in the
+    settings (``masks_weights``...) is the only place looked at for its file."""
+    from pipeline.masks import MASKRCNN_COCO
+    from pipeline.schp import SCHP_LIP
+
+    seg = params.segmentation
+    needed: list[tuple[str, WeightsFile, str | None]] = []
+    if "masks" in params.stages and seg.masks_from == "model":
+        needed.append(("masks", MASKRCNN_COCO, seg.masks_weights))
+    if "parsing" in params.stages and seg.parsing_from == "model":
+        needed.append(("parsing", SCHP_LIP.file, seg.parsing_weights))
+    if params.offline is False:
+        for group, files in required_weights(params).items():
+            path = params.reid.weights if group == "reid" else None
+            needed += [(group, spec, path) for spec in files]
+    missing = []
+    for group, spec, path in needed:
+        try:
+            resolve_weights(spec, path=path, download=True)
+        except MissingWeightsError:
+            missing.append(f"{spec.file_name} (for {group})")
+    return missing
 
 
 def _missing(files: list[WeightsFile]) -> list[str]:

@@ -154,3 +154,30 @@ def test_a_json_round_trip_of_the_parameters_keeps_every_cache_key(tmp_path):
         }
 
     assert keys(again) == keys(params)
+
+
+def test_missing_weights_a_run_cannot_do_without(tmp_path):
+    from flows.offline import missing_weights
+
+    paths = {name: tmp_path / f"{name}.pth" for name in ("masks", "parsing", "reid")}
+    params = load_params(
+        {
+            **BASE,
+            "stages": ["masks", "parsing", "reid_original"],
+            "segmentation": {
+                "masks_weights": str(paths["masks"]),
+                "parsing_weights": str(paths["parsing"]),
+            },
+            "reid": {"weights": str(paths["reid"])},
+        }
+    )
+    # Masks and parsing from a model have no offline mode; Re-ID only with offline: false.
+    assert missing_weights(params) == [
+        "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (for masks)",
+        "exp-schp-201908261155-lip.pth (for parsing)",
+    ]
+    strict = params.model_copy(update={"offline": False})
+    assert missing_weights(strict)[-1] == "resnet50-0676ba61.pth (for reid)"
+    for path in paths.values():
+        path.write_bytes(b"")
+    assert missing_weights(strict) == []

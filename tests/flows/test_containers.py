@@ -81,3 +81,27 @@ def test_compose_config_renders_when_docker_compose_is_available():
         },
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_worker_mounts_weights_keeps_cache_records_and_writes_as_the_host_user():
+    worker = COMPOSE["services"]["worker"]
+    binds = {v["target"]: v for v in worker["volumes"] if isinstance(v, dict)}
+    weights_dir = re.search(r"AUGMENT_MARKET_WEIGHTS=(\S+)", DOCKERFILE).group(1)  # type: ignore[union-attr]
+    assert binds[weights_dir]["source"] == "../weights" and binds[weights_dir]["read_only"]
+    assert {"/app/data", "/app/runs"} <= set(binds)
+    # A missing host folder is an error, not one that root creates and the worker cannot write.
+    assert all(v["bind"]["create_host_path"] is False for v in binds.values())
+    assert set(worker["build"]["args"]) == {"WORKER_UID", "WORKER_GID"}
+    assert "useradd --create-home --uid ${WORKER_UID}" in DOCKERFILE
+    # Result storage (cache records) lives under PREFECT_HOME, on a named volume.
+    home = re.search(r"PREFECT_HOME=(\S+)", DOCKERFILE).group(1)  # type: ignore[union-attr]
+    named = [v.split(":") for v in worker["volumes"] if isinstance(v, str)]
+    assert [volume for volume, target in named if target == home] == ["worker-prefect"]
+    assert "worker-prefect" in COMPOSE["volumes"]
+    assert "COPY scripts ./scripts" in DOCKERFILE  # scripts/download_weights.py
+
+
+def test_the_paper_deployment_refuses_offline_mode_unless_asked():
+    project = yaml.safe_load((PROJECT / "prefect.yaml").read_text())
+    paper = next(d for d in project["deployments"] if d["name"] == "market1501")
+    assert paper["parameters"]["params"]["offline"] is False

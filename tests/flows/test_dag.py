@@ -221,3 +221,18 @@ def test_a_failed_stage_leaves_out_only_what_reads_it(first_run):
     assert len(errors) == 2, errors  # the generator task's own error, and the flow's line
     assert errors[-1].endswith(f"; not run because of it: {left_out}")
     assert not any("upstream task run" in log.message for log in logs)
+
+
+def test_a_run_without_weights_it_needs_ends_before_any_stage(
+    prefect_server, tmp_path, tiny_params
+):
+    params = tiny_params(
+        tmp_path,
+        stages=["masks"],
+        segmentation={"masks_from": "model", "masks_weights": str(tmp_path / "absent.pth")},
+    )
+    state, flow_run_id = run_with_id(params)
+    assert state.is_failed()
+    assert "missing pretrained weights: maskrcnn_resnet50_fpn_v2_coco" in state.message
+    assert "make weights" in state.message
+    assert artifacts_of(flow_run_id) == [] and not (tmp_path / "store").exists()
