@@ -34,7 +34,14 @@ from reid.checkpoint import IMAGENET_WEIGHTS
 from reid.evaluate import evaluate_ranking
 from reid.metric_learning import build_metric
 from reid.models import IDENet
-from reid.train import CHECKPOINT_NAME, TrainConfig, TrainResult, extract_features, train_reid
+from reid.train import (
+    CHECKPOINT_NAME,
+    TrainConfig,
+    TrainResult,
+    extract_features,
+    train_reid,
+    training_settings,
+)
 from storage import MissingInputError, PersonStore, StageStamp
 
 # IDE-baseline repository, ResNet-50 on Market-1501 without augmentation: (rank-1, mAP).
@@ -138,7 +145,10 @@ def train_reid_baseline(
     }
     # The checkpoint is continued only by training on these settings and these input images
     # (alpha 2 after alpha 3 must not resume alpha 3's network).
-    training = {"train": settings["train"], "alpha": alpha}
+    training = {
+        "train": json.loads(json.dumps(training_settings(config), default=list)),
+        "alpha": alpha,
+    }
     run_tag = store.run_digest(name, settings=training, inputs=inputs)
 
     def train(images: np.ndarray, labels: np.ndarray) -> TrainResult:

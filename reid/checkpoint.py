@@ -1,7 +1,7 @@
 """Weights and checkpoint I/O for the Re-ID package: the only module here that touches files.
 
 ImageNet backbone weights are torchvision's official files (the IDE baseline fine-tunes an
-ImageNet ResNet-50); they are looked up through :mod:`augment_market.weights`, so an offline
+ImageNet ResNet-50); they are looked up through :mod:`foundation.weights`, so an offline
 machine gets an error naming the file and where to put it. Training checkpoints are plain dicts
 of tensors and primitives, written atomically and read with ``weights_only=True``.
 """
@@ -44,7 +44,7 @@ def imagenet_state_dict(
 
     Args:
         arch: a key of :data:`IMAGENET_WEIGHTS`.
-        path: an explicit file or folder (see :func:`augment_market.weights.resolve_weights`).
+        path: an explicit file or folder (see :func:`foundation.weights.resolve_weights`).
         download: try the official URL when no local copy exists.
 
     Raises:

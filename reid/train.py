@@ -178,6 +178,16 @@ class _Objective(nn.Module):
         return loss
 
 
+# Fields that may change between a run and its resume without changing what it learns.
+RESUMABLE_CHANGES = frozenset({"checkpoint_every", "checkpoint_minutes", "log_every"})
+
+
+def training_settings(config: TrainConfig) -> dict[str, Any]:
+    """``config`` as a dict without :data:`RESUMABLE_CHANGES`: what a checkpoint must match."""
+    values = dataclasses.asdict(config)
+    return {key: value for key, value in values.items() if key not in RESUMABLE_CHANGES}
+
+
 def config_from_dict(values: dict) -> TrainConfig:
     """Inverse of ``dataclasses.asdict`` for :class:`TrainConfig` (checkpoints store the dict)."""
     return TrainConfig(**{**values, "model": ReIDModelConfig(**values["model"])})
@@ -391,9 +401,8 @@ def train_reid(
         )
         state = None
     if state is not None:
-        if state["config"] != dataclasses.asdict(config) or not torch.equal(
-            state["classes"], classes
-        ):
+        saved = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
+        if saved != training_settings(config) or not torch.equal(state["classes"], classes):
             raise ValueError(f"{checkpoint} was written with another config or label set")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

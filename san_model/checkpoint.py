@@ -39,7 +39,7 @@ def vgg19_imagenet_state_dict(
     """The official VGG-19 ImageNet state dict (torchvision key names ``features.N.*``).
 
     Raises:
-        augment_market.weights.MissingWeightsError: naming ``vgg19-dcbfe2b4.pth`` and its URL
+        foundation.weights.MissingWeightsError: naming ``vgg19-dcbfe2b4.pth`` and its URL
             when the file is neither on disk nor downloadable.
     """
     return load_state_dict(resolve_weights(VGG19_WEIGHTS, path=path, download=download))

@@ -264,7 +264,7 @@ def build_fid_extractor(
             (seeded, so identical across calls) for tests and the declared offline mode, whose
             FID values mean nothing outside that mode.
         weights_path: the weight file, or a folder holding it; default: the weights folder, then
-            torch's hub cache (see :func:`augment_market.weights.resolve_weights`).
+            torch's hub cache (see :func:`foundation.weights.resolve_weights`).
         download: fetch the file from its official URL when it is nowhere on disk.
 
     Raises:

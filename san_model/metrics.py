@@ -216,7 +216,7 @@ def build_lpips(
 
     The calibrated linear heads always come from the ``lpips`` package (it ships them). The
     AlexNet trunk is loaded here from torchvision's ImageNet file through
-    :func:`augment_market.weights.resolve_weights`, so a missing file gives a clear error
+    :func:`foundation.weights.resolve_weights`, so a missing file gives a clear error
     instead of the package's own download attempt.
 
     Args:

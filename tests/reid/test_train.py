@@ -302,3 +302,13 @@ def test_checkpoints_by_time_as_well_as_by_steps(tmp_path):
     assert saved_steps(TINY, tmp_path / "steps") == [None, None, None]
     overdue_at_once = dataclasses.replace(TINY, checkpoint_minutes=1e-9)
     assert saved_steps(overdue_at_once, tmp_path / "time") == [None, 1, 2]
+
+
+def test_checkpoint_intervals_may_change_between_a_run_and_its_resume(tmp_path):
+    images, labels = toy_set()
+    train_reid(TINY, images, labels, tmp_path, max_steps=2, run_tag="t")
+    every_step = dataclasses.replace(TINY, checkpoint_every=1, checkpoint_minutes=0.5, log_every=2)
+    resumed = train_reid(every_step, images, labels, tmp_path, max_steps=3, run_tag="t")
+    assert resumed.resumed_at == 2 and resumed.steps == 3
+    with pytest.raises(ValueError, match="another config"):
+        train_reid(dataclasses.replace(TINY, lr=0.02), images, labels, tmp_path, max_steps=4)
