@@ -126,7 +126,7 @@ def main() -> None:
     pairs = store.stamp("pairs").counts
     lines = [
         f"Machine: {machine()}; {args.threads} threads, load {os.getloadavg()[0]:.1f} at the end. "
-        f"Demo preset (128x64, ngf 8, batch 8, lr 2e-3, adversarial weight 0.2), {steps} steps "
+        f"Demo preset (128x64, ngf 8, batch 8, lr 2e-3, adversarial weight 0.05), {steps} steps "
         f"per run, seeds 0..{args.seeds - 1}; demo synthetic set ({pairs['train_ids']} training "
         f"identities), {results['full (T = 2)'][0]['test_pairs']} held-out test pairs of "
         f"{pairs['test_ids']} unseen identities. Every row without perceptual loss "
