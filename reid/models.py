@@ -32,8 +32,9 @@ _FEATURE_DIMS = {"resnet50": 2048, "resnet18": 512}
 class ReIDModelConfig:
     """Architecture of a Re-ID network (values as in the papers unless noted)."""
 
-    # "ide": classifier only; "siamese": adds the verification head (Zheng et al. 2017).
-    kind: Literal["ide", "siamese"] = "ide"
+    # "ide": classifier only; "siamese": adds the verification head (Zheng et al. 2017);
+    # "bot": BNNeck + bias-free classifier of the Bag of Tricks baseline (Luo et al. 2019).
+    kind: Literal["ide", "siamese", "bot"] = "ide"
     # The paper's backbone is ResNet-50; resnet18 (512-d features) is for CPU demos and tests.
     arch: Literal["resnet50", "resnet18"] = "resnet50"
     # ImageNet initialisation, as both baselines; from scratch Market-1501 is far too small.
@@ -140,6 +141,10 @@ class IDENet(nn.Module):
         """images float [B, 3, H, W] -> identity logits float [B, C]."""
         return self.forward_head(self.forward_features(images))
 
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The test-time descriptor, float [B, D]: pool5 for IDE and Siamese."""
+        return self.forward_features(images)
+
 
 class SiameseNet(IDENet):
     """IDE network plus the verification head of Zheng et al. 2017 (section 3.2).
@@ -177,6 +182,36 @@ class SiameseNet(IDENet):
         return self.verifier((first - second).pow(2))
 
 
+class BoTNet(IDENet):
+    """The Bag of Tricks network (Luo et al. 2019): ResNet + BNNeck + bias-free classifier.
+
+    BNNeck: the pooled feature f_t (what the triplet loss sees) goes through a BatchNorm whose
+    shift is frozen at 0, giving f_i, which the identity classifier (no bias) reads and which
+    is the test-time descriptor (:meth:`embed`). The two losses then act on differently
+    normalised features instead of pulling one feature two ways.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        nn.Module.__init__(self)
+        self.backbone = backbone
+        neck = nn.BatchNorm1d(feature_dim)
+        neck.bias.requires_grad_(False)  # BNNeck: scale learns, shift stays 0
+        classifier = nn.Linear(feature_dim, num_classes, bias=False)
+        nn.init.normal_(classifier.weight, std=0.001, generator=generator)
+        self.head = nn.Sequential(neck, classifier)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """f_i: the BNNeck feature, float [B, D]."""
+        return self.head[0](self.forward_features(images))
+
+
 def _backbone(arch: str, last_stride: int) -> nn.Module:
     """torchvision ResNet with the classifier removed: its forward returns pooled features."""
     net = resnet50(weights=None) if arch == "resnet50" else resnet18(weights=None)
@@ -211,7 +246,8 @@ def build_reid_model(
             pretrained) is drawn from a generator with this seed, never torch's global RNG.
 
     Returns:
-        :class:`IDENet` (``kind="ide"``) or :class:`SiameseNet` (``kind="siamese"``), in
+        :class:`IDENet` (``kind="ide"``), :class:`SiameseNet` (``kind="siamese"``) or
+        :class:`BoTNet` (``kind="bot"``), in
         training mode, on the CPU.
 
     Raises:
@@ -239,6 +275,13 @@ def build_reid_model(
             bottleneck_dim=config.bottleneck_dim,
             dropout=config.dropout,
             verification_dropout=config.verification_dropout,
+            generator=generator,
+        )
+    if config.kind == "bot":
+        return BoTNet(
+            backbone=backbone,
+            feature_dim=config.feature_dim,
+            num_classes=num_classes,
             generator=generator,
         )
     if config.kind != "ide":

@@ -112,3 +112,27 @@ def test_seeded_dropout_draws_from_its_generator_only():
     assert set(first.unique().tolist()) == {0.0, 2.0}  # kept values scaled by 1 / (1 - p)
     assert 0.45 < (first == 0).float().mean() < 0.55
     assert torch.equal(layer.eval()(x), x)
+
+
+def test_bot_bnneck_feeds_the_classifier_and_is_the_descriptor():
+    model = build_reid_model(
+        config=ReIDModelConfig(kind="bot", arch="resnet18", pretrained=False, last_stride=1),
+        num_classes=5,
+    )
+    neck, classifier = model.head
+    assert isinstance(neck, torch.nn.BatchNorm1d) and not neck.bias.requires_grad
+    assert classifier.bias is None
+    assert sorted(k for k in model.state_dict() if not k.startswith("backbone.")) == [
+        "head.0.bias",
+        "head.0.num_batches_tracked",
+        "head.0.running_mean",
+        "head.0.running_var",
+        "head.0.weight",
+        "head.1.weight",
+    ]
+    images = torch.randn(4, 3, 64, 32)
+    model.train()
+    features = model.forward_features(images)
+    assert model.forward_head(features).shape == (4, 5)
+    model.eval()
+    torch.testing.assert_close(model.embed(images), neck(model.forward_features(images)))

@@ -15,10 +15,10 @@ import torch
 
 from reid.checkpoint import load_checkpoint
 from reid.models import IDENet, ReIDModelConfig
+from reid.sampling import BatchSampler
 from reid.train import (
     TrainConfig,
     _augment,
-    _Sampler,
     extract_features,
     load_trained_model,
     train_reid,
@@ -84,21 +84,6 @@ def test_siamese_trains_and_reloads(tmp_path):
     assert loaded_config == config and classes.tolist() == [3, 13, 23, 33]
     for a, b in zip(model.state_dict().values(), result.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-
-
-def test_siamese_sampler_pairs():
-    targets = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3])
-    config = dataclasses.replace(TINY, batch_size=24, positive_fraction=0.5)
-    sampler = _Sampler(targets, config, siamese=True)
-    indices, same = sampler(0)
-    assert same is not None and len(indices) == 2 * len(same) == 24
-    anchors, partners = indices[:12], indices[12:]
-    assert sorted(anchors.tolist()) == list(range(12))  # one epoch = every image as an anchor
-    assert torch.equal(targets[anchors] == targets[partners], same)
-    assert bool((anchors[same] != partners[same]).all())  # positives are other images
-    assert 0 < int(same.sum()) < 12
-    again, _ = sampler(0)
-    assert torch.equal(again, indices)  # a pure function of (seed, step)
 
 
 def test_augment_keeps_shape_and_erases():
@@ -174,7 +159,8 @@ def test_ide_original_preset_is_the_caffe_recipe():
     assert config.freeze_bn_stats and config.optimizer == "sgd"
     # Market-1501: 12,936 training images / 16 = 808 steps per epoch; the solver's 50,000
     # iterations with the step at 20,000 become 62 * 808 = 50,096 and 25 * 808 = 20,200.
-    per_epoch = _Sampler(torch.arange(12_936) % 751, config, siamese=False).steps_per_epoch
+    targets = torch.arange(12_936) % 751
+    per_epoch = BatchSampler(targets, batch_size=config.batch_size, seed=0).steps_per_epoch
     assert per_epoch * config.epochs == 50_096
     assert per_epoch * config.lr_milestones[0] == 20_200
     assert TrainConfig.ide_original(epochs=1, seed=3).epochs == 1
@@ -198,6 +184,7 @@ DDP_SCRIPT = """
 import os, sys, torch
 sys.path.insert(0, {root!r})
 from reid.models import IDENet, ReIDModelConfig
+from reid.sampling import BatchSampler
 from reid.train import TrainConfig, train_reid
 config = TrainConfig(model=ReIDModelConfig(arch="resnet18", pretrained=False), height=32,
                      width=16, pad=2, batch_size=8)
@@ -312,3 +299,38 @@ def test_checkpoint_intervals_may_change_between_a_run_and_its_resume(tmp_path):
     assert resumed.resumed_at == 2 and resumed.steps == 3
     with pytest.raises(ValueError, match="another config"):
         train_reid(dataclasses.replace(TINY, lr=0.02), images, labels, tmp_path, max_steps=4)
+
+
+def test_warmup_then_steps():
+    from reid.train import lr_schedule
+
+    config = TrainConfig.bot()
+    factor = lr_schedule(config, steps_per_epoch=10)
+    assert factor(0) == pytest.approx(0.1)  # warmup starts at 0.1x
+    assert factor(50) == pytest.approx(0.1 + 0.9 * 50 / 100)  # halfway through 10 epochs
+    assert factor(100) == 1.0 and factor(399) == 1.0
+    assert factor(400) == pytest.approx(0.1) and factor(700) == pytest.approx(0.01)
+    assert lr_schedule(TINY, steps_per_epoch=10)(0) == 1.0  # no warmup by default
+
+
+def test_bot_recipe_trains_with_pk_batches_and_triplet_loss(tmp_path):
+    images, labels = toy_set(num_ids=4, per_id=6)
+    config = TrainConfig.bot(
+        model=ReIDModelConfig(kind="bot", arch="resnet18", pretrained=False, last_stride=1),
+        height=32,
+        width=16,
+        pad=2,
+        batch_size=8,
+        instances_per_id=2,
+        epochs=8,
+        warmup_epochs=1,
+        lr_milestones=(6,),
+        lr=1e-3,
+        log_every=1,
+    )
+    result = train_reid(config, images, labels, tmp_path, max_steps=24)
+    losses = torch.tensor([loss for _, loss in result.losses])
+    assert torch.isfinite(losses).all()
+    assert losses[-6:].median() < 0.8 * losses[:4].mean()
+    features = extract_features(result.model, images, size=(32, 16), normalize=True)
+    assert features.shape == (24, 512)
