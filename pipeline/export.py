@@ -5,8 +5,9 @@ follow the Market-1501 pattern (``{pid}_c{cam}s{seq}_{frame}_{box}.jpg``), so to
 fast-reid parse identity and camera as usual: the source's pid and camera, sequence
 :data:`GENERATED_SEQUENCE` (Market-1501 uses 1-6), the generated row as frame, and the draw
 number as box. A generated name therefore never equals a real one. ``bounding_box_test`` and
-``query`` are written from the store unchanged; ``generated.csv`` maps each generated file to
-its source and target-pose images.
+``query`` are written from the store unchanged: an image ingested as a JPEG is copied byte for
+byte (format-2 stores keep the source file), any other is written as a JPEG;
+``generated.csv`` maps each generated file to its source and target-pose images.
 
 An export never mixes with anything: a non-empty destination is refused, and ``overwrite``
 replaces only an earlier export, found by its manifest (:data:`MANIFEST`, written before the
@@ -30,6 +31,8 @@ from foundation.errors import UserError
 from pipeline.ingest import MARKET_FOLDERS
 from pipeline.synthesize import generated_run_name
 from storage import MissingInputError, PersonStore
+from storage.encoding import JPEG_MAGIC
+from storage.store import FORMAT_V1, decode_elements
 
 GENERATED_SEQUENCE = 9
 JPEG_QUALITY = 95
@@ -100,9 +103,18 @@ def export_market(
         "files": sorted(files),
     }
     _write_manifest(out, manifest)
-    images = store.load_in_memory(("images",))["images"]
-    for row, relative in enumerate(real):
-        _save(images[row], out / relative)
+    if store.format == FORMAT_V1:
+        images = store.load_in_memory(("images",))["images"]
+        for row, relative in enumerate(real):
+            _save(images[row], out / relative)
+    else:
+        shape = store.item_shape("images")
+        for element, relative in zip(store.read_encoded("images"), real, strict=True):
+            if element.startswith(JPEG_MAGIC):
+                (out / relative).parent.mkdir(parents=True, exist_ok=True)
+                (out / relative).write_bytes(element)
+            else:
+                _save(decode_elements([element], shape)[0], out / relative)
     if group is not None:
         generated = store.load_in_memory((f"{group}/images", f"{group}/target_index"))
         for name, image in zip(generated_names, generated[f"{group}/images"], strict=True):

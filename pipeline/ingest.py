@@ -1,28 +1,39 @@
 """Ingest stage: a dataset folder (Market-1501 or DeepFashion In-shop layout) into a store.
 
-Two passes over the files: the first decodes every image to find the unreadable ones and the
-wrong sizes (they are reported and skipped, the rest goes on), the second writes blocks of
-decoded images through the store's resumable stage bookkeeping. A crash in the second pass
-leaves finished blocks in place; running the same ingest again continues from there.
+Every image is decoded once. The first pass reads each file and decodes it to find the
+unreadable ones and the wrong sizes (they are reported and skipped, the rest goes on): a
+complete JPEG of the store's size is kept as it is (its bytes are written verbatim, see
+:mod:`storage.encoding`), anything else (a resized DeepFashion image, a PNG, a CMYK JPEG) is
+encoded losslessly right away and held in a temporary spill file. The second pass writes
+blocks of those elements (re-reading the verbatim files, not decoding them) through the
+store's resumable stage bookkeeping. A crash in the second pass leaves finished blocks in
+place; running the same ingest again continues from there.
 """
 
 from __future__ import annotations
 
 import re
+import tempfile
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from foundation.errors import UserError
-from storage import PersonStore, StageStamp, create_store, open_store
+from storage import PersonStore, StageStamp, StoreValidationError, create_store, open_store
+from storage.encoding import decode_jpeg, encode_rgb, keeps_verbatim
+from storage.store import FORMAT_V1
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+# 24 real Market-1501 images are named *.jpg.jpg (6 query, 18 bounding_box_test). torchreid
+# globs *.jpg and reads pid and camera from the name's start, so they belong to the benchmark.
+DOUBLE_SUFFIX = ".jpg.jpg"
 MARKET_FOLDERS = {"bounding_box_train": "train", "bounding_box_test": "gallery", "query": "query"}
 # pid (-1 junk, 0000 distractor, else 4 digits), camera 1-6, sequence, frame, box index. The
 # pattern takes any numbers, so that a name of the right shape gets a field-by-field message.
@@ -60,7 +71,10 @@ def parse_market_name(name: str) -> MarketName:
         ValueError: the name does not follow the Market-1501 pattern, or says which of its
             fields is out of range (person id, camera).
     """
-    match = MARKET_NAME.match(Path(name).stem)
+    stem = Path(name).name
+    while Path(stem).suffix.lower() in IMAGE_SUFFIXES:  # 0001_c1s1_001051_00.jpg.jpg too
+        stem = Path(stem).stem
+    match = MARKET_NAME.match(stem)
     if match is None:
         raise ValueError(f"{name}: not a Market-1501 image name (pid_cCsS_frame_box.jpg)")
     if match["pid"] != "-1" and not re.fullmatch(r"\d{4}", match["pid"]):
@@ -289,18 +303,59 @@ def decode_image(path: str, *, size: tuple[int, int], resize: bool) -> np.ndarra
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def _check_all(
-    candidates: pd.DataFrame, size: tuple[int, int], resize: bool, workers: int
-) -> list[str | None]:
-    def check(path: str) -> str | None:
+class _Spill:
+    """Encoded elements of the images that are not kept verbatim, in a temporary file (a
+    resized DeepFashion set does not fit in memory decoded; its elements are written by the
+    second pass). Thread-safe appends."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def put(self, element: bytes) -> tuple[int, int]:
+        with self._lock:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile()
+            self._file.seek(0, 2)
+            offset = self._file.tell()
+            self._file.write(element)
+            return offset, len(element)
+
+    def get(self, where: tuple[int, int]) -> bytes:
+        assert self._file is not None
+        with self._lock:
+            self._file.seek(where[0])
+            return self._file.read(where[1])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _prepare_all(
+    candidates: pd.DataFrame, size: tuple[int, int], resize: bool, workers: int, spill: _Spill
+) -> list[str | tuple[int, int] | None]:
+    """Decode every candidate once: None = a complete JPEG of ``size``, kept verbatim;
+    (offset, length) = its lossless element in ``spill``; a string = why it is skipped."""
+
+    def prepare(path: str) -> str | tuple[int, int] | None:
         try:
-            decode_image(path, size=size, resize=resize)
+            data = Path(path).read_bytes()
+        except OSError as error:
+            return f"{path}: unreadable image ({error})"
+        if keeps_verbatim(data, size):
+            try:
+                decode_jpeg(data)  # strict: a truncated file fails here
+                return None
+            except ValueError:
+                pass  # PIL may still read it (recoverable damage): stored decoded, below
+        try:
+            return spill.put(encode_rgb(decode_image(path, size=size, resize=resize)))
         except ValueError as error:
             return str(error)
-        return None
 
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(check, candidates["path"]))
+        return list(pool.map(prepare, candidates["path"]))
 
 
 def ingest(
@@ -326,7 +381,10 @@ def ingest(
         overwrite: replace an existing store built from other files.
         progress: called as ``progress(done_blocks, total_blocks)``.
     Returns:
-        The ``ingest`` stamp; its report lists every skipped file and why.
+        The ``ingest`` stamp. Counts: images per split, ``skipped``, ``jpeg_verbatim`` (source
+        files stored as they are) and ``lossless`` (stored decoded, losslessly), for
+        Market-1501 ``double_suffix_images`` (the ``*.jpg.jpg`` files, ingested as images as
+        torchreid does). Report: every skipped file and why; the ``*.jpg.jpg`` names.
     """
     scan = scan_market1501 if kind == "market1501" else scan_deepfashion
     candidates, skipped = scan(Path(source))
@@ -334,35 +392,58 @@ def ingest(
         raise DatasetLayoutError(f"{source}: no images found")
     resize = kind == "deepfashion"
     size = size or ((128, 64) if kind == "market1501" else (256, 256))
-    problems = _check_all(candidates, size, resize, workers)
-    keep = np.array([p is None for p in problems])
-    skipped += [p for p in problems if p is not None]
-    files = candidates[keep].reset_index(drop=True)
-    index = files.drop(columns="path")
-    store = _create_or_resume(store_url, index, size, block_size, overwrite)
-    config = {
-        "source": str(Path(source).resolve()),
-        "kind": kind,
-        "size": list(size),
-        "n_images": len(index),
-    }
-    with store.stage("ingest", config=config, on_block=progress) as run:
-        for block in run.pending_blocks():
-            rows = store.block_slice(block)
-            paths = files["path"].iloc[rows]
-            with ThreadPoolExecutor(workers) as pool:
-                images = list(pool.map(lambda p: decode_image(p, size=size, resize=resize), paths))
-            run.write("images", block, np.stack(images))
-            run.mark_done(block)
-        counts = {
-            "images": len(index),
-            "skipped": len(skipped),
-            **{
-                f"{split}_images": int((index["split"] == split).sum())
-                for split in ("train", "gallery", "query")
-            },
+    spill = _Spill()
+    try:
+        prepared = _prepare_all(candidates, size, resize, workers, spill)
+        keep = np.array([not isinstance(p, str) for p in prepared])
+        skipped += [p for p in prepared if isinstance(p, str)]
+        files = candidates[keep].reset_index(drop=True)
+        elements = [p for p in prepared if not isinstance(p, str)]
+        index = files.drop(columns="path")
+        store = _create_or_resume(store_url, index, size, block_size, overwrite)
+        config = {
+            "source": str(Path(source).resolve()),
+            "kind": kind,
+            "size": list(size),
+            "n_images": len(index),
         }
-        return run.finish(counts=counts, report={"skipped": skipped})
+        with store.stage("ingest", config=config, on_block=progress) as run:
+            pending = run.pending_blocks()
+            if pending and store.format == FORMAT_V1:
+                raise StoreValidationError(
+                    f"{store_url} is a format-1 store (decoded pixels) with an unfinished "
+                    "ingest: ingest again with --overwrite, or finish it with the version "
+                    "that began it and run `augment-market migrate`"
+                )
+            for block in pending:
+                rows = store.block_slice(block)
+                payloads = [
+                    Path(files["path"].iloc[row]).read_bytes()
+                    if (where := elements[row]) is None
+                    else spill.get(where)
+                    for row in range(rows.start, rows.stop)
+                ]
+                run.write_encoded("images", block, payloads)
+                run.mark_done(block)
+            verbatim = sum(element is None for element in elements)
+            double = [n for n in index["filename"] if n.lower().endswith(DOUBLE_SUFFIX)]
+            counts = {
+                "images": len(index),
+                "skipped": len(skipped),
+                "jpeg_verbatim": verbatim,
+                "lossless": len(index) - verbatim,
+                **{
+                    f"{split}_images": int((index["split"] == split).sum())
+                    for split in ("train", "gallery", "query")
+                },
+            }
+            report: dict[str, list[str]] = {"skipped": skipped}
+            if kind == "market1501":
+                counts["double_suffix_images"] = len(double)
+                report["double_suffix"] = double
+            return run.finish(counts=counts, report=report)
+    finally:
+        spill.close()
 
 
 def _create_or_resume(

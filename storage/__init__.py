@@ -1,5 +1,6 @@
 """The Zarr person store: the only package that touches the on-disk format."""
 
+from storage.migrate import MigrationError, MigrationResult, migrate_store
 from storage.stages import (
     MissingInputError,
     StageBusyError,
@@ -12,6 +13,7 @@ from storage.store import (
     NUM_PARSING_LABELS,
     SPLITS,
     PersonStore,
+    RowReader,
     StoreLocationError,
     StoreNotFoundError,
     StoreSummary,
@@ -24,8 +26,11 @@ __all__ = [
     "LIP_LABELS",
     "NUM_PARSING_LABELS",
     "SPLITS",
+    "MigrationError",
+    "MigrationResult",
     "MissingInputError",
     "PersonStore",
+    "RowReader",
     "StageBusyError",
     "StageRun",
     "StageStamp",
@@ -35,5 +40,6 @@ __all__ = [
     "StoreValidationError",
     "config_hash",
     "create_store",
+    "migrate_store",
     "open_store",
 ]

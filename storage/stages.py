@@ -259,6 +259,11 @@ class StageRun:
         self.begin()
         self.store.write(array, block, data)
 
+    def write_encoded(self, array: str, block: int, elements: Any) -> None:
+        """Write encoded elements as block ``block`` (see PersonStore.write_encoded)."""
+        self.begin()
+        self.store.write_encoded(array, block, elements)
+
     def mark_done(self, block: int) -> None:
         """Record that ``block`` is completely written (call after every write of the block)."""
         self.begin()

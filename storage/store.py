@@ -11,16 +11,30 @@ Layout under the store root (a local folder or an fsspec URL such as ``s3://buck
     tables/<name>.parquet  e.g. the pairs tables
     stamps/<stage>.json  finished-stage records;  locks/<stage>.lock  one-writer locks
 
-Chunking (measured, ENVIRONMENT.md and benchmarks/storage.py): ``block_size`` images per chunk
-(default 64) along N, whole images inside, Blosc zstd level 5 with bitshuffle. One chunk is one
-block, so one writer per block never shares a chunk with another writer, and the whole store
-loads into memory in about a second (the training path); random batches read chunk by chunk.
+Format 2 (``augment-market/2``, measured in BENCHMARKS.md "Storage"): ``images``, ``masks``,
+``parsing`` and ``generated/<run>/images`` hold one encoded element per image (a Zarr array of
+variable-length bytes, ``block_size`` elements per chunk, no further compression): an ingested
+JPEG verbatim, anything else losslessly (:mod:`storage.encoding`). Reads decode only the rows
+asked for, with libjpeg-turbo and zstd in a thread pool. The store is the size of the JPEG
+folder, ingest decodes each image once (to check it), and a random row costs one chunk read of
+encoded bytes (about 150 KB on Market-1501) plus one decode. :meth:`PersonStore.reader` keeps
+encoded chunks in memory for repeated random access (the streaming training loader).
+
+Format 1 (``augment-market/1``: decoded pixels, 64-image chunks, Blosc zstd-5 bitshuffle)
+stays readable and writable through the same methods; ``augment-market migrate`` (see
+:mod:`storage.migrate`) converts it.
+
+One chunk is one block in both formats, so one writer per block never shares a chunk with
+another writer.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,9 +44,21 @@ import numpy as np
 import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.core.dtype import VariableLengthBytes
+from zarr.errors import UnstableSpecificationWarning
 
 from foundation import __version__
 from foundation.errors import UserError
+from storage.encoding import (
+    JPEG_MAGIC,
+    LABELS_MAGIC,
+    RGB_MAGIC,
+    EncodingError,
+    decode_element,
+    encode_labels,
+    encode_rgb,
+    jpeg_size,
+)
 from storage.stages import MissingInputError, StageLock, StageRun, StageStamp, config_hash
 
 SPLITS = ("train", "gallery", "query")
@@ -44,7 +70,16 @@ LIP_LABELS: tuple[str, ...] = (
 )  # fmt: skip
 NUM_PARSING_LABELS = len(LIP_LABELS)
 INDEX_COLUMNS = ("person_id", "camera", "split", "filename")
+FORMAT = "augment-market/2"
+FORMAT_V1 = "augment-market/1"
+# Format 1's image arrays: decoded pixels in Blosc zstd-5 bitshuffle chunks.
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle)
+# Attribute of a format-2 element array: the decoded shape of one image ([H, W, 3] or [H, W]).
+_ITEM_SHAPE = "item_shape"
+# Decoding threads of a large read: libjpeg-turbo and zstd release the GIL.
+DEFAULT_THREADS = min(4, os.cpu_count() or 1)
+# Below this many rows a thread pool costs more than it saves.
+_POOL_MIN_ROWS = 256
 
 
 class StoreValidationError(UserError, ValueError):
@@ -90,6 +125,7 @@ class PersonStore:
         self.height = int(attrs["height"])
         self.width = int(attrs["width"])
         self.block_size = int(attrs["block_size"])
+        self.format = str(attrs["format"])
         self._index: pd.DataFrame | None = None
         # Coordinator runs open on this handle, innermost last (see _begin_writes).
         self._open_runs: list[StageRun] = []
@@ -125,39 +161,100 @@ class PersonStore:
         """The group at ``name`` (a path inside the store's group)."""
         return _as_group(self.group[name])
 
-    def read(
-        self, name: str, selection: slice | np.ndarray | Sequence[int] = slice(None)
-    ) -> np.ndarray:
-        """Read rows of array ``name`` (``images``, ``masks``, ``parsing``, or a generated
-        array such as ``generated/<run>/images``)."""
+    def item_shape(self, name: str) -> tuple[int, ...]:
+        """Shape of one decoded row of array ``name`` (e.g. ``(128, 64, 3)`` for images)."""
         array = self._array(name)
+        if _is_elements(array):
+            shape = array.attrs[_ITEM_SHAPE]
+            if not isinstance(shape, list):
+                raise StoreValidationError(f"{name}: {_ITEM_SHAPE} is not a list")
+            return tuple(int(v) for v in shape)
+        return tuple(int(v) for v in array.shape[1:])
+
+    def read(
+        self,
+        name: str,
+        selection: slice | np.ndarray | Sequence[int] = slice(None),
+        *,
+        threads: int = DEFAULT_THREADS,
+    ) -> np.ndarray:
+        """Read (and decode) rows of array ``name`` (``images``, ``masks``, ``parsing``, or a
+        generated array such as ``generated/<run>/images``); only the chunks holding them are
+        read and only those rows decoded. Rows never written read as zeros.
+
+        Args:
+            selection: a slice or row indices (any order, repeats allowed).
+            threads: decoding threads for large reads.
+        """
+        array = self._array(name)
+        if not _is_elements(array):
+            if isinstance(selection, slice):
+                return np.asarray(array[selection])
+            rows = np.asarray(selection, dtype=np.int64)
+            return np.asarray(array.get_orthogonal_selection((rows,)))
         if isinstance(selection, slice):
-            return np.asarray(array[selection])
+            return decode_elements(_get(array, selection), self.item_shape(name), threads=threads)
         rows = np.asarray(selection, dtype=np.int64)
-        return np.asarray(array.get_orthogonal_selection((rows,)))
+        unique, inverse = np.unique(rows, return_inverse=True)
+        decoded = decode_elements(_get(array, unique), self.item_shape(name), threads=threads)
+        return decoded if len(unique) == len(rows) and (unique == rows).all() else decoded[inverse]
+
+    def read_encoded(
+        self, name: str, selection: slice | np.ndarray | Sequence[int] = slice(None)
+    ) -> list[bytes]:
+        """The stored elements of rows of a format-2 image array, undecoded (e.g. to copy an
+        ingested JPEG verbatim); see :mod:`storage.encoding`.
+
+        Raises:
+            StoreValidationError: ``name`` holds decoded pixels (format 1).
+        """
+        array = self._array(name)
+        if not _is_elements(array):
+            raise StoreValidationError(f"{name} in {self.url} holds decoded pixels, no elements")
+        if isinstance(selection, slice):
+            return list(_get(array, selection))
+        return list(_get(array, np.asarray(selection, dtype=np.int64)))
 
     def load_in_memory(
         self,
         names: Sequence[str] = ("images", "masks", "parsing"),
         *,
         rows: np.ndarray | None = None,
+        threads: int = DEFAULT_THREADS,
     ) -> dict[str, np.ndarray]:
-        """Decode whole arrays into memory (the fast training path: one sequential read).
+        """Decode arrays into memory (the fast training path).
 
         Args:
             names: arrays to load.
-            rows: optional row indices to keep (loaded whole, then indexed: sequential chunk
-                reads are ~50x faster than random ones).
+            rows: optional row indices to keep; only these are decoded (format 2; format 1
+                arrays are loaded whole, then indexed: sequential chunk reads are ~50x faster
+                than random ones there).
+            threads: decoding threads (format 2).
         Returns:
             name -> array, e.g. ``images`` [N, H, W, 3] uint8.
         """
-        loaded = {name: np.asarray(self._array(name)[:]) for name in names}
-        if rows is not None:
-            loaded = {name: array[rows] for name, array in loaded.items()}
+        loaded = {}
+        for name in names:
+            array = self._array(name)
+            if _is_elements(array):
+                selection = slice(None) if rows is None else rows
+                loaded[name] = self.read(name, selection, threads=threads)
+            else:
+                whole = np.asarray(array[:])
+                loaded[name] = whole if rows is None else whole[rows]
         return loaded
 
+    def reader(
+        self, names: Sequence[str], *, cache_bytes: int = 1 << 30, threads: int = 1
+    ) -> RowReader:
+        """A random-access reader of ``names`` that keeps encoded chunks in memory (up to
+        ``cache_bytes``; decoded pixels are never cached). For repeated random batches of a
+        store whose decoded arrays need not fit in memory; see :class:`RowReader`."""
+        return RowReader(self, names, cache_bytes=cache_bytes, threads=threads)
+
     def write(self, name: str, block: int, data: np.ndarray) -> None:
-        """Validate ``data`` and write it as block ``block`` of array ``name``.
+        """Validate ``data`` and write it as block ``block`` of array ``name`` (image arrays of
+        format 2 encode it losslessly, see :mod:`storage.encoding`).
 
         Raises:
             StoreValidationError: wrong shape, dtype, or label range; the message names the
@@ -168,18 +265,61 @@ class PersonStore:
         self._begin_writes()
         array = self._array(name)
         rows = self.block_slice(block, array.shape[0])
-        expected = (rows.stop - rows.start, *array.shape[1:])
+        expected = (rows.stop - rows.start, *self.item_shape(name))
         data = np.asarray(data)
         if data.shape != expected:
             raise StoreValidationError(
                 f"{name} block {block}: expected shape {expected}, got {data.shape}"
             )
-        if data.dtype != array.dtype:
+        dtype = np.dtype(np.uint8) if _is_elements(array) else array.dtype
+        if data.dtype != dtype:
             raise StoreValidationError(
-                f"{name} block {block}: expected dtype {array.dtype}, got {data.dtype}"
+                f"{name} block {block}: expected dtype {dtype}, got {data.dtype}"
             )
         self._check_range(name, rows, data)
-        array[rows] = data
+        if _is_elements(array):
+            encode = encode_rgb if data.ndim == 4 else encode_labels
+            array[rows] = _object_array([encode(image) for image in data])
+        else:
+            array[rows] = data
+
+    def write_encoded(self, name: str, block: int, elements: Sequence[bytes]) -> None:
+        """Write block ``block`` of a format-2 image array from encoded elements: JPEG files
+        kept verbatim (their headers must give the array's image size; the caller has decoded
+        each once to check it is complete) or elements of :mod:`storage.encoding`.
+
+        Raises:
+            StoreValidationError: wrong count, a JPEG of another size, an unknown encoding,
+                or a format-1 array; the message names the image.
+        """
+        if self.mode == "r":
+            raise PermissionError(f"store {self.url} is open read-only")
+        self._begin_writes()
+        array = self._array(name)
+        if not _is_elements(array):
+            raise StoreValidationError(f"{name} in {self.url} holds decoded pixels (format 1)")
+        rows = self.block_slice(block, array.shape[0])
+        if len(elements) != rows.stop - rows.start:
+            raise StoreValidationError(
+                f"{name} block {block}: expected {rows.stop - rows.start} elements, "
+                f"got {len(elements)}"
+            )
+        height, width = self.item_shape(name)[:2]
+        for offset, element in enumerate(elements):
+            try:
+                if bytes(element[:3]) == JPEG_MAGIC:
+                    size = jpeg_size(element)[:2]
+                    if size != (height, width):
+                        raise EncodingError(
+                            f"JPEG of {size[0]}x{size[1]}, expected {height}x{width}"
+                        )
+                elif bytes(element[:4]) not in (RGB_MAGIC, LABELS_MAGIC):
+                    raise EncodingError("unknown element encoding")
+            except EncodingError as error:
+                row = rows.start + offset
+                label = self.index["filename"].iloc[row] if name == "images" else f"row {row}"
+                raise StoreValidationError(f"{name}: image {label}: {error}") from None
+        array[rows] = _object_array(elements)
 
     def _check_range(self, name: str, rows: slice, data: np.ndarray) -> None:
         limit = {"masks": 1, "parsing": NUM_PARSING_LABELS - 1}.get(name.rsplit("/", 1)[-1])
@@ -225,14 +365,17 @@ class PersonStore:
         self._begin_writes()
         group = self.group.require_group(path)
         chunk = (self.block_size,)
-        group.create_array(
-            "images",
-            shape=(n, self.height, self.width, 3),
-            dtype="uint8",
-            chunks=(self.block_size, self.height, self.width, 3),
-            compressors=_COMPRESSOR,
-            overwrite=True,
-        )
+        if self.format == FORMAT_V1:
+            group.create_array(
+                "images",
+                shape=(n, self.height, self.width, 3),
+                dtype="uint8",
+                chunks=(self.block_size, self.height, self.width, 3),
+                compressors=_COMPRESSOR,
+                overwrite=True,
+            )
+        else:
+            _create_elements(group, "images", n, (self.height, self.width, 3), self.block_size)
         for column in ("source_index", "target_index", "person_id"):
             group.create_array(column, shape=(n,), dtype="int64", chunks=chunk, overwrite=True)
         group.attrs.update(dict(attributes or {}))
@@ -464,6 +607,144 @@ class PersonStore:
         )
 
 
+class RowReader:
+    """Random rows of some image arrays, decoded on demand from encoded chunks kept in memory.
+
+    A chunk of encoded elements is read once (one Zarr read of ``block_size`` rows) and kept
+    while the cache holds less than ``cache_bytes`` (least recently used chunks go first), so
+    repeated random batches cost one decode per image: Market-1501's encoded images, masks
+    and parsing are about 100 MB, against 1.3 GB decoded. Format-1 arrays are read through
+    :meth:`PersonStore.read` (no cache). Not for arrays that change while it reads: a chunk
+    cached before another process rewrites it stays as it was.
+    """
+
+    def __init__(
+        self, store: PersonStore, names: Sequence[str], *, cache_bytes: int, threads: int
+    ) -> None:
+        self.store = store
+        self.names = tuple(names)
+        self.threads = threads
+        self.cache_bytes = cache_bytes
+        self._arrays = {name: store._array(name) for name in self.names}
+        self._shapes = {name: store.item_shape(name) for name in self.names}
+        self._chunks: dict[tuple[str, int], list[bytes]] = {}
+        self._cached = 0
+
+    def _elements(self, name: str, rows: np.ndarray) -> list[bytes]:
+        array, size = self._arrays[name], self.store.block_size
+        chunks: dict[int, list[bytes]] = {}
+        for chunk in np.unique(rows // size).tolist():
+            if (cached := self._chunks.pop((name, chunk), None)) is not None:
+                self._chunks[(name, chunk)] = cached  # most recently used last
+                chunks[chunk] = cached
+        missing = sorted(set(np.unique(rows // size).tolist()) - set(chunks))
+        if missing:
+            spans = [np.arange(c * size, min((c + 1) * size, array.shape[0])) for c in missing]
+            fetched = list(_get(array, np.concatenate(spans)))
+            start = 0
+            for chunk, span in zip(missing, spans, strict=True):
+                chunks[chunk] = fetched[start : start + len(span)]
+                self._remember((name, chunk), chunks[chunk])
+                start += len(span)
+        return [chunks[row // size][row % size] for row in rows.tolist()]
+
+    def _remember(self, key: tuple[str, int], elements: list[bytes]) -> None:
+        self._chunks[key] = elements
+        self._cached += sum(len(e) for e in elements)
+        while self._cached > self.cache_bytes and len(self._chunks) > 1:
+            oldest = next(iter(self._chunks))
+            self._cached -= sum(len(e) for e in self._chunks.pop(oldest))
+
+    def read(self, rows: np.ndarray | Sequence[int]) -> dict[str, np.ndarray]:
+        """Decoded rows (any order, repeats allowed) of every array: name -> [R, ...] uint8."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = {}
+        for name in self.names:
+            if _is_elements(self._arrays[name]):
+                elements = self._elements(name, rows)
+                out[name] = decode_elements(elements, self._shapes[name], threads=self.threads)
+            else:
+                out[name] = self.store.read(name, rows)
+        return out
+
+
+def decode_elements(
+    elements: Sequence[bytes] | np.ndarray, item_shape: tuple[int, ...], *, threads: int = 1
+) -> np.ndarray:
+    """Decode encoded elements (:mod:`storage.encoding`) into uint8 ``[len, *item_shape]``;
+    an empty element (a row never written) decodes to zeros.
+
+    Raises:
+        StoreValidationError: an element of an unknown encoding or of another size.
+    """
+    out = np.zeros((len(elements), *item_shape), np.uint8)
+
+    def decode(i: int) -> None:
+        if len(elements[i]):
+            try:
+                decode_element(elements[i], out[i])
+            except EncodingError as error:
+                raise StoreValidationError(f"element {i} of {len(elements)}: {error}") from None
+
+    def decode_span(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            decode(i)
+
+    if threads > 1 and len(elements) >= _POOL_MIN_ROWS:
+        # Contiguous spans per task: one task per image would cost more than its decode.
+        step = -(-len(elements) // (threads * 8))
+        with ThreadPoolExecutor(threads) as pool:
+            done = [
+                pool.submit(decode_span, start, min(start + step, len(out)))
+                for start in range(0, len(out), step)
+            ]
+            for future in done:
+                future.result()
+    else:
+        decode_span(0, len(out))
+    return out
+
+
+def _get(array: zarr.Array, selection: slice | np.ndarray) -> np.ndarray:
+    """Rows of ``array``: a slice, or sorted or unsorted row indices."""
+    if isinstance(selection, slice):
+        return np.asarray(array[selection])
+    return np.asarray(array.get_orthogonal_selection((selection,)))
+
+
+def _is_elements(array: zarr.Array) -> bool:
+    """Whether ``array`` holds encoded elements (format 2) rather than decoded pixels."""
+    return _ITEM_SHAPE in array.attrs
+
+
+def _object_array(elements: Sequence[bytes]) -> np.ndarray:
+    out = np.empty(len(elements), dtype=object)
+    out[:] = [bytes(e) for e in elements]
+    return out
+
+
+def _create_elements(
+    group: zarr.Group, name: str, n: int, item_shape: tuple[int, ...], block_size: int
+) -> zarr.Array:
+    """A format-2 element array: ``n`` variable-length byte strings, ``block_size`` per chunk
+    (already compressed elements: no codec on top)."""
+    with warnings.catch_warnings():
+        # zarr-python's variable-length bytes have no Zarr v3 specification yet: stores are
+        # read by zarr-python (pinned in pyproject.toml), and `migrate` rewrites them if a
+        # future version changes the representation.
+        warnings.simplefilter("ignore", UnstableSpecificationWarning)
+        array = group.create_array(
+            name,
+            shape=(n,),
+            dtype=VariableLengthBytes(),
+            chunks=(max(1, min(block_size, n)),),
+            compressors=None,
+            overwrite=True,
+            attributes={_ITEM_SHAPE: list(item_shape)},
+        )
+    return array
+
+
 def _as_array(node: zarr.Array | zarr.Group) -> zarr.Array:
     if not isinstance(node, zarr.Array):
         raise TypeError(f"{node.path!r} is a Zarr group, expected an array")
@@ -544,21 +825,12 @@ def create_store(
             "height": height,
             "width": width,
             "block_size": block_size,
-            "format": "augment-market/1",
+            "format": FORMAT,
         }
     )
-    for name, shape in (
-        ("images", (n, height, width, 3)),
-        ("masks", (n, height, width)),
-        ("parsing", (n, height, width)),
-    ):
-        group.create_array(
-            name,
-            shape=shape,
-            dtype="uint8",
-            chunks=(block_size, *shape[1:]),
-            compressors=_COMPRESSOR,
-        )
+    _create_elements(group, "images", n, (height, width, 3), block_size)
+    _create_elements(group, "masks", n, (height, width), block_size)
+    _create_elements(group, "parsing", n, (height, width), block_size)
     group.create_array("person_id", data=index["person_id"].to_numpy(np.int32), chunks=(max(n, 1),))
     group.create_array("camera", data=index["camera"].to_numpy(np.int8), chunks=(max(n, 1),))
     for column in ("split", "filename"):
@@ -585,6 +857,6 @@ def open_store(
             "create one with `augment-market ingest`"
         )
     group = zarr.open_group(url, mode=mode, storage_options=dict(storage_options or {}) or None)
-    if group.attrs.get("format") != "augment-market/1":
+    if group.attrs.get("format") not in (FORMAT, FORMAT_V1):
         raise StoreValidationError(f"{url} is a Zarr group but not an augment-market store")
     return PersonStore(url, group, mode=mode)

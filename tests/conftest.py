@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,6 +57,23 @@ def build_store(path, *, ids=(3, 3), per_id=4, height=64, width=32, seed=0) -> P
     return store
 
 
+# 46 real Market-1501-v15.09.15 images under their original names (tests/data/README.md):
+# all 24 *.jpg.jpg files (pid 1488 exists only as those), queries and gallery images of pid
+# 0001, distractors, junk, and two training identities.
+REAL_MARKET_SAMPLE = Path(__file__).parent / "data" / "market1501_sample"
+
+
+@pytest.fixture
+def real_market(tmp_path) -> Path:
+    """The real sample as a Market-1501 folder, with the real set's non-image entries."""
+    root = tmp_path / "Market-1501-v15.09.15"
+    shutil.copytree(REAL_MARKET_SAMPLE, root)
+    (root / "bounding_box_train" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0 not an image")
+    (root / "gt_bbox").mkdir()
+    (root / "gt_query").mkdir()
+    return root
+
+
 @pytest.fixture
 def small_store(tmp_path) -> PersonStore:
     return build_store(tmp_path / "store")
@@ -70,7 +89,12 @@ def store_state(store: PersonStore) -> dict[str, str]:
         members = sorted(store.group.members(max_depth=None), key=lambda item: item[0])
     for path, node in members:
         if isinstance(node, zarr.Array):
-            digest = hashlib.sha256(np.asarray(node[...]).tobytes()).hexdigest()
+            values = np.asarray(node[...])
+            if values.dtype == object:  # encoded elements: their bytes, not the pointers
+                content = b"".join(len(v).to_bytes(8, "little") + bytes(v) for v in values)
+            else:
+                content = values.tobytes()
+            digest = hashlib.sha256(content).hexdigest()
             state[path] = f"{digest} {dict(node.attrs)}"
     tables = store._path("tables")
     for file in sorted(store.fs.ls(tables, detail=False) if store.fs.exists(tables) else []):

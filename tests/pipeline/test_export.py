@@ -44,3 +44,17 @@ def test_overwrite_never_deletes_files_no_export_wrote(small_store, tmp_path):
         export_market(small_store, tmp_path / "clean", overwrite=True)
     assert (out / "bounding_box_train" / "mine.jpg").read_bytes() == b"not ours"
     assert (tmp_path / "clean" / "query" / "mine.jpg").read_bytes() == b"not ours"
+
+
+def test_ingested_jpegs_export_byte_for_byte(real_market, tmp_path):
+    from pipeline.ingest import ingest
+    from storage import open_store
+
+    ingest(real_market, str(tmp_path / "store"))
+    out = tmp_path / "exported"
+    assert export_market(open_store(str(tmp_path / "store")), out) == 46
+    for folder in ("bounding_box_train", "bounding_box_test", "query"):
+        sources = sorted(p for p in (real_market / folder).iterdir() if p.name != "Thumbs.db")
+        assert sorted(p.name for p in (out / folder).iterdir()) == [p.name for p in sources]
+        for path in sources:
+            assert (out / folder / path.name).read_bytes() == path.read_bytes()

@@ -127,7 +127,7 @@ def test_ingest_resumes_and_refuses_other_data(tmp_path):
     first = ingest(source, url, block_size=4)
     store = open_store(url, mode="r+")
     store.group["done/ingest"][1] = False  # as if the run had died before block 1
-    store.group["images"][4:8] = 0
+    store.group["images"][4:8] = np.array([b""] * 4, dtype=object)  # rows never written
     store.clear_stamp("ingest")
     second = ingest(source, url, block_size=4)
     assert second.digest == first.digest
@@ -284,3 +284,27 @@ def test_decode_image_names_the_file(tmp_path):
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match="x.jpg: unreadable"):
         decode_image(str(bad), size=(128, 64), resize=False)
+
+
+def test_double_suffix_names_parse_as_torchreid_reads_them():
+    parsed = parse_market_name("1488_c1s6_023021_00.jpg.jpg")
+    assert (parsed.person_id, parsed.camera, parsed.frame, parsed.box) == (1488, 1, 23021, 0)
+
+
+def test_real_market_sample_is_stored_verbatim_and_decodes_as_pil(real_market, tmp_path):
+    stamp = ingest(real_market, str(tmp_path / "store"), block_size=16)
+    assert stamp.counts["images"] == 46 and stamp.counts["skipped"] == 0
+    assert (stamp.counts["train_images"], stamp.counts["gallery_images"]) == (12, 26)
+    assert stamp.counts["query_images"] == 8
+    assert stamp.counts["double_suffix_images"] == 24 == len(stamp.report["double_suffix"])
+    assert stamp.counts["jpeg_verbatim"] == 46 and stamp.counts["lossless"] == 0
+    store = open_store(str(tmp_path / "store"))
+    index = store.index
+    query = index[index["split"] == "query"]
+    assert sorted(set(query["person_id"])) == [1, 1488], "the *.jpg.jpg queries are there"
+    folders = {"train": "bounding_box_train", "gallery": "bounding_box_test", "query": "query"}
+    rows = zip(index["split"], index["filename"], strict=True)
+    paths = [real_market / folders[split] / name for split, name in rows]
+    assert store.read_encoded("images") == [path.read_bytes() for path in paths]
+    expected = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
+    np.testing.assert_array_equal(store.load_in_memory(("images",))["images"], expected)

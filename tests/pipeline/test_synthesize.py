@@ -59,7 +59,7 @@ def test_synthesize_resumes_missing_blocks(small_store, trained_run):
     synthesize(small_store, trained_run, alpha=2)
     before = small_store.read("generated/alpha2/images")
     small_store.group["done/synthesize"][1] = False
-    small_store.group["generated/alpha2/images"][4:8] = 0
+    small_store.group["generated/alpha2/images"][4:8] = np.array([b""] * 4, dtype=object)
     synthesize(small_store, trained_run, alpha=2)
     np.testing.assert_array_equal(small_store.read("generated/alpha2/images"), before)
 
@@ -92,7 +92,8 @@ def test_synthesis_fanned_out_over_processes_equals_one_process(small_store, tra
     expected = small_store.read("generated/alpha2/images")
     small_store.clear_stamp("synthesize")
     small_store.group["done/synthesize"][:] = False
-    small_store.group["generated/alpha2/images"][:] = 0
+    images = small_store.group["generated/alpha2/images"]
+    images[:] = np.array([b""] * images.shape[0], dtype=object)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(2, mp_context=context) as executor:
         fanned = synthesize(

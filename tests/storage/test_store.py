@@ -149,3 +149,106 @@ def test_a_folder_of_other_files_is_never_emptied(tmp_path):
         with pytest.raises(StoreLocationError, match="folder of other files"):
             create_store(str(folder), index=_index(2), height=2, width=2, overwrite=overwrite)
     assert (folder / "notes.txt").read_text() == "keep me"
+
+
+def _jpeg_bytes(value: int, size=(6, 4)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((*size, 3), value, np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_jpegs_are_stored_verbatim_and_checked(tmp_path):
+    import io
+
+    from PIL import Image
+
+    store = create_store(str(tmp_path / "s"), index=_index(3), height=6, width=4, block_size=2)
+    files = [_jpeg_bytes(40), _jpeg_bytes(200)]
+    store.write_encoded("images", 0, files)
+    assert store.read_encoded("images", [1, 0]) == files[::-1]
+    expected = [np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in files]
+    np.testing.assert_array_equal(store.read("images", slice(0, 2)), np.stack(expected))
+    assert store.read("images", [2]).max() == 0, "a row never written reads as zeros"
+    with pytest.raises(StoreValidationError, match="0002.jpg: JPEG of 4x6, expected 6x4"):
+        store.write_encoded("images", 1, [_jpeg_bytes(1, size=(4, 6))])
+    with pytest.raises(StoreValidationError, match="expected 1 elements"):
+        store.write_encoded("images", 1, files)
+    with pytest.raises(StoreValidationError, match="unknown element encoding"):
+        store.write_encoded("images", 1, [b"GIF89a"])
+
+
+def test_reads_decode_only_the_rows_asked_for(tmp_path, monkeypatch):
+    import storage.store as module
+
+    rng = np.random.default_rng(3)
+    store = create_store(str(tmp_path / "s"), index=_index(9), height=6, width=4, block_size=4)
+    parsing = rng.integers(0, 20, (9, 6, 4), dtype=np.uint8)
+    for block in range(store.n_blocks):
+        store.write("parsing", block, parsing[store.block_slice(block)])
+    decoded = []
+    original = module.decode_element
+    monkeypatch.setattr(
+        module, "decode_element", lambda data, out: decoded.append(1) or original(data, out)
+    )
+    rows = np.array([7, 1, 7, 4])
+    np.testing.assert_array_equal(store.read("parsing", rows), parsing[rows])
+    assert len(decoded) == 3, "repeated rows decode once"
+    decoded.clear()
+    loaded = store.load_in_memory(("parsing",), rows=np.array([8, 2]), threads=2)
+    np.testing.assert_array_equal(loaded["parsing"], parsing[[8, 2]])
+    assert len(decoded) == 2
+
+
+def test_threaded_decode_equals_serial(tmp_path):
+    rng = np.random.default_rng(4)
+    n = 300  # above the size where reads use the thread pool
+    store = create_store(str(tmp_path / "s"), index=_index(n), height=4, width=2, block_size=64)
+    images = rng.integers(0, 256, (n, 4, 2, 3), dtype=np.uint8)
+    for block in range(store.n_blocks):
+        store.write("images", block, images[store.block_slice(block)])
+    np.testing.assert_array_equal(store.load_in_memory(("images",), threads=3)["images"], images)
+    np.testing.assert_array_equal(store.read("images", threads=1), images)
+
+
+def test_row_reader_caches_encoded_chunks_within_its_budget(tmp_path):
+    rng = np.random.default_rng(5)
+    store = create_store(str(tmp_path / "s"), index=_index(10), height=6, width=4, block_size=2)
+    images = rng.integers(0, 256, (10, 6, 4, 3), dtype=np.uint8)
+    masks = rng.integers(0, 2, (10, 6, 4), dtype=np.uint8)
+    for block in range(store.n_blocks):
+        store.write("images", block, images[store.block_slice(block)])
+        store.write("masks", block, masks[store.block_slice(block)])
+    reader = store.reader(("images", "masks"), cache_bytes=1 << 20)
+    for rows in ([9, 0, 0, 5], [3, 9]):
+        batch = reader.read(rows)
+        np.testing.assert_array_equal(batch["images"], images[rows])
+        np.testing.assert_array_equal(batch["masks"], masks[rows])
+    assert len(reader._chunks) == 8  # chunks 0, 1, 2, 4 of each array
+    small = store.reader(("images",), cache_bytes=1)
+    np.testing.assert_array_equal(small.read([1, 8, 4])["images"], images[[1, 8, 4]])
+    assert len(small._chunks) == 1, "over budget: only the latest chunk stays"
+
+
+def test_format_1_store_reads_and_writes(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / "data"
+    shutil.copytree(data / "store_v1", tmp_path / "v1")
+    expected = np.load(data / "store_v1_expected.npz")
+    store = open_store(str(tmp_path / "v1"), mode="r+")
+    assert store.format == "augment-market/1"
+    loaded = store.load_in_memory(rows=np.array([5, 0]))
+    for name in ("images", "masks", "parsing"):
+        np.testing.assert_array_equal(loaded[name], expected[name][[5, 0]])
+    np.testing.assert_array_equal(store.read("generated/alpha2/images"), expected["generated"])
+    assert store.reader(("masks",)).read([3])["masks"].shape == (1, 8, 4)
+    with pytest.raises(StoreValidationError, match="decoded pixels"):
+        store.read_encoded("images")
+    store.write("masks", 1, np.ones((2, 8, 4), np.uint8))
+    assert open_store(str(tmp_path / "v1")).read("masks", [4, 5]).min() == 1
+    assert store.stamp("ingest") is not None and store.generated_runs() == {"alpha2": 4}
