@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid.evaluate import DEFAULT_CHUNK_ELEMENTS, compute_distance, evaluate_ranking  # noqa: E402
+from reid.evaluate import compute_distance  # noqa: E402
 from reid.metric_learning import XQDA  # noqa: E402
 from reid.models import ReIDModelConfig, build_reid_model  # noqa: E402
 from reid.train import TrainConfig, extract_features, train_reid  # noqa: E402
@@ -57,34 +57,9 @@ def market_like_distances(seed: int = 0):
 
 
 def bench_evaluator() -> list[str]:
-    distmat, q_pids, g_pids, q_cams, g_cams = market_like_distances()
-    results = {}
-    seconds = {}
-    for ap in ("standard", "trapezoid"):
-        seconds[ap] = best_of(
-            3,
-            lambda ap=ap: results.__setitem__(
-                ap, evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams, ap=ap)
-            ),
-        )
-    seconds64 = best_of(
-        1, lambda: evaluate_ranking(distmat.double(), q_pids, g_pids, q_cams, g_cams)
-    )
-    rows = DEFAULT_CHUNK_ELEMENTS // NUM_GALLERY
-    chunk_mib = DEFAULT_CHUNK_ELEMENTS * 13 / 2**20  # float32 rows + int64 keys + a bool mask
-    r = results["standard"]
-    return [
-        f"- evaluate_ranking, {NUM_QUERY} x {NUM_GALLERY} float32 (realistic pids/cams, "
-        f"{r.num_valid_queries} valid queries): standard AP {seconds['standard']:.2f} s, "
-        f"trapezoid AP {seconds['trapezoid']:.2f} s (best of 3); float64 input (exact two-"
-        f"comparison path) {seconds64:.2f} s",
-        f"- evaluator memory bound: chunks of {rows} query rows "
-        f"({DEFAULT_CHUNK_ELEMENTS:,} elements, "
-        f"about {chunk_mib:.1f} MiB of temporaries) besides the distance matrix itself "
-        f"({distmat.numel() * 4 / 2**20:.0f} MiB)",
-        f"- sanity: rank-1 {r.rank1:.3f}, mAP {r.mAP:.3f} (standard) / "
-        f"{results['trapezoid'].mAP:.3f} (trapezoid) on the synthetic distances",
-    ]
+    from benchmarks.reid_evaluator import evaluator_lines
+
+    return evaluator_lines()
 
 
 def bench_xqda() -> list[str]:

@@ -6,11 +6,15 @@ camera are junk, and so are pid ``-1`` images; distractors (pid ``0``) stay and 
 matches. A query without any valid true match is skipped and counted.
 
 Exactness: the gallery is ranked by ascending distance with ties broken by gallery index (a stable
-sort), so results never depend on the sorting algorithm. Instead of sorting each row (3,368 x
-15,913 floats take seconds), the rank of every true match is *counted*: the number of valid
-gallery entries that precede it, i.e. smaller distance, or equal distance and smaller index. A
-query has ~14 true matches on Market-1501, so this is ~14 vectorised compare-and-count passes
-over the row, done on a small chunk of query rows at a time (bounded memory, cache friendly).
+sort, as torchreid's ``np.argsort(..., kind="stable")`` ranking), so results never depend on the
+sorting algorithm. Each chunk of query rows is sorted once (numpy's vectorised sort, one
+thread) and the rank of each true match is read off with two binary searches: the entries
+strictly below its distance, plus, only when its distance occurs more than once in the row,
+the equal entries at a smaller gallery index.
+
+Steady under load: everything runs in numpy on the calling thread. The earlier torch version
+(~14 compare-and-count passes per chunk, thousands of small 2-thread operations per call) took
+2.1-21 s from one call to the next on a busy 2-core machine (BENCHMARKS.md, "Re-ID").
 """
 
 from __future__ import annotations
@@ -23,14 +27,8 @@ import torch
 
 ArrayLike = np.ndarray | torch.Tensor
 
-# Dtypes whose values map to an order-preserving 32-bit integer, so (value, gallery index) packs
-# into one int64 key and one comparison per entry decides "precedes". 64-bit dtypes do not fit
-# and take a two-comparison path (about twice as slow).
-_KEY_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_INT32_DTYPES = (torch.int8, torch.int16, torch.int32, torch.uint8)
-
-# Elements per chunk (query rows x gallery columns): 2**19 int64 keys = 4 MiB, small enough to
-# stay in cache for the repeated passes.
+# Elements per chunk (query rows x gallery columns): 2**19 float32 = 2 MiB, small enough to
+# stay in cache while the chunk is sorted.
 DEFAULT_CHUNK_ELEMENTS = 1 << 19
 
 
@@ -81,46 +79,41 @@ def _as_int_array(values: ArrayLike, name: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _ordered_keys(rows: torch.Tensor) -> torch.Tensor:
-    """int64 keys ``(order-preserving 32-bit value) << 32 | column``: one comparison = precedes."""
-    if rows.dtype in _KEY_DTYPES:
-        bits = rows.float().view(torch.int32)
-        # Negative floats order backwards as signed ints: flip their magnitude bits. The +1 maps
-        # -0.0 onto +0.0's key (0), so the two zeros tie as they compare equal.
-        value = torch.where(bits < 0, (bits ^ 0x7FFFFFFF) + 1, bits)
-    else:
-        value = rows.to(torch.int32)
-    columns = torch.arange(rows.shape[1], dtype=torch.int64)
-    return (value.to(torch.int64) << 32) | columns
-
-
-def _count_preceding(rows: torch.Tensor, match_cols: torch.Tensor) -> torch.Tensor:
-    """Number of entries of each row that precede each match.
+def _match_ranks(
+    rows: np.ndarray,
+    match_cols: np.ndarray,
+    *,
+    dist: np.ndarray,
+    dist_rows: np.ndarray,
+    columns: np.ndarray,
+) -> np.ndarray:
+    """Number of entries of each row that precede each match (smaller distance, or equal
+    distance and smaller column).
 
     Args:
-        rows: [C, G] distances (any real dtype).
+        rows: [C, G] distances (any real dtype); sorted in place here.
         match_cols: int64 [C, K] columns of the matches (padding: any valid column).
-
+        dist, dist_rows, columns: the full [Q, G'] distance matrix, and the rows (int64 [C])
+            and columns (int64 [G]) of it that ``rows`` holds: read again only where a
+            match's distance is tied.
     Returns:
-        int64 [C, K]: entries with (distance, column) lexicographically below the match's.
+        int64 [C, K].
     """
-    counts = torch.empty(match_cols.shape, dtype=torch.int64)
-    if rows.dtype in _KEY_DTYPES or rows.dtype in _INT32_DTYPES:
-        keys = _ordered_keys(rows)
-        match_keys = keys.gather(1, match_cols)
-        for k in range(match_cols.shape[1]):
-            counts[:, k] = (keys < match_keys[:, k : k + 1]).sum(1)
-        return counts
-    columns = torch.arange(rows.shape[1])
-    match_values = rows.gather(1, match_cols)
-    for k in range(match_cols.shape[1]):
-        value = match_values[:, k : k + 1]
-        earlier = columns < match_cols[:, k : k + 1]
-        counts[:, k] = (rows < value).sum(1) + ((rows == value) & earlier).sum(1)
-    return counts
+    values = np.take_along_axis(rows, match_cols, 1)  # [C, K]
+    rows.sort(axis=1)
+    ranks = np.empty(match_cols.shape, dtype=np.int64)
+    for i in range(len(rows)):
+        below = np.searchsorted(rows[i], values[i], side="left")
+        ranks[i] = below
+        tied = np.searchsorted(rows[i], values[i], side="right") - below > 1
+        for k in np.flatnonzero(tied):
+            col = match_cols[i, k]
+            earlier = dist[dist_rows[i], columns[:col]]
+            ranks[i, k] += np.count_nonzero(earlier == values[i, k])
+    return ranks
 
 
-def _average_precision(ranks: torch.Tensor, valid: np.ndarray, ap: str) -> np.ndarray:
+def _average_precision(ranks: np.ndarray, valid: np.ndarray, ap: str) -> np.ndarray:
     """AP per query from the sorted 0-based ranks of its true matches.
 
     Args:
@@ -130,7 +123,7 @@ def _average_precision(ranks: torch.Tensor, valid: np.ndarray, ap: str) -> np.nd
             ``"trapezoid"``: Market-1501's ``compute_AP.m``, which averages the precision at the
             match's rank r and at r - 1 (precision 1 before the first entry) per recall step.
     """
-    position = ranks.numpy().astype(np.float64) + 1.0  # 1-based rank r_i of the i-th match
+    position = ranks.astype(np.float64) + 1.0  # 1-based rank r_i of the i-th match
     hits = np.arange(1, ranks.shape[1] + 1, dtype=np.float64)[None, :]  # i
     precision = hits / position
     if ap == "trapezoid":
@@ -155,16 +148,15 @@ def evaluate_ranking(
     """CMC and mAP of a query x gallery distance matrix under the Market-1501 protocol.
 
     Args:
-        distmat: [Q, G] real distances (smaller = more similar), CPU numpy or torch; float32 (or a
-            dtype of at most 32 bits) takes the fast path, float64/int64 an exact slower one. NaN
-            is rejected.
+        distmat: [Q, G] real distances (smaller = more similar), numpy or torch, any real
+            dtype (bfloat16 is widened to float32, exactly). NaN is rejected.
         q_pids, g_pids: int [Q] / [G] person ids; gallery pid -1 = junk, 0 = distractor.
         q_cams, g_cams: int [Q] / [G] camera ids.
         max_rank: length of the returned CMC curve.
         ap: AP definition, ``"standard"`` (non-interpolated, torchreid) or ``"trapezoid"``
             (original Market-1501 MATLAB code); use one definition for every run compared.
-        chunk_elements: query rows x gallery columns handled at once; memory use is about
-            13 bytes per element (float32 rows, int64 keys, a boolean mask).
+        chunk_elements: query rows x gallery columns handled at once; memory use is one copy
+            of the chunk (it is sorted in place).
 
     Returns:
         :class:`RankingResult`.
@@ -176,7 +168,11 @@ def evaluate_ranking(
         raise ValueError(f"ap must be 'standard' or 'trapezoid', got {ap!r}")
     if max_rank < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
-    dist = torch.as_tensor(distmat).cpu()
+    if isinstance(distmat, torch.Tensor):
+        tensor = distmat.detach().cpu()
+        dist = (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+    else:
+        dist = np.asarray(distmat)
     qp, gp = _as_int_array(q_pids, "q_pids"), _as_int_array(g_pids, "g_pids")
     qc, gc = _as_int_array(q_cams, "q_cams"), _as_int_array(g_cams, "g_cams")
     num_q, num_g = len(qp), len(gp)
@@ -185,7 +181,9 @@ def evaluate_ranking(
             f"distmat {tuple(dist.shape)} does not match {num_q} queries / {num_g} gallery "
             f"entries (cams {len(qc)} / {len(gc)})"
         )
-    if dist.is_floating_point() and bool(torch.isnan(dist).any()):
+    if not np.issubdtype(dist.dtype, np.number) or np.iscomplexobj(dist):
+        raise ValueError(f"distmat must hold real numbers, got {dist.dtype}")
+    if np.issubdtype(dist.dtype, np.floating) and bool(np.isnan(dist).any()):
         raise ValueError("distmat contains NaN")
 
     # pid -1 is junk for every query: drop those columns once. Keeping the column order keeps
@@ -214,33 +212,33 @@ def evaluate_ranking(
     if len(queries) == 0:
         raise ValueError("no query has a valid true match in the gallery")
     rows_per_chunk = max(1, chunk_elements // max(1, len(keep)))
-    keep_t = torch.from_numpy(keep) if len(keep) < num_g else None
+    all_columns = len(keep) == num_g
 
     per_query_ap = np.full(num_q, np.nan)
     first_rank = np.empty(len(queries), dtype=np.int64)
     for begin in range(0, len(queries), rows_per_chunk):
         chunk = queries[begin : begin + rows_per_chunk]
-        rows = dist.index_select(0, torch.from_numpy(chunk))
-        if keep_t is not None:
-            rows = rows.index_select(1, keep_t)
+        # A copy: it is sorted in place.
+        rows = np.array(dist[chunk]) if all_columns else dist[chunk][:, keep]
         k_max, j_max = int(n_good[chunk].max()), int(n_junk[chunk].max())
-        match_cols = torch.from_numpy(good_cols[chunk, :k_max])
+        match_cols = good_cols[chunk, :k_max]
         match_ok = np.arange(k_max)[None, :] < n_good[chunk, None]
-        ranks = _count_preceding(rows, match_cols)
         if j_max > 0:
-            # Same-camera junk of the query's own pid was counted above: take it back out.
-            junk_t = torch.from_numpy(junk_cols[chunk, :j_max])
-            junk_ok = torch.from_numpy(np.arange(j_max)[None, :] < n_junk[chunk, None])
-            match_values = rows.gather(1, match_cols)[:, :, None]  # [C, K, 1]
-            junk_values = rows.gather(1, junk_t)[:, None, :]  # [C, 1, J]
+            # Same-camera junk of the query's own pid is counted by the ranks: take it out.
+            junk = junk_cols[chunk, :j_max]
+            junk_ok = np.arange(j_max)[None, :] < n_junk[chunk, None]
+            match_values = np.take_along_axis(rows, match_cols, 1)[:, :, None]  # [C, K, 1]
+            junk_values = np.take_along_axis(rows, junk, 1)[:, None, :]  # [C, 1, J]
             precedes = (junk_values < match_values) | (
-                (junk_values == match_values) & (junk_t[:, None, :] < match_cols[:, :, None])
+                (junk_values == match_values) & (junk[:, None, :] < match_cols[:, :, None])
             )
-            ranks -= (precedes & junk_ok[:, None, :]).sum(2)
-        ranks = ranks.masked_fill(torch.from_numpy(~match_ok), torch.iinfo(torch.int64).max)
-        ranks = ranks.sort(dim=1).values
+            junk_before = (precedes & junk_ok[:, None, :]).sum(2)
+        ranks = _match_ranks(rows, match_cols, dist=dist, dist_rows=chunk, columns=keep)
+        if j_max > 0:
+            ranks -= junk_before
+        ranks = np.sort(np.where(match_ok, ranks, np.iinfo(np.int64).max), axis=1)
         per_query_ap[chunk] = _average_precision(ranks, match_ok, ap)
-        first_rank[begin : begin + len(chunk)] = ranks[:, 0].numpy()
+        first_rank[begin : begin + len(chunk)] = ranks[:, 0]
 
     hits_at = np.bincount(np.minimum(first_rank, max_rank), minlength=max_rank + 1)[:max_rank]
     cmc = np.cumsum(hits_at) / len(queries)

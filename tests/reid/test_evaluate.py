@@ -53,6 +53,14 @@ CASES = [
     ("int64_ties", lambda rng, shape: rng.integers(0, 3, shape)),
     ("float32_ties", lambda rng, shape: rng.integers(-2, 3, shape).astype(np.float32) * 0.5),
     ("float64_ties", lambda rng, shape: rng.integers(0, 5, shape).astype(np.float64)),
+    # -0.0 and 0.0 compare equal: a tie broken by gallery index, as a stable argsort does.
+    (
+        "signed_zeros",
+        lambda rng, shape: (
+            (rng.integers(0, 3, shape) - 1).astype(np.float32)
+            * rng.choice([0.0, -0.0], shape).astype(np.float32)
+        ),
+    ),
 ]
 
 
@@ -72,6 +80,57 @@ def test_matches_reference(name, make, ap):
     assert result.mAP == pytest.approx(np.nanmean(aps), rel=1e-12)
     assert result.num_valid_queries + result.num_queries_without_match == 37
     assert result.num_queries_without_match == int(np.isnan(aps).sum())
+
+
+def test_torch_dtypes_equal_numpy():
+    rng = np.random.default_rng(7)
+    q_pids, g_pids, q_cams, g_cams = market_like(rng, 23, 97, 8)
+    distmat = rng.integers(0, 6, (23, 97)).astype(np.float32) / 4  # exact in bfloat16
+    expected = evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=10)
+    for dtype in (torch.bfloat16, torch.float16, torch.float64):
+        result = evaluate_ranking(
+            torch.from_numpy(distmat).to(dtype), q_pids, g_pids, q_cams, g_cams, max_rank=10
+        )
+        np.testing.assert_array_equal(result.cmc, expected.cmc)
+        np.testing.assert_array_equal(result.per_query_ap, expected.per_query_ap)
+
+
+def test_real_market_sample(real_market):
+    """Ranking of the real sample's queries (pid 1488 exists only as *.jpg.jpg files) by
+    colour-histogram distances equals the per-query stable-argsort reference."""
+    from PIL import Image
+
+    from pipeline.ingest import parse_market_name
+
+    def load(folder):
+        paths = sorted((real_market / folder).glob("*.jpg"))  # *.jpg.jpg included
+        features = np.stack(
+            [
+                np.histogramdd(
+                    np.asarray(Image.open(p).convert("RGB")).reshape(-1, 3) // 64,
+                    bins=(4, 4, 4),
+                    range=((0, 4),) * 3,
+                )[0].ravel()
+                for p in paths
+            ]
+        )
+        names = [parse_market_name(p.name) for p in paths]
+        return (
+            features / features.sum(1, keepdims=True),
+            np.array([n.person_id for n in names]),
+            np.array([n.camera for n in names]),
+        )
+
+    qf, q_pids, q_cams = load("query")
+    gf, g_pids, g_cams = load("bounding_box_test")
+    assert len(qf) == 8 and len(gf) == 26 and (q_pids == 1488).sum() == 6
+    distmat = ((qf[:, None, :] - gf[None, :, :]) ** 2).sum(-1).astype(np.float32)
+    for ap in ("standard", "trapezoid"):
+        result = evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=20, ap=ap)
+        cmc, aps = reference(distmat, q_pids, g_pids, q_cams, g_cams, 20, ap)
+        assert result.num_valid_queries == 8
+        np.testing.assert_array_equal(result.cmc, cmc)
+        np.testing.assert_allclose(result.per_query_ap, aps, rtol=1e-12)
 
 
 def test_hand_built_case():
