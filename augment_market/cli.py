@@ -651,5 +651,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     raise SystemExit(code if isinstance(code, int) else 0)
 
 
+@app.command()
+def migrate(
+    source: Annotated[str, typer.Argument(help="A store of format 1 (decoded pixels).")],
+    target: Annotated[str, typer.Argument(help="New folder or URL for the format-2 copy.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace a store already at TARGET.")] = False,
+) -> None:
+    """Copy a format-1 store into the current format: same arrays, stamps and tables."""
+    from storage import migrate_store
+
+    result = migrate_store(source, target, overwrite=overwrite)
+    typer.echo(
+        f"{target}: {len(result.encoded)} image arrays encoded, {len(result.copied)} arrays "
+        f"and {len(result.files)} files copied, {result.source_bytes / 2**20:.1f} MiB -> "
+        f"{result.target_bytes / 2**20:.1f} MiB; {source} is unchanged"
+    )
+
+
 if __name__ == "__main__":  # torchrun -m augment_market.cli train ...
     main()

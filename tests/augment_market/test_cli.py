@@ -345,3 +345,23 @@ def test_the_entry_point_prints_one_line_and_the_traceback_on_request(tmp_path):
     ]
     debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, timeout=120)
     assert debug.returncode == EXIT_USER and "Traceback" in debug.stderr
+
+
+def test_migrate_copies_a_format_1_store(capsys, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from storage import open_store
+
+    data = Path(__file__).parents[1] / "data"
+    shutil.copytree(data / "store_v1", tmp_path / "v1")
+    code, out, err = cli(capsys, "migrate", tmp_path / "v1", tmp_path / "v2")
+    assert code == 0, err
+    assert "4 image arrays encoded" in out and "is unchanged" in out
+    store = open_store(str(tmp_path / "v2"))
+    assert store.format == "augment-market/2"
+    np.testing.assert_array_equal(
+        store.read("masks"), np.load(data / "store_v1_expected.npz")["masks"]
+    )
+    code, _, err = cli(capsys, "migrate", tmp_path / "v2", tmp_path / "v3")
+    assert code == EXIT_USER and "already in the current format" in one_error_line(err)
