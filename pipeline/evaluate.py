@@ -106,6 +106,113 @@ def real_statistics(
     return statistics
 
 
+class PairScorer:
+    """The evaluate stage's protocol over batches of generated test images.
+
+    Feed it the generated images of the test pairs batch by batch (:meth:`add`), then read
+    :meth:`results`: pixel metrics of the generated images and of both baselines, and, unless
+    offline, LPIPS, mask-LPIPS and FID against the store's training split (cached statistics)
+    for every Inception variant asked for. The evaluate stage and ``evaluate-folder`` (a
+    folder of another method's outputs) both score through it, so their numbers are comparable.
+
+    Args:
+        store: the store whose test pairs were generated.
+        arrays: the store's ``images``, ``masks`` and ``parsing`` in memory.
+        offline: pixel metrics only (no Inception/AlexNet weights).
+        pretrained: ImageNet Inception/AlexNet; False: random networks (tests only).
+        fid_variants: Inception variants to compute FID with; the first is ``results["fid"]``.
+    """
+
+    def __init__(
+        self,
+        store: PersonStore,
+        arrays: dict[str, np.ndarray],
+        *,
+        offline: bool,
+        pretrained: bool,
+        fid_variants: tuple[FIDVariant, ...] = ("torchvision",),
+        device: str = "cpu",
+        batch_size: int = 64,
+    ) -> None:
+        self.store, self.arrays, self.offline, self.pretrained = store, arrays, offline, pretrained
+        self.device, self.batch_size = device, batch_size
+        self.metrics: dict[str, list[torch.Tensor]] = {}
+        self.extractors: dict[FIDVariant, tuple[InceptionFeatures, str]] = {}
+        self.fake_features: dict[FIDVariant, FeatureAccumulator] = {}
+        self.lpips_net = None
+        if offline:
+            return
+        for variant in fid_variants:
+            weights_file = (
+                resolve_weights(FID_INCEPTION_SPECS[variant].weights) if pretrained else None
+            )
+            extractor = build_fid_extractor(
+                variant=variant, pretrained=pretrained, weights_path=weights_file
+            ).to(device)
+            # Real-set statistics are cached under the weight file's hash ("random" in tests).
+            identity = "random" if weights_file is None else sha256_of(weights_file)
+            self.extractors[variant] = (extractor, identity)
+            self.fake_features[variant] = FeatureAccumulator(variant=variant)
+        self.lpips_net = build_lpips(pretrained=pretrained).to(device)
+
+    def add(self, source: np.ndarray, target: np.ndarray, generated: np.ndarray) -> np.ndarray:
+        """Score one batch: store rows ``source``, ``target`` int [B], images uint8 [B, H, W, 3].
+
+        Returns:
+            The paint-by-parts baseline of the batch, uint8 [B, H, W, 3] (for example pictures).
+        """
+        arrays = self.arrays
+        fake_t, real_t = _as_signed(generated), _as_signed(arrays["images"][target])
+        copy_t = _as_signed(arrays["images"][source])
+        target_mask = torch.from_numpy(arrays["masks"][target])
+        target_parsing = torch.from_numpy(arrays["parsing"][target])
+        paint_t = paint_by_parts(
+            copy_t, torch.from_numpy(arrays["parsing"][source]), target_parsing
+        )
+        for prefix, images in (
+            ("", fake_t),
+            *zip(BASELINES.values(), (copy_t, paint_t), strict=True),
+        ):
+            for name, value in _pixel_metrics(
+                images, real_t, target_mask, target_parsing, prefix
+            ).items():
+                self.metrics.setdefault(name, []).append(value)
+        if self.lpips_net is not None:
+            with torch.no_grad():
+                mask = target_mask.float()[:, None].to(self.device)
+                a, b = fake_t.to(self.device), real_t.to(self.device)
+                self.metrics.setdefault("lpips", []).append(
+                    lpips_distance(self.lpips_net, a, b).cpu()
+                )
+                self.metrics.setdefault("mask_lpips", []).append(
+                    masked_lpips(self.lpips_net, a, b, mask).cpu()
+                )
+                for variant, (extractor, _) in self.extractors.items():
+                    self.fake_features[variant].update(extractor(a))
+        return tensor_to_images(paint_t).numpy()
+
+    def results(self) -> dict[str, Any]:
+        """Means over every pair added, FID per variant (``fid`` = the first), the mode."""
+        # nanmean: masked L1 and part-colour error are undefined for an empty target mask.
+        results: dict[str, Any] = {
+            name: float(torch.cat(values).nanmean()) for name, values in self.metrics.items()
+        }
+        for k, (variant, (extractor, identity)) in enumerate(self.extractors.items()):
+            real = real_statistics(
+                self.store,
+                extractor=extractor,
+                weights=identity,
+                device=self.device,
+                batch_size=self.batch_size,
+            )
+            fid = fid_from_statistics(real, self.fake_features[variant].statistics())
+            results[f"fid_{variant}"] = fid.value
+            if k == 0:
+                results.update(fid=fid.value, fid_variant=variant, fid_real_images=fid.n_real)
+        results["mode"] = _mode(self.offline, self.pretrained)
+        return results
+
+
 def evaluate_generator(
     store: PersonStore,
     run_dir: str | Path,
@@ -145,19 +252,15 @@ def evaluate_generator(
         pairs = store.read_table(TEST_TABLE)[["source", "target"]].to_numpy(np.int64)
         generator, _ = load_generator(checkpoint, device=device)
         arrays = store.load_in_memory(("images", "masks", "parsing"))
-        metrics: dict[str, list[torch.Tensor]] = {}
-        fake_features = None if offline else FeatureAccumulator(variant=fid_variant)
-        extractor, inception_weights = None, "random"
-        if not offline:
-            inception_file = (
-                resolve_weights(FID_INCEPTION_SPECS[fid_variant].weights) if pretrained else None
-            )
-            extractor = build_fid_extractor(
-                variant=fid_variant, pretrained=pretrained, weights_path=inception_file
-            ).to(device)
-            if inception_file is not None:
-                inception_weights = sha256_of(inception_file)
-        lpips_net = None if offline else build_lpips(pretrained=pretrained).to(device)
+        scorer = PairScorer(
+            store,
+            arrays,
+            offline=offline,
+            pretrained=pretrained,
+            fid_variants=(fid_variant,),
+            device=device,
+            batch_size=batch_size,
+        )
         examples = []
         for start in range(0, len(pairs), batch_size):
             source, target = pairs[start : start + batch_size].T
@@ -174,54 +277,14 @@ def evaluate_generator(
                     )
                 ),
             ).numpy()
-            fake_t, real_t = _as_signed(fake), _as_signed(arrays["images"][target])
-            copy_t = _as_signed(arrays["images"][source])
-            target_mask = torch.from_numpy(arrays["masks"][target])
-            target_parsing = torch.from_numpy(arrays["parsing"][target])
-            paint_t = paint_by_parts(
-                copy_t, torch.from_numpy(arrays["parsing"][source]), target_parsing
-            )
+            painted = scorer.add(source, target, fake)
             if start == 0:
-                examples = [
-                    source[:EXAMPLE_ROWS],
-                    target[:EXAMPLE_ROWS],
-                    fake[:EXAMPLE_ROWS],
-                    tensor_to_images(paint_t[:EXAMPLE_ROWS]).numpy(),
-                ]
-            for prefix, images in (
-                ("", fake_t),
-                *zip(BASELINES.values(), (copy_t, paint_t), strict=True),
-            ):
-                for name, value in _pixel_metrics(
-                    images, real_t, target_mask, target_parsing, prefix
-                ).items():
-                    metrics.setdefault(name, []).append(value)
-            if not offline:
-                with torch.no_grad():
-                    mask = torch.from_numpy(arrays["masks"][target]).float()[:, None].to(device)
-                    a, b = fake_t.to(device), real_t.to(device)
-                    metrics.setdefault("lpips", []).append(lpips_distance(lpips_net, a, b).cpu())
-                    metrics.setdefault("mask_lpips", []).append(
-                        masked_lpips(lpips_net, a, b, mask).cpu()
-                    )
-                    fake_features.update(extractor(a))  # type: ignore[union-attr, misc]
+                rows = slice(0, EXAMPLE_ROWS)
+                examples = [source[rows], target[rows], fake[rows], painted[rows]]
             if progress is not None:
                 progress(min(start + batch_size, len(pairs)), len(pairs))
-        # nanmean: masked L1 and part-colour error are undefined for an empty target mask.
-        results: dict[str, Any] = {
-            name: float(torch.cat(values).nanmean()) for name, values in metrics.items()
-        }
-        if not offline:
-            real = real_statistics(
-                store,
-                extractor=extractor,  # type: ignore[arg-type]
-                weights=inception_weights,
-                device=device,
-                batch_size=batch_size,
-            )
-            fid = fid_from_statistics(real, fake_features.statistics())  # type: ignore[union-attr]
-            results.update(fid=fid.value, fid_variant=fid.variant, fid_real_images=fid.n_real)
-        results.update(test_pairs=len(pairs), mode=_mode(offline, pretrained))
+        results = scorer.results()
+        results["test_pairs"] = len(pairs)
         run.begin()  # the results go to the run folder, outside the store
         _write_outputs(out, results, arrays, examples)
         run.mark_done(0)

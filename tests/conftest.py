@@ -79,6 +79,12 @@ def small_store(tmp_path) -> PersonStore:
     return build_store(tmp_path / "store")
 
 
+@pytest.fixture(scope="session")
+def store_builder() -> Callable[..., PersonStore]:
+    """:func:`build_store` itself, for module-scoped fixtures that share one store."""
+    return build_store
+
+
 def store_state(store: PersonStore) -> dict[str, str]:
     """Digest of every array in the store (data, done flags with their settings, generated
     sets), every table and every stamp: equal before and after a call means the call changed

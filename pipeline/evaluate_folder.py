@@ -1,0 +1,229 @@
+"""Score a folder of any method's generated images under the evaluate stage's protocol.
+
+Table 1 of the paper compares methods by re-evaluating each one's outputs; this does the same
+for any folder. File names follow the public pose-transfer code and are mapped to the store's
+test pairs:
+
+* PATN / GFLA result panels ``{source}___{target}_vis.png`` (or ``.jpg``): panels of the
+  store's image width side by side; the generated one is cut out (``panel``, default the last,
+  where PATN's ``[source | source pose | target | target pose | generated]`` puts it);
+* plain images ``{source}_2_{target}.jpg`` (GFLA) and ``{source}___{target}.jpg``.
+
+``source`` and ``target`` are the images' file names in the store, with or without their
+extension. Files that name no test pair are reported, as are test pairs without a file. Scores
+come from :class:`pipeline.evaluate.PairScorer`, so they equal the evaluate stage's on the same
+images; each run becomes a named row of a comparison table beside the paper's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from foundation.errors import UserError
+from pipeline.evaluate import PAPER_TABLE, PairScorer, pixel_table
+from pipeline.pairs import TEST_TABLE
+from san_model.fid_inception import FIDVariant
+from storage import PersonStore
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# {source}___{target}[_vis] or {source}_2_{target}[_vis]; "___" is tried first.
+SEPARATORS = ("___", "_2_")
+
+
+@dataclass(frozen=True)
+class FolderMatch:
+    """How a folder's files map to the store's test pairs.
+
+    Attributes:
+        files: the matched image files, in the order of ``rows``.
+        rows: int64 [M] positions of the matched pairs in the test table.
+        panels: per file, whether it is a ``_vis`` panel strip.
+        unmatched: files that name no test pair, with the reason.
+        missing: test pairs (table positions) without a file.
+    """
+
+    files: list[Path]
+    rows: np.ndarray
+    panels: list[bool]
+    unmatched: dict[str, str]
+    missing: list[int]
+
+
+class FolderError(UserError):
+    """A folder of generated images that cannot be scored (named in the message)."""
+
+
+def _stem(name: str) -> str:
+    """A store file name or a name part without image extensions (``a.jpg.jpg`` -> ``a``)."""
+    while Path(name).suffix.lower() in IMAGE_SUFFIXES:
+        name = name[: -len(Path(name).suffix)]
+    return name
+
+
+def match_folder(store: PersonStore, folder: Path, table: str = TEST_TABLE) -> FolderMatch:
+    """Map every image file of ``folder`` to a pair of the store's ``table``."""
+    if not folder.is_dir():
+        raise FolderError(f"{folder}: no such folder of generated images")
+    rows_by_stem = {_stem(name): row for row, name in enumerate(store.index["filename"])}
+    pairs = store.read_table(table)[["source", "target"]].to_numpy(np.int64)
+    position = {(int(s), int(t)): k for k, (s, t) in enumerate(pairs)}
+    files, rows, panels, unmatched = [], [], [], {}
+    seen: set[int] = set()
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        name = path.name[: -len(path.suffix)]
+        panel = name.endswith("_vis")
+        name = name[: -len("_vis")] if panel else name
+        parts = next((name.split(sep, 1) for sep in SEPARATORS if sep in name), None)
+        if parts is None:
+            unmatched[path.name] = "name is neither {source}___{target} nor {source}_2_{target}"
+            continue
+        source, target = (rows_by_stem.get(_stem(part)) for part in parts)
+        if source is None or target is None:
+            unmatched[path.name] = f"{'source' if source is None else 'target'} not in the store"
+            continue
+        k = position.get((source, target))
+        if k is None:
+            unmatched[path.name] = f"not a pair of {table}"
+        elif k in seen:
+            unmatched[path.name] = "a second file for the same pair"
+        else:
+            seen.add(k)
+            files.append(path)
+            rows.append(k)
+            panels.append(panel)
+    missing = [k for k in range(len(pairs)) if k not in seen]
+    return FolderMatch(files, np.array(rows, dtype=np.int64), panels, unmatched, missing)
+
+
+def read_generated(path: Path, *, height: int, width: int, panel: bool, index: int) -> np.ndarray:
+    """One generated image, uint8 [H, W, 3]; from a panel strip, its ``index``-th panel."""
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+    except OSError as error:
+        raise FolderError(f"{path}: unreadable image ({error})") from error
+    h, w = pixels.shape[:2]
+    if panel and h == height and w % width == 0:
+        count = w // width
+        if not -count <= index < count:
+            raise FolderError(f"{path}: panel {index} of a strip of {count}")
+        start = (index % count) * width
+        return pixels[:, start : start + width]
+    if (h, w) != (height, width):
+        raise FolderError(
+            f"{path}: {w}x{h} pixels; the store's images are {width}x{height}"
+            + (" (a _vis strip must be a whole number of them)" if panel else "")
+        )
+    return pixels
+
+
+def evaluate_folder(
+    store: PersonStore,
+    folder: str | Path,
+    *,
+    name: str,
+    table: str = TEST_TABLE,
+    panel: int = -1,
+    offline: bool = False,
+    pretrained: bool = True,
+    fid_variants: tuple[FIDVariant, ...] = ("torchvision", "tf-fid"),
+    device: str = "cpu",
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Score ``folder``'s images against the ground truth of the pairs they name.
+
+    Args:
+        name: the method's name, the row's label in the comparison table.
+        panel: which panel of a ``_vis`` strip is the generated image (-1: the last).
+        offline, pretrained, device, batch_size: as the evaluate stage.
+        fid_variants: FID in both Inception variants by default (each number names its own).
+
+    Returns:
+        The metrics (as the evaluate stage's) plus ``name``, ``matched``, ``unmatched``
+        (file -> reason) and ``missing_pairs``.
+
+    Raises:
+        FolderError: no file names a test pair, a file is unreadable or of the wrong size.
+    """
+    folder = Path(folder)
+    match = match_folder(store, folder, table)
+    if not match.files:
+        raise FolderError(
+            f"{folder}: none of its {len(match.unmatched)} images names a pair of {table}"
+            + (f" (e.g. {next(iter(match.unmatched.items()))})" if match.unmatched else "")
+        )
+    pairs = store.read_table(table)[["source", "target"]].to_numpy(np.int64)[match.rows]
+    generated = np.stack(
+        [
+            read_generated(
+                path, height=store.height, width=store.width, panel=is_panel, index=panel
+            )
+            for path, is_panel in zip(match.files, match.panels, strict=True)
+        ]
+    )
+    arrays = store.load_in_memory(("images", "masks", "parsing"))
+    scorer = PairScorer(
+        store,
+        arrays,
+        offline=offline,
+        pretrained=pretrained,
+        fid_variants=fid_variants,
+        device=device,
+        batch_size=batch_size,
+    )
+    for start in range(0, len(pairs), batch_size):
+        source, target = pairs[start : start + batch_size].T
+        scorer.add(source, target, generated[start : start + batch_size])
+    results = scorer.results()
+    results.update(
+        name=name,
+        test_pairs=len(pairs),
+        matched=len(match.files),
+        unmatched=match.unmatched,
+        missing_pairs=len(match.missing),
+    )
+    return results
+
+
+def add_to_comparison(results: dict[str, Any], out_dir: str | Path) -> Path:
+    """Put ``results`` as row ``results["name"]`` (replacing one of that name) into
+    ``out_dir/comparison.json`` and rewrite ``comparison.md``: the paper's table 1 with every
+    row's FID / LPIPS / mask-LPIPS, then each row's pixel metrics beside the baselines."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    store_file = out / "comparison.json"
+    rows = json.loads(store_file.read_text()) if store_file.is_file() else {}
+    rows[results["name"]] = results
+    store_file.write_text(json.dumps(rows, indent=2, sort_keys=True))
+    lines = [
+        "# Generated images compared under one protocol",
+        "",
+        "| method | Market FID (torchvision) | Market FID (TF-FID) | LPIPS | mask-LPIPS | pairs |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {method} (paper table 1) | {row[0]:g} | | {row[1]:g} | {row[2]:g} | 12000 |"
+        for method, row in PAPER_TABLE.items()
+    ]
+
+    def cell(row: dict[str, Any], key: str, digits: int) -> str:
+        return f"{row[key]:.{digits}f}" if key in row else "n/a"
+
+    for method, row in rows.items():
+        lines.append(
+            f"| {method} | {cell(row, 'fid_torchvision', 3)} | {cell(row, 'fid_tf-fid', 3)} "
+            f"| {cell(row, 'lpips', 4)} | {cell(row, 'mask_lpips', 4)} | {row['matched']} |"
+        )
+    for method, row in rows.items():
+        lines += ["", f"## {method}", "", f"Mode: {row['mode']}.", "", *pixel_table(row, method)]
+    page = out / "comparison.md"
+    page.write_text("\n".join(lines) + "\n")
+    return page
