@@ -4,7 +4,13 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --locked --no-sync
 
-.PHONY: uv sync demo test lint bench server-start server-deploy server-worker server-stop weights
+.PHONY: uv sync demo test lint bench server-start server-deploy server-worker server-stop submit \
+	weights
+
+# `make submit`: a run of DEPLOYMENT with each KEY=VALUE of SET changed (no spaces inside one:
+# SET="alpha=3 reid.kinds=[ide]"), on the server of `make server-start` (PORT, default 4200).
+DEPLOYMENT ?= default
+SET ?=
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv \
@@ -18,6 +24,9 @@ demo: sync
 
 server-start server-deploy server-worker server-stop: sync
 	PREFECT="$(RUN) prefect" scripts/server.sh $(@:server-%=%)
+
+submit: sync
+	$(RUN) augment-market submit $(DEPLOYMENT) $(foreach s,$(SET),--set '$(s)')
 
 # Every pretrained weight file (internet needed) into DEST, default the weights folder
 # ($$AUGMENT_MARKET_WEIGHTS or ~/.cache/augment-market/weights); `DEST=weights` for docker/.

@@ -624,6 +624,33 @@ def run(
         typer.echo(f"\nreport: {report.report['path']}")
 
 
+@app.command()
+def submit(
+    deployment: Annotated[
+        str, typer.Argument(help="default (the demo), market1501, or flow/name.")
+    ],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="KEY.PATH=VALUE merged into the deployment's parameters (repeat; YAML)."
+        ),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait for the end; exit 1 unless it completed.")
+    ] = False,
+) -> None:
+    """Run a deployment on the Prefect server with settings changed: --set alpha=3."""
+    from flows.submit import submit as submit_run
+
+    run, page = submit_run(deployment, set_ or [], wait=None if wait else 0)
+    state = run.state
+    typer.echo(f"flow run {run.name} of {deployment}: {state.name if state else 'Scheduled'}")
+    typer.echo(f"flow run id {run.id}\n{page}")
+    if wait and not (state is not None and state.is_completed()):
+        typer.echo(_one_line(str(state.message if state else "no state")), err=True)
+        raise typer.Exit(EXIT_USER)
+
+
 def _load_params(path: Path) -> Any:
     """The flow's parameters from ``path``; a file that does not validate is one line."""
     import pydantic

@@ -5,12 +5,13 @@ Two routes to a deployment, both without ``flow.from_source``:
 * ``python -m flows.deploy serve``: this process registers the deployments listed in
   ``prefect.yaml`` (same names and parameters) and runs their flow runs itself; no work pool,
   no worker. Handy on one GPU machine and in tests.
-* ``prefect deploy --all`` (``scripts/server.sh deploy``): registers the same deployments on the
+* ``prefect deploy --all`` (``make server-deploy``): registers the same deployments on the
   ``augment-market`` process work pool; a worker started in the project folder
-  (``scripts/server.sh worker``) runs them there.
+  (``make server-worker``) runs them there.
 
-Either way: ``prefect deployment run augment-market/default`` (the demo settings) or
-``augment-market/market1501`` (the paper's), and watch it in the UI.
+Either way: ``augment-market submit default`` (the demo settings, ``make submit``) or
+``market1501`` (the paper's), with ``--set key=value`` for changed settings
+(:mod:`flows.submit`), and watch it in the UI.
 """
 
 from __future__ import annotations

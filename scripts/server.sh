@@ -6,7 +6,8 @@
 #   scripts/server.sh worker   run a process worker for the pool here (foreground; Ctrl-C stops)
 #   scripts/server.sh stop     stop the server
 #
-# Then: `prefect deployment run augment-market/default` (the demo) or augment-market/market1501.
+# The Makefile's server-start, server-deploy, server-worker and server-stop call these; then
+# `make submit DEPLOYMENT=default` (the demo) runs a deployment (augment-market submit).
 # Settings: PORT (4200), POOL (augment-market), PREFECT (the prefect command; default: the
 # project's .venv, else `uv run prefect`). PREFECT_HOME is kept as set (default ~/.prefect).
 set -euo pipefail
@@ -23,6 +24,31 @@ if [[ -z "${PREFECT:-}" ]]; then
     if [[ -x .venv/bin/prefect ]]; then PREFECT=.venv/bin/prefect; else PREFECT="uv run --locked prefect"; fi
 fi
 
+PID_FILE="${PREFECT_HOME:-$HOME/.prefect}/server.pid"
+
+# `prefect server start --background` refuses while its PID file exists, even when the process
+# it names died (a crash, a reboot): remove the file then, and say so.
+clear_stale_pid_file() {
+    [[ -f "$PID_FILE" ]] || return 0
+    local pid
+    pid="$(cat "$PID_FILE" 2>/dev/null || true)"
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        return 0
+    fi
+    echo "removing stale $PID_FILE (server process ${pid:-?} is gone)" >&2
+    rm -f "$PID_FILE"
+}
+
+# `prefect deploy` and `work-pool create` end with generic hints (`prefect worker start` starts
+# a worker without AUGMENT_MARKET_HOME; `prefect deployment run` needs prefect on PATH and
+# PREFECT_API_URL): drop them, the deploy command prints this project's.
+drop_generic_hints() {
+    awk '/To execute flow runs/ { until = "prefect deployment run" }
+         /To start a worker for this work pool/ { until = "prefect worker start" }
+         until == "" { print }
+         until != "" && index($0, until) { until = "" }'
+}
+
 wait_healthy() {
     for _ in $(seq 1 120); do
         if curl -fsS "${PREFECT_API_URL}/health" >/dev/null 2>&1; then return 0; fi
@@ -34,15 +60,29 @@ wait_healthy() {
 
 case "${1:-}" in
     start)
+        clear_stale_pid_file
+        if curl -fsS "${PREFECT_API_URL}/health" >/dev/null 2>&1; then
+            echo "a Prefect server already answers on http://127.0.0.1:${PORT}"
+            exit 0
+        fi
         $PREFECT server start --background --host 127.0.0.1 --port "$PORT"
         wait_healthy
         echo "Prefect server: http://127.0.0.1:${PORT} (export PREFECT_API_URL=${PREFECT_API_URL})"
+        echo "Next: make server-deploy"
         ;;
     deploy)
         wait_healthy
         $PREFECT work-pool inspect "$POOL" >/dev/null 2>&1 \
-            || $PREFECT work-pool create "$POOL" --type process
-        $PREFECT --no-prompt deploy --all
+            || $PREFECT work-pool create "$POOL" --type process | drop_generic_hints
+        $PREFECT --no-prompt deploy --all | drop_generic_hints
+        cat <<EOF
+
+Next:
+  make server-worker                  # another terminal: runs the flows in ${AUGMENT_MARKET_HOME}
+  make submit DEPLOYMENT=default      # the demo, about 8 minutes on 2 CPU cores
+  make submit DEPLOYMENT=default SET="alpha=3 generator.max_steps=20"   # with settings changed
+  open http://127.0.0.1:${PORT}/runs  # and watch it
+EOF
         ;;
     worker)
         wait_healthy
@@ -52,7 +92,7 @@ case "${1:-}" in
         $PREFECT server stop
         ;;
     *)
-        sed -n '2,13p' "$0" >&2
+        sed -n '2,12p' "$0" >&2
         exit 2
         ;;
 esac

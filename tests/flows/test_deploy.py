@@ -1,4 +1,6 @@
-"""The server path: prefect.yaml deployed on a process work pool, run by a worker, twice.
+"""The server path: prefect.yaml deployed on a process work pool, run by a worker, twice,
+each run submitted as ``augment-market submit default --set ...`` (flows.submit), the first on
+a Dask cluster that the flow run starts from its parameters.
 
 Slow (about a minute): ``prefect deploy`` and every flow run start Python processes that import
 torch and the pipeline. It still runs in ``make test``.
@@ -6,6 +8,7 @@ torch and the pipeline. It still runs in ``make test``.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +24,9 @@ PROJECT = Path(__file__).resolve().parents[2]
 def test_deployment_runs_on_a_worker_and_reruns_from_cache(prefect_server, tmp_path, tiny_params):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from prefect.deployments import run_deployment
+
+    from flows.submit import submit
+    from storage import open_store
 
     environment = {
         **os.environ,
@@ -35,16 +40,18 @@ def test_deployment_runs_on_a_worker_and_reruns_from_cache(prefect_server, tmp_p
         [server_sh, "deploy"], env=environment, capture_output=True, text=True, timeout=300
     )
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    assert "make server-worker" in deployed.stdout and "prefect worker start" not in deployed.stdout
     worker = subprocess.Popen(
         [server_sh, "worker"], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        parameters = {
-            "params": tiny_params(tmp_path, stages=["ingest", "masks", "parsing", "pairs"])
-        }
+        # Each top-level setting of the tiny run replaces the demo's (JSON is YAML).
+        tiny = tiny_params(tmp_path, stages=["ingest", "masks", "parsing", "pairs"])
+        sets = [f"{key}={json.dumps(value)}" for key, value in tiny.items()]
+        dask = {"kind": "dask", "dask_workers": 2, "dask_processes": False, "blocks_per_task": 1}
         runs = [
-            run_deployment("augment-market/default", parameters=parameters, timeout=300)
-            for _ in range(2)
+            submit("default", [*sets, *extra], wait=300)[0]
+            for extra in ([f"runner={json.dumps(dask)}"], [])
         ]
     finally:
         worker.terminate()
@@ -62,4 +69,32 @@ def test_deployment_runs_on_a_worker_and_reruns_from_cache(prefect_server, tmp_p
         ]
     assert states[0].count("Completed") == 5  # the synthetic dataset + 4 stages
     assert states[1] == ["Cached"] * 4 + ["Completed"]
-    assert (tmp_path / "store" / "stamps" / "pairs.json").is_file()
+    store = open_store(str(tmp_path / "store"))
+    assert store.stamp("pairs") is not None
+    # The first run's masks went block by block to the Dask workers of the deployment's run.
+    assert store.stamp("masks").report["block_tasks"] == store.n_blocks > 1
+
+
+def test_server_start_clears_a_stale_pid_file_and_keeps_a_running_server(prefect_server, tmp_path):
+    """After a crash, `prefect server start --background` refuses while its PID file exists."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "server.pid").write_text(str(dead.pid))
+    environment = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PORT": str(urlparse(prefect_server).port),
+        "PREFECT": "false",  # must not be called: the session's server answers on PORT
+    }
+    started = subprocess.run(
+        [str(PROJECT / "scripts" / "server.sh"), "start"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 0, started.stderr
+    assert f"removing stale {home / 'server.pid'}" in started.stderr
+    assert "already answers" in started.stdout and not (home / "server.pid").exists()
