@@ -33,7 +33,7 @@ from storage import StageStamp
 
 # What a stage's ``progress(done, total)`` counts (default: store blocks).
 UNITS = {"generator": "steps", "evaluate": "test pairs", "reid": "steps", "pairs": "pairs"}
-BAR_WIDTH = 20
+BAR_WIDTH = 10
 
 
 class Watch(Protocol):
@@ -63,7 +63,7 @@ def format_duration(seconds: float) -> str:
 
 
 def text_bar(percent: float, width: int = BAR_WIDTH) -> str:
-    """``"[#####---------------]"`` for 25 %: progress in plain text (Markdown, logs)."""
+    """``"[###-------]"`` for 25 %: progress in plain text (Markdown, logs)."""
     filled = min(width, max(0, round(width * percent / 100)))
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
@@ -105,7 +105,7 @@ class StageProgress:
             create_progress_artifact(
                 0.0,
                 key=artifact_key("augment-market", stage),
-                description=f"**{stage}**: started",
+                description=f"`{text_bar(0)}` started",
             ),
         )
 
@@ -129,12 +129,21 @@ class StageProgress:
         return (total - done) * elapsed / (done - first)
 
     def line(self, done: int, total: int) -> str:
-        """``"generator: 600/1200 steps (50%), ETA 4 min 10 s, loss ..."``."""
+        """The log line: ``"generator: 600/1200 steps (50%), ETA 4 min 10 s, loss ..."``."""
         percent = 100.0 * done / total if total else 100.0
         text = f"{self.stage}: {done}/{total} {self.unit} ({percent:.0f}%)"
+        return text + self._details(done, total)
+
+    def card(self, done: int, total: int) -> str:
+        """The artifact's description, most telling first (a run's artifact cards show one
+        line): ``"`[#####-----]` 50%, ETA 4 min 10 s, 600/1200 steps, loss ..."``."""
+        percent = 100.0 * done / total if total else 100.0
+        return f"`{text_bar(percent)}` {percent:.0f}%" + self._details(done, total, count=True)
+
+    def _details(self, done: int, total: int, *, count: bool = False) -> str:
         eta = self.eta(done, total)
-        if eta is not None and done < total:
-            text += f", ETA {format_duration(eta)}"
+        text = f", ETA {format_duration(eta)}" if eta is not None and done < total else ""
+        text += f", {done}/{total} {self.unit}" if count else ""
         return text + (f", {self._status}" if self._status else "")
 
     def __call__(self, done: int, total: int) -> None:
@@ -148,7 +157,7 @@ class StageProgress:
             update_progress_artifact(
                 self.artifact_id,
                 percent,
-                description=f"`{text_bar(percent)}` {self.line(done, total)}",
+                description=self.card(done, total),
             )
             self._last_update = now
         decile = int(percent // 10)
@@ -166,7 +175,7 @@ class StageProgress:
         update_progress_artifact(
             self.artifact_id,
             100.0,
-            description=f"`{text_bar(100)}` **{self.stage}**: ran, digest `{stamp.digest}`"
+            description=f"`{text_bar(100)}` ran, digest `{stamp.digest}`"
             + (f" ({counts})" if counts else ""),
         )
 
@@ -178,7 +187,7 @@ def publish_cached(stage: str, stamp: StageStamp | None) -> None:
     create_progress_artifact(
         100.0,
         key=artifact_key("augment-market", stage),
-        description=f"`{text_bar(100)}` **{stage}**: cached{digest}",
+        description=f"`{text_bar(100)}` cached{digest}",
     )
 
 
@@ -247,7 +256,8 @@ class TrainingWatch:
                 "",
                 image_markdown(grid, f"training samples at step {step}"),
                 "",
-                f"`{grid}`: a training batch as the generator sees it at step {step}.",
+                f"Rows of the training batch at step {step}: source | target pose (mask and "
+                f"parsing) | generated | ground truth. `{grid}`",
             ]
         )
         description = f"Training sample grid, step {step}"

@@ -69,8 +69,9 @@ def _training_section(
         "",
         f"![Training samples at step {step}]({os.path.relpath(grids[-1], report_dir)})",
         "",
-        f"The last training sample grid (step {step} of {stamp.counts.get('steps', step)}); "
-        f"every grid is in `{samples}`.",
+        f"The last training sample grid (step {step} of {stamp.counts.get('steps', step)}), "
+        "rows of a training batch: source | target pose | generated | ground truth; every "
+        f"grid is in `{samples}`.",
         "",
     ]
 
