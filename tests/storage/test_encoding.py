@@ -11,6 +11,7 @@ from PIL import Image
 from storage.encoding import (
     EncodingError,
     decode_element,
+    decode_label_maps,
     encode_labels,
     encode_rgb,
     jpeg_size,
@@ -83,3 +84,21 @@ def test_bad_elements_are_refused():
     truncated = _jpeg(np.full((16, 16, 3), 90, np.uint8))[:-40]
     with pytest.raises(ValueError):
         decode_element(truncated, np.empty((16, 16, 3), np.uint8))
+
+
+def test_a_label_map_of_another_size_is_refused():
+    element = encode_labels(np.ones((5, 7), np.uint8))
+    for shape in ((5, 8), (5, 6)):
+        with pytest.raises(EncodingError, match="expected"):
+            decode_element(element, np.empty(shape, np.uint8))
+
+
+def test_label_maps_decode_in_one_call_and_check_each_frame():
+    maps = [np.full((4, 3), value, np.uint8) for value in range(5)]
+    out = np.empty((5, 4, 3), np.uint8)
+    np.testing.assert_array_equal(decode_label_maps([encode_labels(m) for m in maps], out), maps)
+    mixed = [encode_labels(maps[0]), encode_labels(np.zeros((4, 4), np.uint8))]
+    with pytest.raises(EncodingError, match="not a label element of 12 bytes"):
+        decode_label_maps(mixed, np.empty((2, 4, 3), np.uint8))
+    with pytest.raises(EncodingError, match="not a label element"):
+        decode_label_maps([encode_rgb(np.zeros((4, 1, 3), np.uint8))], out[:1])

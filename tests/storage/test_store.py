@@ -190,9 +190,11 @@ def test_reads_decode_only_the_rows_asked_for(tmp_path, monkeypatch):
     for block in range(store.n_blocks):
         store.write("parsing", block, parsing[store.block_slice(block)])
     decoded = []
-    original = module.decode_element
+    original = module.decode_label_maps
     monkeypatch.setattr(
-        module, "decode_element", lambda data, out: decoded.append(1) or original(data, out)
+        module,
+        "decode_label_maps",
+        lambda elements, out: decoded.extend(elements) or original(elements, out),
     )
     rows = np.array([7, 1, 7, 4])
     np.testing.assert_array_equal(store.read("parsing", rows), parsing[rows])
@@ -208,10 +210,16 @@ def test_threaded_decode_equals_serial(tmp_path):
     n = 300  # above the size where reads use the thread pool
     store = create_store(str(tmp_path / "s"), index=_index(n), height=4, width=2, block_size=64)
     images = rng.integers(0, 256, (n, 4, 2, 3), dtype=np.uint8)
-    for block in range(store.n_blocks):
+    masks = rng.integers(0, 2, (n, 4, 2), dtype=np.uint8)
+    for block in range(store.n_blocks - 1):  # the last block never written: zeros
         store.write("images", block, images[store.block_slice(block)])
-    np.testing.assert_array_equal(store.load_in_memory(("images",), threads=3)["images"], images)
-    np.testing.assert_array_equal(store.read("images", threads=1), images)
+        store.write("masks", block, masks[store.block_slice(block)])
+    last = store.block_slice(store.n_blocks - 1)
+    images[last], masks[last] = 0, 0
+    for threads in (1, 3):
+        loaded = store.load_in_memory(("images", "masks"), threads=threads)
+        np.testing.assert_array_equal(loaded["images"], images)
+        np.testing.assert_array_equal(loaded["masks"], masks)
 
 
 def test_row_reader_caches_encoded_chunks_within_its_budget(tmp_path):
