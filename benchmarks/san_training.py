@@ -1,6 +1,6 @@
 """SAN training throughput: in-memory batch gathering and train steps, CPU and CUDA.
 
-    python benchmarks/san_training.py [--device cuda] [--steps N] [--compile]
+    python benchmarks/san_training.py [--device cuda] [--steps N] [--compile] [--preset demo]
 
 Prints the figures and appends rows to the "SAN training" section of BENCHMARKS.md. The model
 is the paper-size generator (ngf 64, T = 5) and discriminator at 128x64, batch 32, with the
@@ -126,7 +126,9 @@ def step_rate(
         )
 
     if compile_models:  # compilation happens in the first calls, keep it out of the timing
+        started = time.perf_counter()
         one_step()
+        print(f"torch.compile: first step {time.perf_counter() - started:.0f} s", flush=True)
     return timed(one_step, steps, sync=device.type == "cuda")
 
 
@@ -153,13 +155,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per row")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (2 = CI machines)")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (CUDA)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument(
+        "--preset",
+        choices=["market1501", "demo"],
+        default="market1501",
+        help="the paper's model (with VGG-19), or the CPU demo's (no perceptual loss, offline)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch.cuda.is_available() is False")
     torch.set_num_threads(args.threads)
-    config = SANConfig.market1501()
+    config = getattr(SANConfig, args.preset)(
+        **({"use_perceptual": False} if args.preset == "demo" else {})
+    )
+    model = "paper-size G+D+VGG" if args.preset == "market1501" else "demo preset G+D"
     sampler = PairSampler(market_sized_data(config), batch_size=config.batch_size, seed=0)
     host = machine()  # platform, core count, GPU, torch version and date
     # The CI machines are shared: the 1-minute load average says how busy the cores were.
@@ -179,13 +190,16 @@ def main(argv: list[str] | None = None) -> None:
     gather, convert = loader_rate(sampler, config, repeats=200)
     row("cpu", "loader: gather uint8 batch", setting, None, gather)
     row("cpu", "loader: gather + float/one-hot", setting, None, convert)
-    if args.device == "cpu":  # fp32 both; channels_last (NHWC) is the layout mkldnn prefers
-        for label, channels_last in (("fp32", False), ("fp32 + channels_last", True)):
+    if args.device == "cpu":  # fp32; channels_last (NHWC) is the layout mkldnn prefers
+        cpu_rows = [("fp32", False, False), ("fp32 + channels_last", True, False)]
+        if args.compile:
+            cpu_rows.append(("fp32 + channels_last + torch.compile", True, True))
+        for label, channels_last, compiled in cpu_rows:
             seconds = step_rate(
                 config, sampler, torch.device("cpu"), steps=args.steps,
-                channels_last=channels_last,
+                channels_last=channels_last, compile_models=compiled,
             )  # fmt: skip
-            row("cpu", "train step, paper-size G+D+VGG", f"{setting}, {label}", seconds,
+            row("cpu", f"train step, {model}", f"{setting}, {label}", seconds,
                 config.batch_size / seconds)  # fmt: skip
     cuda_rows = [("fp32 eager", False, False), ("bf16 + channels_last", True, False)]
     if args.compile:
@@ -197,16 +211,17 @@ def main(argv: list[str] | None = None) -> None:
                 channels_last=fast, bf16=fast, compile_models=compiled,
             )  # fmt: skip
             name = torch.cuda.get_device_name(0)
-            row(name, "train step, paper-size G+D+VGG", f"batch 32, {label}", seconds,
+            row(name, f"train step, {model}", f"batch {config.batch_size}, {label}", seconds,
                 config.batch_size / seconds)  # fmt: skip
         else:
-            row("cuda", "train step, paper-size G+D+VGG", f"batch 32, {label}", None, None)
+            row("cuda", f"train step, {model}", f"batch {config.batch_size}, {label}", None, None)
     if not args.no_write:
         body = (
             "Run `python benchmarks/san_training.py [--device cuda] [--steps N] [--compile]`; "
             "each run appends its rows. Paper-size generator (43.7M parameters) and "
             "discriminator at 128x64, batch 32, relu1_2 perceptual loss on a random VGG-19 "
-            "(same cost as ImageNet weights); one step = one G and one D update; random "
+            "(same cost as ImageNet weights), or (`--preset demo`) the demo preset's G and D "
+            "at batch 8 without perceptual loss; one step = one G and one D update; random "
             f"Market-sized arrays ({MARKET_IMAGES:,} images, {MARKET_PAIRS:,} pairs) in "
             "memory. Loader rows time `PairSampler` on the CPU; in GPU training only the "
             "uint8 gather runs there, the float/one-hot conversion runs on the GPU. CPU "
