@@ -139,6 +139,8 @@ _MORE_DESCRIPTIONS = {
     "lr_gamma": "Learning-rate factor at each milestone.",
     "log_every": "Steps between loss log lines.",
     "width": "Input width in pixels (see height).",
+    "warmup_factor": "Learning-rate factor at the start of the warmup (see warmup_epochs).",
+    "triplet_margin": "Margin of the batch-hard triplet loss (see triplet_weight).",
 }
 
 
@@ -325,9 +327,10 @@ class MetricOptions(_Settings):
 class ReidSettings(_Settings):
     """Re-ID baselines trained on the original and the augmented set (``reid.train``)."""
 
-    kinds: list[Literal["ide", "siamese"]] = Field(
+    kinds: list[Literal["ide", "siamese", "bot"]] = Field(
         default=["ide", "siamese"],
-        description="Baselines to train: IDE (classifier) and/or Siamese (+ verification).",
+        description="Baselines to train: IDE (classifier), Siamese (+ verification) and/or "
+        "bot (Bag of Tricks: BNNeck, triplet loss, always its own recipe).",
     )
     arch: Literal["resnet50", "resnet18"] = Field(
         default="resnet50",

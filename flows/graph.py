@@ -1,6 +1,6 @@
 """The DAG: which stage reads which, and each stage task's settings from the parameters.
 
-An arrow is "reads the stamp of"; ``<kind>`` is each Re-ID baseline, ide / siamese::
+An arrow is "reads the stamp of"; ``<kind>`` is each Re-ID baseline, ide / siamese / bot::
 
     ingest -> masks ---> pairs -> generator -> evaluate
           \\-> parsing -------------/      \\-> synthesize -> reid_<kind>_augmented -> report

@@ -333,13 +333,14 @@ def reid_stage(
     device: str,
     offline: bool,
 ) -> StageStamp:
-    """One Re-ID baseline (IDE or Siamese) on the original (``alpha`` None) or augmented set;
+    """One Re-ID baseline (IDE, Siamese or BoT) on the original (``alpha`` None) or augmented set;
     offline: random backbone. Named and cached per stamp (``reid_ide_original``...) by
     :func:`named`."""
     from pipeline.reid_stage import reid_stage_name, train_reid_baseline
     from reid.train import TrainConfig
 
-    base = getattr(TrainConfig, preset)(seed=seed)
+    # Bag of Tricks is a recipe as much as a network: the preset names the IDE/Siamese recipe.
+    base = (TrainConfig.bot if kind == "bot" else getattr(TrainConfig, preset))(seed=seed)
     pretrained = not offline and model.get("pretrained", base.model.pretrained)
     architecture = dataclasses.replace(
         base.model, **{**model, "kind": kind, "arch": arch, "pretrained": pretrained}

@@ -117,3 +117,21 @@ def _fake_generated(store):
         for block in run.pending_blocks():
             run.mark_done(block)
         run.finish(counts={"generated": len(train)})
+
+
+def test_bag_of_tricks_through_the_stage(small_store, tmp_path):
+    config = TrainConfig.bot(
+        model=ReIDModelConfig(kind="bot", arch="resnet18", pretrained=False, last_stride=1),
+        height=64,
+        width=32,
+        batch_size=4,
+        instances_per_id=2,
+        epochs=2,
+        warmup_epochs=1,
+    )
+    result = train_reid_baseline(small_store, tmp_path, config=config, metrics=("euclidean",))
+    assert (tmp_path / "reid_bot_original" / "results.json").is_file()
+    assert result.report["model"].startswith("bot resnet18")
+    assert small_store.stamp("reid_bot_original").config["train"]["triplet_weight"] == 1.0
+    row = result.report["results"]["euclidean"]
+    assert 0 <= row["rank1"] <= row["rank10"] <= 100 and 0 < row["mAP"] <= 100
