@@ -8,7 +8,7 @@ A stage task's cache key is a hash of
   ``cuda:0`` and ``cuda:1`` give the same output),
 * the digests of the input stamps it reads (the :class:`storage.StageStamp` values in the
   task's ``upstream`` argument; a missing input counts as ``None``),
-* the package version (``augment_market.__version__``).
+* the package version (``foundation.__version__``).
 
 That key alone is not enough: Prefect keeps cache records in result storage, apart from the
 store, so a record outlives a deleted stamp, and a key that returns to an old value (settings

@@ -32,14 +32,16 @@ from flows.offline import missing_weights, resolve_offline
 from flows.progress import publish_cached
 from flows.publish import publish_results
 from flows.tasks import make_synthetic
+from foundation.errors import UserError
 from foundation.weights import MissingWeightsError, weights_dir
 from storage import StageStamp, open_store
 
 Summary = dict[str, dict[str, str | None]]
 
 
-class StageFailed(RuntimeError):
-    """A stage of the run failed; the message names it, its error and what did not run."""
+class StageFailed(UserError, RuntimeError):
+    """A stage of the run failed; the message names it, its error and what did not run (the
+    CLI prints it as one line; the stage's own traceback is in the flow's log)."""
 
 
 @dataclass
