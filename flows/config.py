@@ -196,8 +196,13 @@ class DatasetSettings(_Settings):
         description="Dataset folder (Market-1501 or DeepFashion In-shop layout); relative "
         "paths start at the worker's project folder."
     )
-    kind: Literal["market1501", "deepfashion"] = Field(
-        default="market1501", description="Folder layout of `source`."
+    kind: Literal[
+        "market1501", "deepfashion", "dukemtmc_reid", "msmt17", "cuhk03_detected", "cuhk03_labeled"
+    ] = Field(
+        default="market1501",
+        description="Dataset and folder layout of `source` (docs/datasets.md); every kind but "
+        "market1501 is stretched to the store's size. cuhk03_*: CUHK03-NP's detected or "
+        "labeled boxes.",
     )
     synthetic: bool = Field(
         default=False,

@@ -28,7 +28,7 @@ import pandas as pd
 from PIL import Image
 
 from foundation.errors import UserError
-from pipeline.ingest import MARKET_FOLDERS
+from pipeline.datasets import MARKET_FOLDERS
 from pipeline.synthesize import generated_run_name
 from storage import MissingInputError, PersonStore
 from storage.encoding import JPEG_MAGIC

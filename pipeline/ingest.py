@@ -1,13 +1,19 @@
-"""Ingest stage: a dataset folder (Market-1501 or DeepFashion In-shop layout) into a store.
+"""Ingest stage: a dataset folder (a Re-ID dataset of :mod:`pipeline.datasets`, or DeepFashion
+In-shop) into a store.
 
 Every image is decoded once. The first pass reads each file and decodes it to find the
 unreadable ones and the wrong sizes (they are reported and skipped, the rest goes on): a
 complete JPEG of the store's size is kept as it is (its bytes are written verbatim, see
-:mod:`storage.encoding`), anything else (a resized DeepFashion image, a PNG, a CMYK JPEG) is
-encoded losslessly right away and held in a temporary spill file. The second pass writes
-blocks of those elements (re-reading the verbatim files, not decoding them) through the
+:mod:`storage.encoding`), anything else (a resized DeepFashion or DukeMTMC-reID image, a PNG, a
+CMYK JPEG) is encoded losslessly right away and held in a temporary spill file. The second pass
+writes blocks of those elements (re-reading the verbatim files, not decoding them) through the
 store's resumable stage bookkeeping. A crash in the second pass leaves finished blocks in
 place; running the same ingest again continues from there.
+
+Sizes: Market-1501's images are all 128x64, and one of another size is skipped. Every other
+dataset is resized to the store's size (128x64, DeepFashion 256x256) by stretching, without
+keeping the aspect ratio, as torchreid and fast-reid resize Re-ID images (bicubic, as
+fast-reid).
 """
 
 from __future__ import annotations
@@ -19,26 +25,29 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, get_args
 
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from foundation.errors import UserError
+from pipeline.datasets import (
+    CANDIDATE_COLUMNS,
+    FOLDER_DATASETS,
+    IMAGE_SUFFIXES,
+    MARKET1501,
+    DatasetKind,
+    DatasetLayoutError,
+    scan_folders,
+    scan_msmt17,
+)
 from storage import PersonStore, StageStamp, StoreValidationError, create_store, open_store
 from storage.encoding import decode_jpeg, encode_rgb, keeps_verbatim
 from storage.store import FORMAT_V1
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 # 24 real Market-1501 images are named *.jpg.jpg (6 query, 18 bounding_box_test). torchreid
 # globs *.jpg and reads pid and camera from the name's start, so they belong to the benchmark.
 DOUBLE_SUFFIX = ".jpg.jpg"
-MARKET_FOLDERS = {"bounding_box_train": "train", "bounding_box_test": "gallery", "query": "query"}
-# pid (-1 junk, 0000 distractor, else 4 digits), camera 1-6, sequence, frame, box index. The
-# pattern takes any numbers, so that a name of the right shape gets a field-by-field message.
-MARKET_NAME = re.compile(r"^(?P<pid>-?\d+)_c(?P<cam>\d+)s(?P<seq>\d+)_(?P<frame>\d+)_(?P<box>\d+)$")
-MARKET_CAMERAS = range(1, 7)
 # PATN/GFLA flattened DeepFashion name: identity (gender, category, item, photo group), then
 # the view number and name.
 DEEPFASHION_NAME = re.compile(
@@ -47,10 +56,6 @@ DEEPFASHION_NAME = re.compile(
 )
 
 Progress = Callable[[int, int], None]
-
-
-class DatasetLayoutError(UserError, ValueError):
-    """The source folder is not the dataset layout it was given as."""
 
 
 @dataclass(frozen=True)
@@ -71,22 +76,7 @@ def parse_market_name(name: str) -> MarketName:
         ValueError: the name does not follow the Market-1501 pattern, or says which of its
             fields is out of range (person id, camera).
     """
-    stem = Path(name).name
-    while Path(stem).suffix.lower() in IMAGE_SUFFIXES:  # 0001_c1s1_001051_00.jpg.jpg too
-        stem = Path(stem).stem
-    match = MARKET_NAME.match(stem)
-    if match is None:
-        raise ValueError(f"{name}: not a Market-1501 image name (pid_cCsS_frame_box.jpg)")
-    if match["pid"] != "-1" and not re.fullmatch(r"\d{4}", match["pid"]):
-        raise ValueError(
-            f"{name}: person id {match['pid']} is out of range (four digits 0000-9999, or -1 "
-            "for junk)"
-        )
-    if int(match["cam"]) not in MARKET_CAMERAS:
-        raise ValueError(
-            f"{name}: camera {match['cam']} is out of range (Market-1501 cameras are "
-            f"{MARKET_CAMERAS.start}-{MARKET_CAMERAS.stop - 1})"
-        )
+    match = MARKET1501.match(name)
     return MarketName(
         int(match["pid"]),
         int(match["cam"]),
@@ -97,34 +87,8 @@ def parse_market_name(name: str) -> MarketName:
 
 
 def scan_market1501(source: Path) -> tuple[pd.DataFrame, list[str]]:
-    """List the images of a Market-1501 folder.
-
-    Returns:
-        (candidates with columns person_id, camera, split, filename, path; skipped notes).
-    Raises:
-        DatasetLayoutError: a required folder is missing (the message lists which).
-    """
-    source = Path(source)
-    if not source.is_dir():
-        raise DatasetLayoutError(f"{source}: folder does not exist")
-    missing = [name for name in MARKET_FOLDERS if not (source / name).is_dir()]
-    if missing:
-        raise DatasetLayoutError(
-            f"{source} is not a Market-1501 folder: missing {', '.join(missing)} "
-            f"(expected {', '.join(MARKET_FOLDERS)})"
-        )
-    rows, skipped = [], []
-    for folder, split in MARKET_FOLDERS.items():
-        for path in sorted((source / folder).iterdir()):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue  # Thumbs.db and the like
-            try:
-                name = parse_market_name(path.name)
-            except ValueError as error:
-                skipped.append(str(error))
-                continue
-            rows.append((name.person_id, name.camera, split, path.name, str(path)))
-    return pd.DataFrame(rows, columns=["person_id", "camera", "split", "filename", "path"]), skipped
+    """List the images of a Market-1501 folder (:func:`pipeline.datasets.scan_folders`)."""
+    return scan_folders(source, MARKET1501)
 
 
 @dataclass(frozen=True)
@@ -279,7 +243,7 @@ def scan_deepfashion(source: Path) -> tuple[pd.DataFrame, list[str]]:
     listed_names = set(names["train"]) | set(names["test"])
     unlisted = {name for split in lists for name in files[split]} - listed_names
     skipped += [f"{name}: in no list (train.lst, test.lst)" for name in sorted(unlisted)]
-    return pd.DataFrame(rows, columns=["person_id", "camera", "split", "filename", "path"]), skipped
+    return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS), skipped
 
 
 def decode_image(path: str, *, size: tuple[int, int], resize: bool) -> np.ndarray:
@@ -358,11 +322,31 @@ def _prepare_all(
         return list(pool.map(prepare, candidates["path"]))
 
 
+def scan_dataset(kind: DatasetKind, source: Path) -> tuple[pd.DataFrame, list[str]]:
+    """List the images of dataset folder ``source`` laid out as ``kind``.
+
+    Returns:
+        (candidates with columns :data:`pipeline.datasets.CANDIDATE_COLUMNS`; skipped notes).
+    Raises:
+        DatasetLayoutError: ``source`` is not that layout.
+        ValueError: ``kind`` is not one of :data:`pipeline.datasets.DatasetKind`.
+    """
+    if kind == "deepfashion":
+        return scan_deepfashion(source)
+    if kind == "msmt17":
+        return scan_msmt17(source)
+    if kind not in FOLDER_DATASETS:
+        raise ValueError(
+            f"unknown dataset kind {kind!r}; one of {', '.join(get_args(DatasetKind))}"
+        )
+    return scan_folders(source, FOLDER_DATASETS[kind])
+
+
 def ingest(
     source: Path,
     store_url: str,
     *,
-    kind: Literal["market1501", "deepfashion"] = "market1501",
+    kind: DatasetKind = "market1501",
     size: tuple[int, int] | None = None,
     block_size: int = 64,
     overwrite: bool = False,
@@ -374,24 +358,30 @@ def ingest(
     Args:
         source: the dataset's root folder.
         store_url: where the store goes (local folder or fsspec URL).
-        kind: ``market1501`` (128x64, wrong sizes skipped) or ``deepfashion`` (PATN/GFLA
-            train.lst / test.lst, see :func:`scan_deepfashion`; resized to 256x256, the size
-            pose-transfer work uses).
+        kind: ``market1501`` (128x64, wrong sizes skipped); ``dukemtmc_reid``, ``msmt17``
+            (V1 list files), ``cuhk03_detected`` or ``cuhk03_labeled`` (CUHK03-NP), stretched
+            to 128x64 (see :mod:`pipeline.datasets` and docs/datasets.md); or ``deepfashion``
+            (PATN/GFLA train.lst / test.lst, see :func:`scan_deepfashion`; stretched to
+            256x256, the size pose-transfer work uses).
         size: (height, width) override.
         overwrite: replace an existing store built from other files.
         progress: called as ``progress(done_blocks, total_blocks)``.
     Returns:
-        The ``ingest`` stamp. Counts: images per split, ``skipped``, ``jpeg_verbatim`` (source
-        files stored as they are) and ``lossless`` (stored decoded, losslessly), for
-        Market-1501 ``double_suffix_images`` (the ``*.jpg.jpg`` files, ingested as images as
-        torchreid does). Report: every skipped file and why; the ``*.jpg.jpg`` names.
+        The ``ingest`` stamp; its config names the ``kind``, which export reads. Counts: images
+        per split, ``skipped``, ``jpeg_verbatim`` (source files stored as they are) and
+        ``lossless`` (stored decoded, losslessly), for Market-1501 ``double_suffix_images``
+        (the ``*.jpg.jpg`` files, ingested as images as torchreid does). Report: every skipped
+        file and why; the ``*.jpg.jpg`` names.
+    Raises:
+        DatasetLayoutError: ``source`` is not the layout of ``kind``, or holds no image that
+            parses (the message gives the first skipped file and why).
     """
-    scan = scan_market1501 if kind == "market1501" else scan_deepfashion
-    candidates, skipped = scan(Path(source))
+    candidates, skipped = scan_dataset(kind, Path(source))
     if candidates.empty:
-        raise DatasetLayoutError(f"{source}: no images found")
-    resize = kind == "deepfashion"
-    size = size or ((128, 64) if kind == "market1501" else (256, 256))
+        example = f" ({len(skipped)} skipped, e.g. {skipped[0]})" if skipped else ""
+        raise DatasetLayoutError(f"{source}: no images found{example}")
+    resize = kind != "market1501"
+    size = size or ((256, 256) if kind == "deepfashion" else (128, 64))
     spill = _Spill()
     try:
         prepared = _prepare_all(candidates, size, resize, workers, spill)
