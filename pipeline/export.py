@@ -1,13 +1,22 @@
-"""Export an (alpha-augmented) store in the Market-1501 folder layout for other Re-ID toolkits.
+"""Export an (alpha-augmented) store in its dataset's own folder layout for other Re-ID toolkits.
 
-``bounding_box_train`` holds the real training images plus the generated ones; generated names
-follow the Market-1501 pattern (``{pid}_c{cam}s{seq}_{frame}_{box}.jpg``), so torchreid and
-fast-reid parse identity and camera as usual: the source's pid and camera, sequence
-:data:`GENERATED_SEQUENCE` (Market-1501 uses 1-6), the generated row as frame, and the draw
-number as box. A generated name therefore never equals a real one. ``bounding_box_test`` and
-``query`` are written from the store unchanged: an image ingested as a JPEG is copied byte for
-byte (format-2 stores keep the source file), any other is written as a JPEG;
-``generated.csv`` maps each generated file to its source and target-pose images.
+The ingest stamp names the dataset. Market-1501, DukeMTMC-reID and CUHK03-NP (and
+DeepFashion, and stores whose stamp names none) are written in Market-1501's folders, CUHK03-NP
+under its setting's folder (``detected/`` or ``labeled/``), as it is distributed:
+``bounding_box_train`` holds the real training images plus the generated ones, named in the
+dataset's own pattern (:meth:`pipeline.datasets.FolderDataset.generated_file_name`: the source's
+pid and camera, the generated row and the draw number in fields that real names never reach),
+so torchreid and fast-reid parse identity and camera as usual. MSMT17 is written as its ``train/``
+and ``test/`` folders with its four list files: the generated images go into their identity's
+folder under ``train/`` (:func:`msmt17_generated_path`) and into ``list_train.txt``, which holds
+every training image (the store's training split is list_train plus list_val, so
+``list_val.txt`` is written empty).
+
+``bounding_box_test`` and ``query`` (MSMT17: ``test/``) are written from the store unchanged:
+an image ingested as a JPEG is copied byte for byte (format-2 stores keep the source file), any
+other is written in the format its name says (JPEG, or PNG for CUHK03-NP), at the store's size;
+``generated.csv`` maps each generated file (its path in the export) to its source and
+target-pose images.
 
 An export never mixes with anything: a non-empty destination is refused, and ``overwrite``
 replaces only an earlier export, found by its manifest (:data:`MANIFEST`, written before the
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +38,18 @@ import pandas as pd
 from PIL import Image
 
 from foundation.errors import UserError
-from pipeline.datasets import MARKET_FOLDERS
+from pipeline.datasets import (
+    FOLDER_DATASETS,
+    MARKET1501,
+    MARKET_FOLDERS,
+    FolderDataset,
+    msmt17_labels,
+)
 from pipeline.synthesize import generated_run_name
 from storage import MissingInputError, PersonStore
 from storage.encoding import JPEG_MAGIC
 from storage.store import FORMAT_V1, decode_elements
 
-GENERATED_SEQUENCE = 9
 JPEG_QUALITY = 95
 MANIFEST = "export_manifest.json"
 GENERATED_TABLE = "generated.csv"
@@ -45,17 +60,93 @@ class ExportDestinationError(UserError, FileExistsError):
     """The export folder holds files the export would mix with or would have to delete."""
 
 
-def generated_file_name(person_id: int, camera: int, row: int, draw: int) -> str:
-    """Market-1501-style name of generated row ``row`` (draw ``draw`` of its source)."""
+@dataclass(frozen=True)
+class ExportLayout:
+    """Where an export puts each image, relative to its folder.
+
+    Attributes:
+        real: [N] path of each store row.
+        generated: [M] path of each generated row.
+        lists: path -> text of the list files (MSMT17), {} for the Market-1501 layout.
+    """
+
+    real: list[str]
+    generated: list[str]
+    lists: dict[str, str]
+
+
+def market_layout(
+    index: pd.DataFrame, dataset: FolderDataset, sources: np.ndarray, draws: np.ndarray
+) -> ExportLayout:
+    """Market-1501's folders (under ``dataset.subfolder``: CUHK03-NP's ``detected/`` or
+    ``labeled/``), generated images named in ``dataset``'s pattern.
+
+    Args:
+        index: the store's index (person_id, camera, split, filename).
+        sources: int [M] store row of each generated image's source; draws: int [M] its draw
+            number (1 .. alpha - 1).
+    """
+    root = f"{dataset.subfolder}/" if dataset.subfolder else ""
+    folder_of = {split: f"{root}{folder}" for folder, split in MARKET_FOLDERS.items()}
+    real = [
+        f"{folder_of[split]}/{Path(name).name}"
+        for name, split in zip(index["filename"], index["split"], strict=True)
+    ]
+    person_ids, cameras = index["person_id"].to_numpy(), index["camera"].to_numpy()
+    generated = [
+        f"{folder_of['train']}/"
+        + dataset.generated_file_name(int(person_ids[s]), int(cameras[s]), row, int(d))
+        for row, (s, d) in enumerate(zip(sources, draws, strict=True))
+    ]
+    return ExportLayout(real, generated, {})
+
+
+def msmt17_generated_path(label: int, camera: int, row: int, draw: int) -> str:
+    """Path under ``train/`` of a generated MSMT17 image: in its identity's folder, named like
+    the real ones (``pid_index_camera_...``, camera in the third field as toolkits read it),
+    with the 6-digit row as index (real ones have 3 digits) and ``generated`` for the date."""
     if not 0 <= row < 1_000_000:
-        raise ValueError(f"generated row {row} does not fit the 6-digit frame field")
-    return f"{person_id:04d}_c{camera}s{GENERATED_SEQUENCE}_{row:06d}_{draw:02d}.jpg"
+        raise ValueError(f"generated row {row} does not fit the 6-digit index field")
+    return f"{label:04d}/{label:04d}_{row:06d}_{camera:02d}_generated_{draw:02d}.jpg"
+
+
+def msmt17_layout(index: pd.DataFrame, sources: np.ndarray, draws: np.ndarray) -> ExportLayout:
+    """MSMT17's ``train/`` and ``test/`` folders and list files (arguments as
+    :func:`market_layout`); list labels from :func:`pipeline.datasets.msmt17_labels`."""
+    splits = index["split"].to_numpy()
+    person_ids = index["person_id"].to_numpy(np.int64)
+    test = splits != "train"
+    train_ids = int(person_ids[~test].max()) if (~test).any() else 0
+    labels = msmt17_labels(person_ids, test, train_ids=train_ids)
+    real = index["filename"].tolist()
+    cameras = index["camera"].to_numpy()
+    generated_under_train = [
+        msmt17_generated_path(int(labels[s]), int(cameras[s]), row, int(d))
+        for row, (s, d) in enumerate(zip(sources, draws, strict=True))
+    ]
+    lines: dict[str, list[str]] = {"train": [], "query": [], "gallery": []}
+    for name, split, label in zip(real, splits, labels, strict=True):
+        folder = "train" if split == "train" else "test"
+        lines[split].append(f"{name.removeprefix(folder + '/')} {label}")
+    lines["train"] += [
+        f"{path} {labels[s]}" for path, s in zip(generated_under_train, sources, strict=True)
+    ]
+    lists = {  # list_val is empty: the store's training split holds its images
+        "list_train.txt": lines["train"],
+        "list_val.txt": [],
+        "list_query.txt": lines["query"],
+        "list_gallery.txt": lines["gallery"],
+    }
+    texts = {name: "".join(f"{line}\n" for line in listed) for name, listed in lists.items()}
+    generated = [f"train/{path}" for path in generated_under_train]
+    return ExportLayout(real, generated, texts)
 
 
 def export_market(
     store: PersonStore, out_dir: str | Path, *, alpha: int | None = None, overwrite: bool = False
 ) -> int:
-    """Write the store (plus ``generated/alpha<A>`` when ``alpha`` is given) as Market-1501.
+    """Write the store (plus ``generated/alpha<A>`` when ``alpha`` is given) in the folder
+    layout of the dataset it was ingested from (see the module).
 
     Args:
         out_dir: a new or empty folder, or (with ``overwrite``) one an earlier export wrote.
@@ -68,13 +159,8 @@ def export_market(
     """
     out = Path(out_dir)
     index = store.index
-    folder_of = {split: folder for folder, split in MARKET_FOLDERS.items()}
-    real = [
-        f"{folder_of[split]}/{Path(name).name}"
-        for name, split in zip(index["filename"], index["split"], strict=True)
-    ]
     group = None
-    generated_names: list[str] = []
+    sources = draws = np.zeros(0, np.int64)
     if alpha is not None:
         group = f"generated/{generated_run_name(alpha)}"
         if not store.has(group):
@@ -85,14 +171,14 @@ def export_market(
                 missing="synthesize",
             )
         sources = store.read(f"{group}/source_index")
-        cameras = index["camera"].to_numpy()
-        person_ids = index["person_id"].to_numpy()
         draws = np.arange(len(sources)) % (alpha - 1) + 1
-        generated_names = [
-            generated_file_name(int(person_ids[s]), int(cameras[s]), row, int(d))
-            for row, (s, d) in enumerate(zip(sources, draws, strict=True))
-        ]
-    files = real + [f"bounding_box_train/{name}" for name in generated_names]
+    stamp = store.stamp("ingest")
+    kind = stamp.config.get("kind", "market1501") if stamp is not None else "market1501"
+    if kind == "msmt17":
+        layout = msmt17_layout(index, sources, draws)
+    else:
+        layout = market_layout(index, FOLDER_DATASETS.get(kind, MARKET1501), sources, draws)
+    files = layout.real + layout.generated + list(layout.lists)
     files += [GENERATED_TABLE] if group is not None else []
     _clear(out, overwrite=overwrite)
     manifest: dict[str, Any] = {
@@ -105,29 +191,31 @@ def export_market(
     _write_manifest(out, manifest)
     if store.format == FORMAT_V1:
         images = store.load_in_memory(("images",))["images"]
-        for row, relative in enumerate(real):
+        for row, relative in enumerate(layout.real):
             _save(images[row], out / relative)
     else:
         shape = store.item_shape("images")
-        for element, relative in zip(store.read_encoded("images"), real, strict=True):
+        for element, relative in zip(store.read_encoded("images"), layout.real, strict=True):
             if element.startswith(JPEG_MAGIC):
                 (out / relative).parent.mkdir(parents=True, exist_ok=True)
                 (out / relative).write_bytes(element)
             else:
                 _save(decode_elements([element], shape)[0], out / relative)
+    for relative, text in layout.lists.items():
+        (out / relative).write_text(text)
     if group is not None:
         generated = store.load_in_memory((f"{group}/images", f"{group}/target_index"))
-        for name, image in zip(generated_names, generated[f"{group}/images"], strict=True):
-            _save(image, out / "bounding_box_train" / name)
+        for relative, image in zip(layout.generated, generated[f"{group}/images"], strict=True):
+            _save(image, out / relative)
         pd.DataFrame(
             {
-                "file": generated_names,
+                "file": layout.generated,
                 "source": index["filename"].to_numpy()[sources],
                 "target_pose": index["filename"].to_numpy()[generated[f"{group}/target_index"]],
             }
         ).to_csv(out / GENERATED_TABLE, index=False)
     _write_manifest(out, {**manifest, "complete": True})
-    return len(real) + len(generated_names)
+    return len(layout.real) + len(layout.generated)
 
 
 def _clear(out: Path, *, overwrite: bool) -> None:

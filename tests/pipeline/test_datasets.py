@@ -1,4 +1,5 @@
-"""DukeMTMC-reID, MSMT17 and CUHK03-NP: tiny fake layouts ingested and stretched."""
+"""DukeMTMC-reID, MSMT17 and CUHK03-NP: tiny fake layouts ingested, stretched, exported and
+ingested again."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pipeline.datasets import (
     scan_folders,
     scan_msmt17,
 )
+from pipeline.export import MANIFEST, export_market
 from pipeline.ingest import ingest
 from pipeline.pairs import PairsConfig, sample_pairs
 from storage import open_store
@@ -282,3 +284,56 @@ def test_generated_names_parse_in_the_datasets_own_pattern(dataset):
     assert (int(match["pid"]), int(match["cam"])) == (12, camera)
     with pytest.raises(ValueError, match="6-digit"):
         dataset.generated_file_name(12, camera, 1_000_000, 1)
+
+
+MARKET_LAYOUT = ["bounding_box_train", "bounding_box_test", "query"]
+LAYOUTS = {
+    "dukemtmc_reid": (_duke, MARKET_LAYOUT),
+    "cuhk03_labeled": (_cuhk03, ["labeled"]),
+    "msmt17": (_msmt17, ["train", "test", *MSMT17_LINES]),
+}
+
+
+@pytest.mark.parametrize("kind", list(LAYOUTS))
+def test_export_writes_the_datasets_layout_and_ingests_back_the_same(tmp_path, kind):
+    make, top_level = LAYOUTS[kind]
+    ingest(make(tmp_path / "source"), str(tmp_path / "store"), kind=kind)
+    store = open_store(str(tmp_path / "store"))
+    out = tmp_path / "exported"
+    assert export_market(store, out) == store.n_images
+    assert sorted(p.name for p in out.iterdir()) == sorted([*top_level, MANIFEST])
+    if kind == "cuhk03_labeled":
+        assert sorted(p.name for p in (out / "labeled").iterdir()) == sorted(MARKET_LAYOUT)
+    ingest(out, str(tmp_path / "again"), kind=kind)
+    again = open_store(str(tmp_path / "again"))
+    assert _counts(again) == _counts(store)
+    assert again.index.equals(store.index)
+    if kind == "cuhk03_labeled":  # PNG both ways: the pixels too
+        np.testing.assert_array_equal(again.read("images"), store.read("images"))
+
+
+@pytest.mark.parametrize("kind", ["dukemtmc_reid", "msmt17"])
+def test_generated_images_export_in_the_datasets_naming_and_ingest_back(
+    tmp_path, kind, add_generated
+):
+    make, _ = LAYOUTS[kind]
+    ingest(make(tmp_path / "source"), str(tmp_path / "store"), kind=kind)
+    store = open_store(str(tmp_path / "store"), mode="r+")
+    add_generated(store, 2)
+    train = store.index[store.index["split"] == "train"]
+    assert export_market(store, tmp_path / "exported", alpha=2) == store.n_images + len(train)
+    stamp = ingest(tmp_path / "exported", str(tmp_path / "again"), kind=kind)
+    assert stamp.counts["skipped"] == 0, stamp.report["skipped"]
+    again = open_store(str(tmp_path / "again"))
+    assert stamp.counts["train_images"] == 2 * len(train)
+    generated = again.index[~again.index["filename"].isin(store.index["filename"])]
+    assert len(generated) == len(train) and set(generated["split"]) == {"train"}
+    # Each identity keeps its images, real and generated, with the same cameras.
+    assert sorted(zip(generated["person_id"], generated["camera"], strict=True)) == sorted(
+        zip(train["person_id"], train["camera"], strict=True)
+    )
+    if kind == "msmt17":
+        assert (tmp_path / "exported" / "list_val.txt").read_text() == ""
+        listed = (tmp_path / "exported" / "list_train.txt").read_text().splitlines()
+        assert len(listed) == 2 * len(train)
+        assert "0002/0002_000005_09_generated_01.jpg 2" in listed
