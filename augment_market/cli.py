@@ -26,6 +26,7 @@ import typer
 from foundation.errors import UserError
 
 if TYPE_CHECKING:
+    from pipeline.datasets import DatasetKind
     from storage import StageStamp
 
 DEBUG_FLAG = "--debug"
@@ -136,7 +137,7 @@ def synth(
 
 
 def _ingest(
-    kind: Literal["market1501", "deepfashion"],
+    kind: DatasetKind,
     source: Path,
     store: str,
     annotations: Path | None,
@@ -196,6 +197,75 @@ def ingest_deepfashion(
 ) -> None:
     """Ingest DeepFashion In-shop as pose transfer uses it (train.lst / test.lst, 256x256)."""
     _ingest("deepfashion", source, store, annotations, overwrite)
+
+
+@ingest_app.command("dukemtmc-reid")
+def ingest_dukemtmc_reid(
+    source: Annotated[
+        Path, typer.Argument(help="DukeMTMC-reID folder (bounding_box_train, _test, query).")
+    ],
+    store: Annotated[str, typer.Option(help="Store folder or fsspec URL.")],
+    annotations: Annotated[
+        Path | None,
+        typer.Option(help="Folder with masks/*.png and parsing/*.png to import by file name."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a store built from other files.")
+    ] = False,
+) -> None:
+    """Ingest DukeMTMC-reID (8 cameras; images stretched to 128x64)."""
+    _ingest("dukemtmc_reid", source, store, annotations, overwrite)
+
+
+@ingest_app.command("msmt17")
+def ingest_msmt17(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="MSMT17_V1 folder: train/, test/, list_train.txt, list_val.txt, "
+            "list_query.txt, list_gallery.txt."
+        ),
+    ],
+    store: Annotated[str, typer.Option(help="Store folder or fsspec URL.")],
+    annotations: Annotated[
+        Path | None,
+        typer.Option(help="Folder with masks/*.png and parsing/*.png to import by file name."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a store built from other files.")
+    ] = False,
+) -> None:
+    """Ingest MSMT17 (15 cameras; training = list_train + list_val; stretched to 128x64)."""
+    _ingest("msmt17", source, store, annotations, overwrite)
+
+
+@ingest_app.command("cuhk03")
+def ingest_cuhk03(
+    source: Annotated[
+        Path,
+        typer.Argument(help="CUHK03-NP folder holding detected/ and labeled/ (Market layout)."),
+    ],
+    store: Annotated[str, typer.Option(help="Store folder or fsspec URL.")],
+    setting: Annotated[
+        Literal["detected", "labeled"],
+        typer.Option(help="Boxes of the DPM detector or the hand-drawn ones."),
+    ] = "detected",
+    annotations: Annotated[
+        Path | None,
+        typer.Option(help="Folder with masks/*.png and parsing/*.png to import by file name."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a store built from other files.")
+    ] = False,
+) -> None:
+    """Ingest CUHK03-NP, the new protocol (767/700 identities; stretched to 128x64)."""
+    _ingest(
+        "cuhk03_detected" if setting == "detected" else "cuhk03_labeled",
+        source,
+        store,
+        annotations,
+        overwrite,
+    )
 
 
 @segment_app.command("masks")
@@ -485,7 +555,9 @@ def synthesize(
 @app.command()
 def export(
     store: StoreArg,
-    out: Annotated[Path, typer.Argument(help="New or empty folder for the Market-1501 layout.")],
+    out: Annotated[
+        Path, typer.Argument(help="New or empty folder for the dataset's own folder layout.")
+    ],
     alpha: Annotated[int | None, typer.Option(help="Include generated/alpha<A>.")] = None,
     overwrite: Annotated[
         bool,
@@ -495,7 +567,8 @@ def export(
         ),
     ] = False,
 ) -> None:
-    """Write the (augmented) dataset as Market-1501 folders for torchreid/fast-reid."""
+    """Write the (augmented) dataset in its own layout for torchreid/fast-reid: Market-1501's
+    folders (Market-1501, DukeMTMC-reID, CUHK03-NP), MSMT17's folders and list files."""
     from pipeline.export import export_market
 
     written = _on_store(

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from augment_market.cli import main
 from pipeline.datasets import (
     CUHK03_NP_DETECTED,
     FOLDER_DATASETS,
@@ -337,3 +338,20 @@ def test_generated_images_export_in_the_datasets_naming_and_ingest_back(
         listed = (tmp_path / "exported" / "list_train.txt").read_text().splitlines()
         assert len(listed) == 2 * len(train)
         assert "0002/0002_000005_09_generated_01.jpg 2" in listed
+
+
+def test_cli_ingests_cuhk03_labeled_and_names_a_missing_msmt17_list(tmp_path, capsys):
+    source = _cuhk03(tmp_path / "cuhk03-np")
+    store = tmp_path / "store"
+    with pytest.raises(SystemExit) as exited:
+        main(["ingest", "cuhk03", str(source), "--store", str(store), "--setting", "labeled"])
+    assert exited.value.code in (0, None)
+    assert "ingested 13 images" in capsys.readouterr().out
+    msmt17 = _msmt17(tmp_path / "MSMT17_V1")
+    (msmt17 / "list_gallery.txt").unlink()
+    with pytest.raises(SystemExit) as exited:
+        main(["ingest", "msmt17", str(msmt17), "--store", str(tmp_path / "other")])
+    err = capsys.readouterr().err.strip()
+    assert exited.value.code == 1
+    assert err.startswith("error: ") and "\n" not in err
+    assert "not an MSMT17 (V1) folder: missing list_gallery.txt" in err
