@@ -234,8 +234,8 @@ def msmt17_labels(person_ids: np.ndarray, test: np.ndarray, *, train_ids: int) -
     return person_ids - 1 - train_ids * test
 
 
-def _read_msmt17_list(path: Path) -> list[tuple[str, int, int]]:
-    """(relative path, label, camera) of each line of an MSMT17 list file."""
+def _read_msmt17_list(path: Path) -> list[tuple[int, str, int, int]]:
+    """(line number, relative path, label, camera) of each line of an MSMT17 list file."""
     entries = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -250,7 +250,7 @@ def _read_msmt17_list(path: Path) -> list[tuple[str, int, int]]:
             camera = msmt17_camera(fields[0])
         except ValueError as error:
             raise DatasetLayoutError(f"{path}, line {number}: {error}") from None
-        entries.append((fields[0], int(fields[1]), camera))
+        entries.append((number, fields[0], int(fields[1]), camera))
     return entries
 
 
@@ -275,8 +275,9 @@ def scan_msmt17(source: Path) -> tuple[pd.DataFrame, list[str]]:
     if not source.is_dir():
         raise DatasetLayoutError(f"{source}: folder does not exist")
     folders = sorted({folder for folder, _ in MSMT17_LISTS.values()}, reverse=True)
+    missing_folders = [f"{folder}/" for folder in folders if not (source / folder).is_dir()]
+    missing = missing_folders + [name for name in MSMT17_LISTS if not (source / name).is_file()]
     expected = [f"{folder}/" for folder in folders] + list(MSMT17_LISTS)
-    missing = [name for name in expected if not (source / name.rstrip("/")).exists()]
     if missing:
         raise DatasetLayoutError(
             f"{source} is not an MSMT17 (V1) folder: missing {', '.join(missing)} (expected "
@@ -295,7 +296,7 @@ def scan_msmt17(source: Path) -> tuple[pd.DataFrame, list[str]]:
     listed_at: dict[str, str] = {}  # filename -> where it is listed
     for name, listed in entries.items():
         folder, split = MSMT17_LISTS[name]
-        for number, (relative, label, camera) in enumerate(listed, 1):
+        for number, relative, label, camera in listed:
             filename = f"{folder}/{relative}"
             if filename in listed_at:
                 raise DatasetLayoutError(

@@ -262,19 +262,19 @@ def test_msmt17_missing_list_file_is_named(tmp_path):
         (
             "0000/0000_000_02_0303morning_0031_0.jpg 0",
             r"^test/0000/0000_000_02_0303morning_0031_0\.jpg is listed twice: "
-            r"list_query\.txt line 1 and list_query\.txt line 3",
+            r"list_query\.txt line 1 and list_query\.txt line 4",
         ),
     ],
 )
 def test_msmt17_bad_list_line_names_the_list_the_line_and_the_file(tmp_path, line, problem):
     source = _msmt17(tmp_path / "MSMT17_V1")
     with (source / "list_query.txt").open("a") as listed:
-        listed.write(f"{line}\n")
+        listed.write(f"\n{line}\n")  # after a blank line: line 4 of the file
     with pytest.raises(DatasetLayoutError, match=problem) as raised:
         scan_msmt17(source)
     message = str(raised.value)
     assert "\n" not in message
-    assert "list_query.txt" in message and "line 3" in message
+    assert "list_query.txt" in message and "line 4" in message
 
 
 @pytest.mark.parametrize("dataset", list(FOLDER_DATASETS.values()), ids=list(FOLDER_DATASETS))
