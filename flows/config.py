@@ -193,7 +193,7 @@ class DatasetSettings(_Settings):
     """Where the images come from and how they are stored."""
 
     source: str = Field(
-        description="Dataset folder (Market-1501 or DeepFashion In-shop layout); relative "
+        description="Dataset folder in the layout of `kind` (docs/datasets.md); relative "
         "paths start at the worker's project folder."
     )
     kind: Literal[
