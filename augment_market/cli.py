@@ -581,7 +581,10 @@ def export(
 def reid_train(
     store: StoreArg,
     out: Annotated[Path, typer.Option(help="Folder for checkpoints and results.")],
-    model: Annotated[Literal["ide", "siamese"], typer.Option(help="ide or siamese.")] = "ide",
+    model: Annotated[
+        Literal["ide", "siamese", "bot"],
+        typer.Option(help="ide, siamese, or bot (Bag of Tricks, always its own recipe)."),
+    ] = "ide",
     arch: Annotated[
         Literal["resnet50", "resnet18"],
         typer.Option(help="resnet50 (paper) or resnet18 (CPU demos)."),
@@ -593,8 +596,8 @@ def reid_train(
     preset: Annotated[
         Literal["modern", "ide_original"],
         typer.Option(
-            help="modern (random erasing, label smoothing, 256x128) or ide_original "
-            "(the IDE-baseline Caffe recipe: 224x224, batch 16, lr 1e-3).",
+            help="Recipe of ide/siamese: modern (random erasing, label smoothing, 256x128) or "
+            "ide_original (the IDE-baseline Caffe recipe: 224x224, batch 16, lr 1e-3).",
         ),
     ] = "modern",
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: preset's).")] = None,
@@ -618,14 +621,14 @@ def reid_train(
     ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
-    """Train IDE/Siamese, then evaluate with Euclidean, XQDA and KISSME distances."""
+    """Train IDE/Siamese/BoT, then evaluate with Euclidean, XQDA and KISSME distances."""
     import dataclasses
 
     from pipeline.reid_stage import train_reid_baseline
-    from reid.train import TrainConfig
+    from reid.train import recipe
 
-    config = getattr(TrainConfig, preset)()
-    schedule = {
+    config = recipe(model, preset)
+    schedule: dict[str, Any] = {
         name: value
         for name, value in (
             ("epochs", epochs),
@@ -637,12 +640,7 @@ def reid_train(
     }
     config = dataclasses.replace(
         config,
-        model=dataclasses.replace(
-            config.model,
-            kind=model,
-            arch=arch,
-            pretrained=pretrained,
-        ),
+        model=dataclasses.replace(config.model, arch=arch, pretrained=pretrained),
         **schedule,
     )
     stamp = _on_store(

@@ -337,17 +337,16 @@ def reid_stage(
     offline: random backbone. Named and cached per stamp (``reid_ide_original``...) by
     :func:`named`."""
     from pipeline.reid_stage import reid_stage_name, train_reid_baseline
-    from reid.train import TrainConfig
+    from reid.train import recipe
 
-    # Bag of Tricks is a recipe as much as a network: the preset names the IDE/Siamese recipe.
-    base = (TrainConfig.bot if kind == "bot" else getattr(TrainConfig, preset))(seed=seed)
+    base = recipe(kind, preset, seed=seed)
     pretrained = not offline and model.get("pretrained", base.model.pretrained)
     architecture = dataclasses.replace(
         base.model, **{**model, "kind": kind, "arch": arch, "pretrained": pretrained}
     )
     # Tuples again: the flow passes JSON values (lr_milestones arrives as a list).
-    recipe = {key: tuple(v) if isinstance(v, list) else v for key, v in train.items()}
-    config = dataclasses.replace(base, model=architecture, **recipe)
+    changes: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in train.items()}
+    config = dataclasses.replace(base, model=architecture, **changes)
     return run_stage(
         reid_stage_name(kind, alpha),
         lambda progress: train_reid_baseline(

@@ -178,6 +178,16 @@ class TrainConfig:
         return dataclasses.replace(base, **overrides)
 
 
+def recipe(kind: str, preset: str = "modern", **overrides: Any) -> TrainConfig:
+    """The training recipe of a Re-ID ``kind``: Bag of Tricks is a recipe as much as a network,
+    so ``bot`` always gets :meth:`TrainConfig.bot`; ``ide`` and ``siamese`` get ``preset``
+    (``modern`` or ``ide_original``). The model's kind is set to ``kind``."""
+    base = (
+        TrainConfig.bot(**overrides) if kind == "bot" else getattr(TrainConfig, preset)(**overrides)
+    )
+    return dataclasses.replace(base, model=dataclasses.replace(base.model, kind=kind))
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """What :func:`train_reid` produced.

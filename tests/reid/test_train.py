@@ -334,3 +334,12 @@ def test_bot_recipe_trains_with_pk_batches_and_triplet_loss(tmp_path):
     assert losses[-6:].median() < 0.8 * losses[:4].mean()
     features = extract_features(result.model, images, size=(32, 16), normalize=True)
     assert features.shape == (24, 512)
+
+
+def test_each_kind_gets_its_recipe():
+    from reid.train import recipe
+
+    assert recipe("bot", "ide_original") == TrainConfig.bot()
+    ide = recipe("ide", "ide_original", seed=3)
+    assert ide == TrainConfig.ide_original(seed=3) and ide.model.kind == "ide"
+    assert recipe("siamese").model.kind == "siamese" and recipe("siamese").lr == TrainConfig().lr
