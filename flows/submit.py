@@ -134,9 +134,10 @@ def submit(
         The flow run (``prefect.client.schemas.objects.FlowRun``, in its state when the wait
         ended) and its page in the UI.
     Raises:
-        SubmitError: no server, no such deployment, a malformed assignment, or merged
-            parameters that do not fit the flow's.
+        SubmitError: no server (or it went away while waiting), no such deployment, a
+            malformed assignment, or merged parameters that do not fit the flow's.
     """
+    import httpx  # Prefect's HTTP client
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
@@ -157,9 +158,16 @@ def submit(
                     f"no deployment {name!r} on {url}: register them with `make server-deploy`"
                 ) from None
         params = merged_params(dict(stored.get("params", {})), assignments)
-        # Called from sync code, so the sync variant runs (its stub also admits a coroutine).
-        run: Any = run_deployment(
-            name, parameters={"params": params}, timeout=wait, as_subflow=False
-        )
+        try:
+            # Called from sync code, so the sync variant runs (its stub also admits a coroutine).
+            run: Any = run_deployment(
+                name, parameters={"params": params}, timeout=wait, as_subflow=False
+            )
+        except httpx.TransportError as error:  # the server went away while we waited
+            raise SubmitError(
+                f"lost the Prefect server at {url} ({type(error).__name__}: {error}); a run "
+                "already created goes on on its worker: restart the server and watch it in "
+                "the UI"
+            ) from error
     page = f"{url.removesuffix('/api')}/runs/flow-run/{run.id}"
     return run, page

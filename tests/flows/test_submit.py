@@ -82,3 +82,28 @@ def test_the_command_line_prints_one_line_for_a_bad_assignment(capsys):
     assert capsys.readouterr().err == (
         "error: --set 'generator.max_steps': expected KEY=VALUE, e.g. generator.max_steps=20\n"
     )
+
+
+def test_a_server_lost_while_waiting_is_one_clear_error(monkeypatch):
+    import contextlib
+    from types import SimpleNamespace
+
+    import httpx
+    import prefect.client.orchestration
+    import prefect.deployments
+
+    import flows.submit
+
+    client = SimpleNamespace(read_deployment_by_name=lambda name: SimpleNamespace(parameters={}))
+
+    def lost(*args, **kwargs):
+        raise httpx.ConnectError("All connection attempts failed")
+
+    monkeypatch.setattr(flows.submit, "check_server", lambda url: None)
+    monkeypatch.setattr(
+        prefect.client.orchestration, "get_client", lambda **kw: contextlib.nullcontext(client)
+    )
+    monkeypatch.setattr(prefect.deployments, "run_deployment", lost)
+    monkeypatch.setattr(flows.submit, "merged_params", lambda stored, assignments: {})
+    with pytest.raises(SubmitError, match="lost the Prefect server at .*restart the server"):
+        flows.submit.submit("default", [], wait=None)
