@@ -31,6 +31,7 @@ another writer.
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -667,6 +668,22 @@ class RowReader:
         return out
 
 
+def zeroed(shape: tuple[int, ...]) -> np.ndarray:
+    """A zero-filled uint8 array of ``shape``; a large one in fresh anonymous memory of
+    ordinary pages.
+
+    numpy asks the kernel for transparent huge pages for large arrays (madvise). Where the
+    kernel then compacts memory on every fault (THP defrag ``madvise``, a common default),
+    that costs more than decoding into the array: loading Market-1501's 885 MB of images took
+    2.9-3.7 s of system time that way against 0.5-0.6 s here, beside 2 s of decoding
+    (BENCHMARKS.md, "Storage").
+    """
+    nbytes = int(np.prod(shape))
+    if nbytes < 1 << 24:
+        return np.zeros(shape, np.uint8)
+    return np.frombuffer(mmap.mmap(-1, nbytes), np.uint8).reshape(shape)
+
+
 def decode_elements(
     elements: Sequence[bytes] | np.ndarray, item_shape: tuple[int, ...], *, threads: int = 1
 ) -> np.ndarray:
@@ -676,9 +693,9 @@ def decode_elements(
     Raises:
         StoreValidationError: an element of an unknown encoding or of another size.
     """
-    out = np.zeros((len(elements), *item_shape), np.uint8)
+    out = zeroed((len(elements), *item_shape))
     present = [i for i in range(len(elements)) if len(elements[i])]
-    target = out if len(present) == len(out) else np.empty((len(present), *item_shape), np.uint8)
+    target = out if len(present) == len(out) else zeroed((len(present), *item_shape))
 
     def decode_span(start: int, stop: int) -> None:
         try:

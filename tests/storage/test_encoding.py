@@ -102,3 +102,13 @@ def test_label_maps_decode_in_one_call_and_check_each_frame():
         decode_label_maps(mixed, np.empty((2, 4, 3), np.uint8))
     with pytest.raises(EncodingError, match="not a label element"):
         decode_label_maps([encode_rgb(np.zeros((4, 1, 3), np.uint8))], out[:1])
+
+
+def test_large_buffers_are_ordinary_zeroed_writable_memory():
+    from storage.store import zeroed
+
+    for shape in ((4, 8, 3), (700, 128, 64, 3)):  # below and above the mmap threshold
+        buffer = zeroed(shape)
+        assert buffer.shape == shape and buffer.dtype == np.uint8 and not buffer.any()
+        buffer[-1] = 7
+        assert buffer[-1].min() == 7 and buffer.sum() == 7 * np.prod(shape[1:])
