@@ -135,7 +135,13 @@ def main() -> None:
             if perceptual
             else "(no VGG-19 weights on this machine, so no 'with perceptual loss' row)."
         )
-        + " Mean and standard deviation over seeds. `python -m benchmarks.san_ablation`.",
+        + (
+            " Mean and standard deviation over seeds."
+            if args.seeds > 1
+            else " One seed: the spread between seeds is not measured here (the GAN-loop "
+            "section's two seeds differ by up to 0.003 in L1 and 0.024 in SSIM)."
+        )
+        + " Training minutes depend on the machine's load. `python -m benchmarks.san_ablation`.",
         "",
         "| variant | training minutes | " + " | ".join(COLUMNS) + " |",
         "|---" * (len(COLUMNS) + 2) + "|",
@@ -144,7 +150,8 @@ def main() -> None:
         cells = []
         for column in COLUMNS:
             values = np.array([run[column] for run in runs])
-            cells.append(f"{values.mean():.4f} ± {values.std():.4f}")
+            spread = f" ± {values.std():.4f}" if len(values) > 1 else ""
+            cells.append(f"{values.mean():.4f}{spread}")
         lines.append(f"| {name} | {np.mean(minutes[name]):.1f} | " + " | ".join(cells) + " |")
     copy = results["full (T = 2)"][0]
     lines.append(
