@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A local Prefect server for augment-market, bound to 127.0.0.1, analytics off.
 #
-#   scripts/server.sh start    start the server in the background (UI: http://127.0.0.1:$PORT)
+#   scripts/server.sh start    start the server in the background (UI: http://127.0.0.1:$PORT;
+#                              log: $PREFECT_HOME/server.log)
 #   scripts/server.sh deploy   create the process work pool, then `prefect deploy --all`
 #   scripts/server.sh worker   run a process worker for the pool here (foreground; Ctrl-C stops)
 #   scripts/server.sh stop     stop the server
@@ -24,10 +25,11 @@ if [[ -z "${PREFECT:-}" ]]; then
     if [[ -x .venv/bin/prefect ]]; then PREFECT=.venv/bin/prefect; else PREFECT="uv run --locked prefect"; fi
 fi
 
-PID_FILE="${PREFECT_HOME:-$HOME/.prefect}/server.pid"
+PID_FILE="${PREFECT_HOME:-$HOME/.prefect}/server.pid"  # where `prefect server stop` looks too
+LOG_FILE="${PREFECT_HOME:-$HOME/.prefect}/server.log"
 
-# `prefect server start --background` refuses while its PID file exists, even when the process
-# it names died (a crash, a reboot): remove the file then, and say so.
+# A PID file whose process died (a crash, a reboot) would make `stop` signal a stranger and
+# `prefect server start --background` refuse: remove it, and say so.
 clear_stale_pid_file() {
     [[ -f "$PID_FILE" ]] || return 0
     local pid
@@ -65,9 +67,14 @@ case "${1:-}" in
             echo "a Prefect server already answers on http://127.0.0.1:${PORT}"
             exit 0
         fi
-        $PREFECT server start --background --host 127.0.0.1 --port "$PORT"
+        # Not `prefect server start --background`: that leaves the server's output on pipes
+        # that close when the command exits, and the server dies at its first log line after
+        # that (seen under load: a 500, then connection refused). Its log goes to a file here.
+        mkdir -p "$(dirname "$PID_FILE")"
+        nohup $PREFECT server start --host 127.0.0.1 --port "$PORT" >>"$LOG_FILE" 2>&1 </dev/null &
+        echo $! >"$PID_FILE"
         wait_healthy
-        echo "Prefect server: http://127.0.0.1:${PORT} (export PREFECT_API_URL=${PREFECT_API_URL})"
+        echo "Prefect server: http://127.0.0.1:${PORT} (export PREFECT_API_URL=${PREFECT_API_URL}); log: ${LOG_FILE}"
         echo "Next: make server-deploy"
         ;;
     deploy)
@@ -89,7 +96,13 @@ EOF
         exec $PREFECT worker start --pool "$POOL" --type process
         ;;
     stop)
-        $PREFECT server stop
+        if [[ ! -f "$PID_FILE" ]]; then
+            echo "no server started from ${PID_FILE%/*} (no $PID_FILE)"
+            exit 0
+        fi
+        kill -TERM "$(cat "$PID_FILE")" 2>/dev/null || echo "the server had already stopped"
+        rm -f "$PID_FILE"
+        echo "Prefect server stopped"
         ;;
     *)
         sed -n '2,12p' "$0" >&2

@@ -76,7 +76,7 @@ def test_deployment_runs_on_a_worker_and_reruns_from_cache(prefect_server, tmp_p
 
 
 def test_server_start_clears_a_stale_pid_file_and_keeps_a_running_server(prefect_server, tmp_path):
-    """After a crash, `prefect server start --background` refuses while its PID file exists."""
+    """After a crash, a PID file naming a dead process is removed; a running server is kept."""
     dead = subprocess.Popen(["true"])
     dead.wait()
     home = tmp_path / "home"
