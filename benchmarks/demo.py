@@ -119,10 +119,12 @@ def main() -> None:
     if not args.skip_demo:
         shutil.rmtree(PROJECT / "demo_output", ignore_errors=True)
         environment = dict(os.environ)
+        load = os.getloadavg()[0]
         cold = time_command(args.command, environment)
         cached = time_command(args.command, environment)
         lines += [
-            f"`{args.command}` (demo.yaml, CPU):",
+            f"`{args.command}` (demo.yaml, CPU; load average {load:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end):",
             "",
             "| run | seconds |",
             "|---|---|",
