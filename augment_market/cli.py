@@ -59,6 +59,13 @@ segment_app = typer.Typer(no_args_is_help=True, help="Fill masks or parsing in a
 app.add_typer(segment_app, name="segment")
 
 StoreArg = Annotated[str, typer.Argument(help="Store folder or fsspec URL.")]
+# The options every `ingest` command shares.
+StoreOption = Annotated[str, typer.Option(help="Store folder or fsspec URL.")]
+AnnotationsOption = Annotated[
+    Path | None,
+    typer.Option(help="Folder with masks/*.png and parsing/*.png to import by file name."),
+]
+OverwriteOption = Annotated[bool, typer.Option(help="Replace a store built from other files.")]
 
 
 class ParametersError(UserError, ValueError):
@@ -164,14 +171,9 @@ def _ingest(
 @ingest_app.command("market1501")
 def ingest_market1501(
     source: Annotated[Path, typer.Argument(help="Market-1501-v15.09.15 folder.")],
-    store: Annotated[str, typer.Option(help="Store folder or fsspec URL.")],
-    annotations: Annotated[
-        Path | None,
-        typer.Option(help="Folder with masks/*.png and parsing/*.png to import by file name."),
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace a store built from other files.")
-    ] = False,
+    store: StoreOption,
+    annotations: AnnotationsOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Ingest Market-1501 (bounding_box_train, bounding_box_test, query)."""
     _ingest("market1501", source, store, annotations, overwrite)
@@ -186,14 +188,9 @@ def ingest_deepfashion(
             "(flattened names) or the In-shop img_highres/ or img/ tree."
         ),
     ],
-    store: Annotated[str, typer.Option(help="Store folder or fsspec URL.")],
-    annotations: Annotated[
-        Path | None,
-        typer.Option(help="Folder with masks/ and parsing/ PNGs to import by file name."),
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace a store built from other files.")
-    ] = False,
+    store: StoreOption,
+    annotations: AnnotationsOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Ingest DeepFashion In-shop as pose transfer uses it (train.lst / test.lst, 256x256)."""
     _ingest("deepfashion", source, store, annotations, overwrite)
@@ -204,14 +201,9 @@ def ingest_dukemtmc_reid(
     source: Annotated[
         Path, typer.Argument(help="DukeMTMC-reID folder (bounding_box_train, _test, query).")
     ],
-    store: Annotated[str, typer.Option(help="Store folder or fsspec URL.")],
-    annotations: Annotated[
-        Path | None,
-        typer.Option(help="Folder with masks/*.png and parsing/*.png to import by file name."),
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace a store built from other files.")
-    ] = False,
+    store: StoreOption,
+    annotations: AnnotationsOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Ingest DukeMTMC-reID (8 cameras; images stretched to 128x64)."""
     _ingest("dukemtmc_reid", source, store, annotations, overwrite)
@@ -226,14 +218,9 @@ def ingest_msmt17(
             "list_query.txt, list_gallery.txt."
         ),
     ],
-    store: Annotated[str, typer.Option(help="Store folder or fsspec URL.")],
-    annotations: Annotated[
-        Path | None,
-        typer.Option(help="Folder with masks/*.png and parsing/*.png to import by file name."),
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace a store built from other files.")
-    ] = False,
+    store: StoreOption,
+    annotations: AnnotationsOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Ingest MSMT17 (15 cameras; training = list_train + list_val; stretched to 128x64)."""
     _ingest("msmt17", source, store, annotations, overwrite)
@@ -245,18 +232,13 @@ def ingest_cuhk03(
         Path,
         typer.Argument(help="CUHK03-NP folder holding detected/ and labeled/ (Market layout)."),
     ],
-    store: Annotated[str, typer.Option(help="Store folder or fsspec URL.")],
+    store: StoreOption,
     setting: Annotated[
         Literal["detected", "labeled"],
         typer.Option(help="Boxes of the DPM detector or the hand-drawn ones."),
     ] = "detected",
-    annotations: Annotated[
-        Path | None,
-        typer.Option(help="Folder with masks/*.png and parsing/*.png to import by file name."),
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace a store built from other files.")
-    ] = False,
+    annotations: AnnotationsOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Ingest CUHK03-NP, the new protocol (767/700 identities; stretched to 128x64)."""
     _ingest(
