@@ -108,7 +108,8 @@ def main() -> None:
         "offline). Re-ID: ResNet-18 "
         f"from random weights (offline), 128x64, batch 16, SGD lr 0.01, {args.epochs} epochs; "
         f"KISSME after PCA to 64; seeds 0..{args.seeds - 1}; rank-1 / mAP in percent, mean ± "
-        "standard deviation over seeds. `python -m benchmarks.reid_augmentation`.",
+        "standard deviation over seeds. `python -m benchmarks.reid_augmentation "
+        f"--ids {args.ids} --seeds {args.seeds} --epochs {args.epochs}`.",
         "",
         "| model | training set | distance | rank-1 | mAP |",
         "|---|---|---|---|---|",
