@@ -23,10 +23,10 @@ import torch
 from PIL import Image
 
 from benchmarks.report import machine, write_section
+from pipeline.evaluate import generate_pairs
 from pipeline.evaluate_folder import evaluate_folder
 from san_model.baselines import paint_by_parts
 from san_model.checkpoint import load_generator
-from san_model.generator import generate
 from storage import PersonStore, open_store
 
 
@@ -35,18 +35,7 @@ def test_images(store: PersonStore, run: Path) -> dict[str, np.ndarray]:
     generator, _ = load_generator(run)
     arrays = store.load_in_memory(("images", "masks", "parsing"))
     source, target = store.read_table("pairs_test")[["source", "target"]].to_numpy(np.int64).T
-    inputs = [
-        torch.from_numpy(arrays[name][rows])
-        for name, rows in (
-            ("images", source),
-            ("masks", source),
-            ("parsing", source),
-            ("masks", target),
-            ("parsing", target),
-        )
-    ]
-    with torch.no_grad():
-        generated = generate(generator, *inputs).numpy()
+    generated = generate_pairs(generator, arrays, source, target)
     image = torch.from_numpy(arrays["images"][source]).permute(0, 3, 1, 2).float() / 127.5 - 1
     painted = paint_by_parts(
         image,

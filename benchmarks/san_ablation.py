@@ -27,12 +27,11 @@ import torch
 from benchmarks.report import machine, write_section
 from benchmarks.san_learning import COLUMNS, build_synthetic_store
 from foundation.weights import MissingWeightsError, resolve_weights
-from pipeline.evaluate import evaluate_generator
+from pipeline.evaluate import evaluate_generator, generate_pairs
 from pipeline.pairs import TEST_TABLE
 from pipeline.train_generator import train_generator
 from san_model.checkpoint import VGG19_WEIGHTS, load_generator
 from san_model.config import SANConfig
-from san_model.generator import generate
 from san_model.visualize import colorize_pose, save_png
 
 FIGURE = Path(__file__).resolve().parent.parent / "docs" / "figures" / "san_ablation.png"
@@ -59,23 +58,13 @@ def figure(store: Any, runs: dict[str, Path]) -> np.ndarray:
     pairs = store.read_table(TEST_TABLE)[["source", "target"]].to_numpy(np.int64)[:FIGURE_ROWS]
     source, target = pairs.T
     arrays = store.load_in_memory(("images", "masks", "parsing"))
-    inputs = [
-        torch.from_numpy(arrays[name][rows])
-        for name, rows in (
-            ("images", source),
-            ("masks", source),
-            ("parsing", source),
-            ("masks", target),
-            ("parsing", target),
-        )
-    ]
     columns = [
         arrays["images"][source],
         colorize_pose(arrays["masks"][target], arrays["parsing"][target]),
     ]
     for run_dir in runs.values():
         generator, _ = load_generator(run_dir)
-        columns.append(generate(generator, *inputs).numpy())
+        columns.append(generate_pairs(generator, arrays, source, target))
     columns.append(arrays["images"][target])
     rows = np.concatenate(columns, axis=2)  # [R, H, K * W, 3]
     return rows.reshape(-1, rows.shape[2], 3)

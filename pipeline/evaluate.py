@@ -24,7 +24,7 @@ from pipeline.train_generator import generator_checkpoint
 from san_model.baselines import paint_by_parts
 from san_model.checkpoint import load_generator
 from san_model.fid_inception import FID_INCEPTION_SPECS, FIDVariant, InceptionFeatures
-from san_model.generator import generate, tensor_to_images
+from san_model.generator import SANGenerator, generate, tensor_to_images
 from san_model.metrics import (
     FeatureAccumulator,
     FeatureStatistics,
@@ -213,6 +213,27 @@ class PairScorer:
         return results
 
 
+def generate_pairs(
+    generator: SANGenerator,
+    arrays: dict[str, np.ndarray],
+    source: np.ndarray,
+    target: np.ndarray,
+) -> np.ndarray:
+    """The generator's images of (source, target) rows of ``arrays`` (the store's decoded
+    ``images``, ``masks``, ``parsing``): uint8 [P, H, W, 3]."""
+    inputs = [
+        torch.from_numpy(arrays[name][rows])
+        for name, rows in (
+            ("images", source),
+            ("masks", source),
+            ("parsing", source),
+            ("masks", target),
+            ("parsing", target),
+        )
+    ]
+    return generate(generator, *inputs).numpy()
+
+
 def evaluate_generator(
     store: PersonStore,
     run_dir: str | Path,
@@ -264,19 +285,7 @@ def evaluate_generator(
         examples = []
         for start in range(0, len(pairs), batch_size):
             source, target = pairs[start : start + batch_size].T
-            fake = generate(
-                generator,
-                *(
-                    torch.from_numpy(arrays[name][rows])
-                    for name, rows in (
-                        ("images", source),
-                        ("masks", source),
-                        ("parsing", source),
-                        ("masks", target),
-                        ("parsing", target),
-                    )
-                ),
-            ).numpy()
+            fake = generate_pairs(generator, arrays, source, target)
             painted = scorer.add(source, target, fake)
             if start == 0:
                 rows = slice(0, EXAMPLE_ROWS)

@@ -6,16 +6,14 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from pipeline.evaluate import evaluate_generator
+from pipeline.evaluate import evaluate_generator, generate_pairs
 from pipeline.evaluate_folder import FolderError, add_to_comparison, evaluate_folder, match_folder
 from pipeline.pairs import PairsConfig, sample_pairs
 from pipeline.train_generator import train_generator
 from san_model.checkpoint import load_generator
 from san_model.config import SANConfig
-from san_model.generator import generate
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +31,7 @@ def generated(tmp_path_factory, store_builder):
     arrays = small_store.load_in_memory(("images", "masks", "parsing"))
     pairs = small_store.read_table("pairs_test")[["source", "target"]].to_numpy(np.int64)
     source, target = pairs.T
-    inputs = [
-        torch.from_numpy(arrays[name][rows])
-        for name, rows in (
-            ("images", source),
-            ("masks", source),
-            ("parsing", source),
-            ("masks", target),
-            ("parsing", target),
-        )
-    ]
-    images = generate(generator, *inputs).numpy()
+    images = generate_pairs(generator, arrays, source, target)
     names = small_store.index["filename"].to_numpy()
     return small_store, stage.report["metrics"], images, names[source], names[target], arrays
 
