@@ -68,10 +68,24 @@ def _stem(name: str) -> str:
 
 def match_folder(store: PersonStore, folder: Path, table: str = TEST_TABLE) -> FolderMatch:
     """Map every image file of ``folder`` to a pair of the store's ``table``."""
+    pairs = store.read_table(table)[["source", "target"]].to_numpy(np.int64)
+    return match_files(store, folder, pairs, f"not a pair of {table}")
+
+
+def match_files(
+    store: PersonStore, folder: Path, pairs: np.ndarray, not_listed: str
+) -> FolderMatch:
+    """Map every image file of ``folder`` to one of ``pairs``.
+
+    Args:
+        pairs: int64 [K, 2] (source, target) store rows; distinct.
+        not_listed: the reason given for a file whose pair is not among ``pairs``.
+    Returns:
+        :class:`FolderMatch`, with ``rows`` and ``missing`` positions into ``pairs``.
+    """
     if not folder.is_dir():
         raise FolderError(f"{folder}: no such folder of generated images")
     rows_by_stem = {_stem(name): row for row, name in enumerate(store.index["filename"])}
-    pairs = store.read_table(table)[["source", "target"]].to_numpy(np.int64)
     position = {(int(s), int(t)): k for k, (s, t) in enumerate(pairs)}
     files, rows, panels, unmatched = [], [], [], {}
     seen: set[int] = set()
@@ -91,7 +105,7 @@ def match_folder(store: PersonStore, folder: Path, table: str = TEST_TABLE) -> F
             continue
         k = position.get((source, target))
         if k is None:
-            unmatched[path.name] = f"not a pair of {table}"
+            unmatched[path.name] = not_listed
         elif k in seen:
             unmatched[path.name] = "a second file for the same pair"
         else:

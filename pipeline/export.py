@@ -45,8 +45,8 @@ from pipeline.datasets import (
     FolderDataset,
     msmt17_labels,
 )
-from pipeline.synthesize import generated_run_name
-from storage import MissingInputError, PersonStore
+from pipeline.synthesize import finished_set_group
+from storage import PersonStore
 from storage.encoding import JPEG_MAGIC
 from storage.store import FORMAT_V1, decode_elements
 
@@ -143,18 +143,25 @@ def msmt17_layout(index: pd.DataFrame, sources: np.ndarray, draws: np.ndarray) -
 
 
 def export_market(
-    store: PersonStore, out_dir: str | Path, *, alpha: int | None = None, overwrite: bool = False
+    store: PersonStore,
+    out_dir: str | Path,
+    *,
+    alpha: int | None = None,
+    set_name: str = "generator",
+    overwrite: bool = False,
 ) -> int:
-    """Write the store (plus ``generated/alpha<A>`` when ``alpha`` is given) in the folder
-    layout of the dataset it was ingested from (see the module).
+    """Write the store (plus the augmentation set ``set_name`` at ``alpha`` when ``alpha`` is
+    given) in the folder layout of the dataset it was ingested from (see the module).
 
     Args:
         out_dir: a new or empty folder, or (with ``overwrite``) one an earlier export wrote.
+        set_name: which augmentation set (:mod:`pipeline.synthesize`): generator, copies,
+            flip, paint-by-parts or a folder set's name.
         overwrite: remove the files of the earlier export in ``out_dir`` first.
     Returns:
         Number of image files written.
     Raises:
-        MissingInputError: ``alpha`` given but the store holds no such generated set.
+        MissingInputError: ``alpha`` given but the store holds no such finished set.
         ExportDestinationError: ``out_dir`` is not empty and not replaceable (see the module).
     """
     out = Path(out_dir)
@@ -162,14 +169,7 @@ def export_market(
     group = None
     sources = draws = np.zeros(0, np.int64)
     if alpha is not None:
-        group = f"generated/{generated_run_name(alpha)}"
-        if not store.has(group):
-            raise MissingInputError(
-                f"store {store.url} has no {group}; run `augment-market synthesize` with "
-                f"--alpha {alpha} first",
-                stage="export",
-                missing="synthesize",
-            )
+        group = finished_set_group(store, set_name, alpha, stage="export")
         sources = store.read(f"{group}/source_index")
         draws = np.arange(len(sources)) % (alpha - 1) + 1
     stamp = store.stamp("ingest")
@@ -185,6 +185,7 @@ def export_market(
         "format": "augment-market-export/1",
         "store": store.url,
         "alpha": alpha,
+        "set": set_name if alpha is not None else None,
         "complete": False,
         "files": sorted(files),
     }

@@ -130,7 +130,8 @@ def generate_without_model(store: PersonStore, alpha: int) -> None:
     group = f"generated/alpha{alpha}"
     store.create_generated(f"alpha{alpha}", len(sources))
     n_blocks = -(-len(sources) // store.block_size)
-    with store.stage("synthesize", config={"alpha": alpha}, n_blocks=n_blocks) as run:
+    config = {"alpha": alpha, "group": group}
+    with store.stage("synthesize", config=config, n_blocks=n_blocks) as run:
         for block in run.pending_blocks():
             rows = store.block_slice(block, len(sources))
             for name, values in columns.items():
