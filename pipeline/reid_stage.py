@@ -1,17 +1,18 @@
-"""Re-ID stages: train a baseline on the original or alpha-augmented training split, evaluate.
+"""Re-ID stages: train a baseline on the original training split or on it plus one
+augmentation set, fit the metrics, evaluate.
 
-Stage ``reid_<model>_original`` trains on the store's real training images; stage
-``reid_<model>_augmented`` adds the ``generated/alpha<A>`` images, labelled with their source
-identities (paper section 5). Each then extracts features of the real training, query and
-gallery images (L2-normalised by default, as the IDE baseline before all three metrics;
+Stage ``reid_<model>_<set>_s<seed>`` trains on the store's real training images (set
+``original``) or on them plus an augmentation set of :mod:`pipeline.synthesize` (``generator``,
+``copies``, ``flip``, ``paint-by-parts`` or a folder set), whose images are labelled with their
+source identities (paper section 5). Each then extracts features of the real training, query
+and gallery images (L2-normalised by default, as the IDE baseline before all three metrics;
 optionally averaged with the features of the mirrored images), fits every requested metric
 (Euclidean, XQDA, KISSME) on the real training features with their cameras, and evaluates
 single-query Market-1501 ranking (same pid + same camera and junk removed, distractors kept;
-AP as chosen). The metrics see real images only, in both stages: XQDA and KISSME learn from
+AP as chosen). The metrics see real images only, whatever the set: XQDA and KISSME learn from
 cross-camera pairs and generated images have no camera of their own, and the metric protocol
-stays the IDE baseline's, so original and augmented runs differ in the network alone.
-:func:`compare_reid_runs` puts all finished runs of a store side by side with the IDE-baseline
-reference numbers and draws their CMC curves.
+stays the IDE baseline's, so runs on different sets differ in the network alone.
+:mod:`pipeline.reid_compare` runs and compares many of them.
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from foundation.errors import SettingsError
 from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights
-from pipeline.synthesize import generated_run_name
+from pipeline.synthesize import ORIGINAL, finished_set_group, synthesis_stage_name
 from reid.checkpoint import IMAGENET_WEIGHTS
 from reid.evaluate import evaluate_ranking
 from reid.metric_learning import build_metric
@@ -42,7 +42,7 @@ from reid.train import (
     train_reid,
     training_settings,
 )
-from storage import MissingInputError, PersonStore, StageStamp
+from storage import PersonStore, StageStamp, config_hash
 
 # Market-1501 without augmentation, (rank-1, mAP): the IDE-baseline repository's ResNet-50, and
 # the strong baseline a reviewer asks for.
@@ -56,41 +56,36 @@ REFERENCE_ROWS = {
 METRICS = ("euclidean", "xqda", "kissme")
 
 
-def reid_stage_name(kind: str, alpha: int | None) -> str:
-    """``reid_ide_original``, ``reid_siamese_augmented``, ..."""
-    return f"reid_{kind}_{'original' if alpha is None else 'augmented'}"
+def reid_stage_name(kind: str, set_name: str, seed: int, *, equal_epochs: bool = False) -> str:
+    """``reid_ide_original_s0``, ``reid_siamese_generator_s2``, ``reid_ide_copies_s1``...;
+    an augmentation set trained for the original's epochs rather than its steps (a
+    comparison's ``equal-epochs`` budget) ends in ``_equal-epochs``."""
+    suffix = "_equal-epochs" if equal_epochs and set_name != ORIGINAL else ""
+    return f"reid_{kind}_{set_name}_s{seed}{suffix}"
 
 
-def generated_group(store: PersonStore, alpha: int) -> str:
-    """The store group of the alpha-augmented set, ``generated/alpha<A>``.
+def training_set(
+    store: PersonStore, set_name: str = ORIGINAL, alpha: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training images uint8 [N, H, W, 3] and identity labels int64 [N]: the real training
+    split, plus the augmentation set ``set_name`` at ``alpha`` unless the set is ``original``.
 
     Raises:
-        MissingInputError: the store holds no such set (the synthesize stage may have run with
-            another alpha).
+        MissingInputError: the set is not finished at ``alpha`` in the store.
     """
-    group = f"generated/{generated_run_name(alpha)}"
-    if not store.has(group):
-        raise MissingInputError(
-            f"store {store.url} has no {group}; run `augment-market synthesize` with "
-            f"--alpha {alpha} first",
-            stage="reid",
-            missing="synthesize",
-        )
-    return group
-
-
-def training_set(store: PersonStore, alpha: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Training images uint8 [N, H, W, 3] and identity labels int64 [N]: the real training
-    split, plus the generated images of ``generated/alpha<A>`` when ``alpha`` is given."""
     index = store.index
     rows = np.flatnonzero(
         (index["split"] == "train").to_numpy() & (index["person_id"] > 0).to_numpy()
     )
+    group = None
+    if set_name != ORIGINAL:
+        if alpha is None:
+            raise SettingsError(f"set {set_name!r} needs its alpha")
+        group = finished_set_group(store, set_name, alpha, stage="reid")
     images = store.load_in_memory(("images",), rows=rows)["images"]
     labels = index["person_id"].to_numpy(np.int64)[rows]
-    if alpha is None:
+    if group is None:
         return images, labels
-    group = generated_group(store, alpha)
     generated = store.load_in_memory((f"{group}/images", f"{group}/person_id"))
     return (
         np.concatenate([images, generated[f"{group}/images"]]),
@@ -103,6 +98,7 @@ def train_reid_baseline(
     out_dir: str | Path,
     *,
     config: TrainConfig,
+    set_name: str = ORIGINAL,
     alpha: int | None = None,
     metrics: Sequence[str] = METRICS,
     metric_options: dict[str, dict[str, Any]] | None = None,
@@ -113,6 +109,8 @@ def train_reid_baseline(
     max_steps: int | None = None,
     weights: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    reuse: bool = False,
+    name: str | None = None,
 ) -> StageStamp | None:
     """Train, extract features, fit metrics, evaluate; results in ``out_dir`` and the stamp.
 
@@ -120,8 +118,10 @@ def train_reid_baseline(
     ranks return None.
 
     Args:
-        config: the Re-ID recipe (model kind/arch, input size, schedule).
-        alpha: add ``generated/alpha<A>`` to the training images (None: original set).
+        config: the Re-ID recipe (model kind/arch, input size, schedule, seed; its
+            ``epoch_steps`` sets the budget of a set larger than the original).
+        set_name: ``original``, or the augmentation set added to the real training images.
+        alpha: the set's augmentation factor (ignored for ``original``).
         metrics: metric learners fitted on the real training features.
         metric_options: per-metric constructor options, e.g. ``{"kissme": {"pca_dim": 64}}``
             (KISSME: PCA to 200 dimensions by default; XQDA and KISSME draw their pairs from
@@ -131,14 +131,20 @@ def train_reid_baseline(
         flip_features: average each image's feature with its mirror's (Siamese reference).
         weights: ImageNet weight file for ``config.model.pretrained``.
         progress: called as ``progress(steps_done, steps_total)`` while training.
+        reuse: return the stage's stamp untouched when it finished with these settings on
+            these inputs (a comparison's cache).
+        name: the stage's name (default :func:`reid_stage_name` of the kind, set and seed).
     Returns:
         The stamp; ``report["results"]`` maps metric -> rank-1/5/10, mAP (percent).
     """
-    name = reid_stage_name(config.model.kind, alpha)
+    if set_name == ORIGINAL:
+        alpha = None
+    name = name or reid_stage_name(config.model.kind, set_name, config.seed)
     out = Path(out_dir) / name
-    inputs = ["ingest"] + (["synthesize"] if alpha is not None else [])
+    inputs = ["ingest"] + ([synthesis_stage_name(set_name)] if alpha is not None else [])
     settings = {
         "train": _jsonable(config),
+        "set": set_name,
         "alpha": alpha,
         "metrics": list(metrics),
         "metric_options": metric_options or {},
@@ -150,9 +156,18 @@ def train_reid_baseline(
     # (alpha 2 after alpha 3 must not resume alpha 3's network).
     training = {
         "train": json.loads(json.dumps(training_settings(config), default=list)),
+        "set": set_name,
         "alpha": alpha,
     }
     run_tag = store.run_digest(name, settings=training, inputs=inputs)
+    finished = store.stamp(name)
+    if (
+        reuse
+        and finished is not None
+        and finished.config_hash == config_hash(json.loads(json.dumps(settings, default=list)))
+        and finished.inputs == {n: getattr(store.stamp(n), "digest", None) for n in inputs}
+    ):
+        return finished
 
     def train(images: np.ndarray, labels: np.ndarray) -> TrainResult:
         return train_reid(
@@ -168,10 +183,10 @@ def train_reid_baseline(
         )
 
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 evaluates and stamps
-        train(*training_set(store, alpha))
+        train(*training_set(store, set_name, alpha))
         return None
     with store.stage(name, config=settings, inputs=inputs, n_blocks=1) as run:
-        images, labels = training_set(store, alpha)
+        images, labels = training_set(store, set_name, alpha)
         check_trainable(config, out / "checkpoint", n_images=len(labels), weights=weights)
         run.begin()  # training writes its checkpoints to out_dir
         result = train(images, labels)
@@ -232,7 +247,10 @@ def train_reid_baseline(
                 "cmc": curves,
                 "ap": ap,
                 "features": settings["features"],
+                "set": set_name,
                 "alpha": alpha,
+                "seed": config.seed,
+                "kind": config.model.kind,
                 "model": f"{config.model.kind} {config.model.arch}"
                 f"{' ImageNet' if config.model.pretrained else ' random init'}",
                 "output": str(out),
@@ -313,50 +331,3 @@ def split_features(
 
 def _jsonable(config: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config), default=list))
-
-
-def compare_reid_runs(store: PersonStore, out_dir: str | Path) -> Path:
-    """Side-by-side table (Markdown + JSON) and CMC curves of every finished Re-ID stage.
-
-    Returns:
-        The Markdown file; ``cmc.png`` lies beside it.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = {name: stamp for name, stamp in store.stamps().items() if name.startswith("reid_")}
-    lines = [
-        "| model | training set | distance | rank-1 | rank-5 | rank-10 | mAP |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    figure = Figure(figsize=(6, 4))
-    axis = figure.add_subplot()
-    for _, stamp in sorted(runs.items()):
-        alpha = stamp.report["alpha"]
-        label = "original" if alpha is None else f"augmented alpha={alpha}"
-        for metric, row in stamp.report["results"].items():
-            lines.append(
-                f"| {stamp.report['model']} | {label} | {metric} | {row['rank1']:.2f} "
-                f"| {row['rank5']:.2f} | {row['rank10']:.2f} | {row['mAP']:.2f} |"
-            )
-            curve = stamp.report["cmc"][metric]
-            axis.plot(np.arange(1, len(curve) + 1), curve, label=f"{label}, {metric}")
-    for name, (rank1, mean_ap) in REFERENCE_ROWS.items():
-        lines.append(f"| {name} | Market-1501 original | | {rank1:.2f} | | | {mean_ap:.2f} |")
-    ap_names = {stamp.report["ap"] for stamp in runs.values()}
-    lines += [
-        "",
-        f"AP definition: {', '.join(sorted(ap_names)) or 'n/a'} "
-        "(standard = non-interpolated, as torchreid). Reference rows: IDE-baseline "
-        "repository on the real Market-1501, for scale only.",
-    ]
-    axis.set_xlabel("rank")
-    axis.set_ylabel("matching rate (%)")
-    axis.set_xlim(1, 20)
-    axis.grid(alpha=0.3)
-    if runs:
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(out / "cmc.png", dpi=120)
-    table = out / "reid_results.md"
-    table.write_text("# Re-ID: original vs augmented\n\n" + "\n".join(lines) + "\n")
-    return table

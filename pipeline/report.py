@@ -4,7 +4,8 @@ The page opens with the run's offline declarations (which stages ran without pre
 and what they did instead), so numbers from an offline run are never mistaken for paper-protocol
 numbers. Then: the generator evaluation (the examples picture beside the paint-by-parts
 baseline, the pixel metrics with both baselines), the last training sample grid, the Re-ID
-baselines side by side with their CMC curves (:func:`pipeline.reid_stage.compare_reid_runs`),
+comparison opening with its verdicts, with the CMC curves
+(:func:`pipeline.reid_compare.compare_store_runs`),
 any extra figures the caller passes (the ablation figure), and the stages with their digests.
 
 Pictures are Markdown image links relative to the report's folder, so the file shows them in
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pipeline.evaluate import results_markdown
-from pipeline.reid_stage import compare_reid_runs
+from pipeline.reid_compare import compare_store_runs
 from storage import PersonStore, StageStamp
 
 # Stages in the order the report lists them; Re-ID stages (``reid_<kind>_<set>``) follow.
@@ -83,7 +84,13 @@ def _reid_section(reid_table: Path | None, report_dir: Path) -> list[str]:
     lines = [f"#{line}" if line.startswith("#") else line for line in body]
     cmc = reid_table.parent / "cmc.png"
     if cmc.is_file():
-        lines += ["", f"![CMC curves]({os.path.relpath(cmc, report_dir)})", "", "CMC curves."]
+        lines += [
+            "",
+            f"![CMC curves]({os.path.relpath(cmc, report_dir)})",
+            "",
+            "CMC curves, mean over seeds: one panel per model, one colour per training set, "
+            "one line style per distance.",
+        ]
     return [*lines, ""]
 
 
@@ -179,7 +186,7 @@ def write_report(
         path.parent.mkdir(parents=True, exist_ok=True)
         reid_table = None
         if any(name.startswith("reid_") for name in stamps):
-            reid_table = compare_reid_runs(store, Path(run_dir) / "reid")
+            reid_table = compare_store_runs(store, Path(run_dir) / "reid")
         path.write_text(
             render_report(
                 stamps,

@@ -84,6 +84,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     # Epochs = passes over the images (Siamese: over the anchors).
     epochs: int = 60
+    # Steps the schedule counts as one epoch (run length, milestones, warmup); None: one pass
+    # over the training images. Equal-step comparisons give every training set the original
+    # set's value, so a set alpha times larger gets the same optimiser steps, not alpha times.
+    epoch_steps: int | None = None
     # Epochs at which the learning rate is multiplied by lr_gamma (step schedule).
     lr_milestones: tuple[int, ...] = (40,)
     lr_gamma: float = 0.1
@@ -231,6 +235,13 @@ class _Objective(nn.Module):
             pair_logits = self.model.forward_verification(features[:pairs], features[pairs:])
             loss = loss + self.config.verification_weight * verification_loss(pair_logits, same)
         return loss
+
+
+def steps_per_epoch(config: TrainConfig, n_images: int) -> int:
+    """Steps of one pass over ``n_images`` training images (Siamese: over the anchors, half a
+    batch each), what :class:`reid.sampling.BatchSampler` counts as an epoch."""
+    per_step = config.batch_size // 2 if config.model.kind == "siamese" else config.batch_size
+    return n_images // per_step
 
 
 def lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -398,7 +409,8 @@ def train_reid(
         positive_fraction=config.positive_fraction,
         instances_per_id=config.instances_per_id or 1,
     )
-    total_steps = config.epochs * sampler.steps_per_epoch
+    steps_per_epoch = config.epoch_steps or sampler.steps_per_epoch
+    total_steps = config.epochs * steps_per_epoch
     stop = total_steps if max_steps is None else min(total_steps, max_steps)
 
     model = build_reid_model(
@@ -412,9 +424,7 @@ def train_reid(
         # Faster bf16 convolutions; Module.to accepts memory_format, its stubs do not say so.
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = _optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_schedule(config, sampler.steps_per_epoch)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, steps_per_epoch))
     checkpoint = Path(run_dir) / CHECKPOINT_NAME
     step = 0
     resumed_at = None

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from foundation.weights import MissingWeightsError
+from pipeline.reid_compare import compare_store_runs
 from pipeline.reid_stage import (
-    compare_reid_runs,
     split_features,
     train_reid_baseline,
     training_set,
@@ -45,9 +45,9 @@ def test_original_then_augmented(small_store, tmp_path, snapshot):
         row = original.report["results"][metric]
         assert 0 <= row["rank1"] <= row["rank5"] <= row["rank10"] <= 100
         assert 0 < row["mAP"] <= 100
-    assert (tmp_path / "reid_ide_original" / "results.json").is_file()
-    with pytest.raises(MissingInputError, match="no generated/alpha2; run .* --alpha 2"):
-        training_set(small_store, 2)
+    assert (tmp_path / "reid_ide_original_s0" / "results.json").is_file()
+    with pytest.raises(MissingInputError, match="no set 'generator'; run .* --alpha 2"):
+        training_set(small_store, "generator", 2)
     before = snapshot(small_store)
     with pytest.raises(MissingWeightsError, match="resnet18-f37072fd.pth.*--no-pretrained"):
         train_reid_baseline(
@@ -60,17 +60,19 @@ def test_original_then_augmented(small_store, tmp_path, snapshot):
         )
     assert snapshot(small_store) == before, "a failed rerun keeps the finished stage"
     _fake_generated(small_store)
-    images, labels = training_set(small_store, 2)
+    images, labels = training_set(small_store, "generator", 2)
     assert len(images) == 24 and np.array_equal(labels[12:], labels[:12])
     augmented = train_reid_baseline(
-        small_store, tmp_path, config=TINY, alpha=2, metrics=("euclidean",)
+        small_store, tmp_path, config=TINY, set_name="generator", alpha=2, metrics=("euclidean",)
     )
     assert augmented.counts["train_images"] == 24
     assert augmented.counts["metric_train_images"] == 12  # metrics fit on real images only
     assert augmented.config["features"] == {"normalize": True, "flip": False}
-    assert small_store.stamp("reid_ide_augmented").inputs["synthesize"]
-    table = compare_reid_runs(small_store, tmp_path / "report").read_text()
-    assert "augmented alpha=2 | euclidean" in table and "original | kissme" in table
+    assert small_store.stamp("reid_ide_generator_s0").inputs["synthesize"]
+    table = compare_store_runs(small_store, tmp_path / "report").read_text()
+    assert (
+        "| ide | euclidean | generator | 1 | " in table and "| ide | kissme | original |" in table
+    )
     assert "75.62" in table
     assert (tmp_path / "report" / "cmc.png").stat().st_size > 0
 
@@ -109,7 +111,8 @@ def _fake_generated(store):
     store.create_generated("alpha2", len(train))
     images = store.read("images", train)
     pids = store.index["person_id"].to_numpy(np.int64)[train]
-    with store.stage("synthesize", config={"alpha": 2}, n_blocks=store.n_blocks) as run:
+    config = {"alpha": 2, "group": "generated/alpha2"}
+    with store.stage("synthesize", config=config, n_blocks=store.n_blocks) as run:
         for block in range(-(-len(train) // store.block_size)):
             rows = store.block_slice(block, len(train))
             run.write("generated/alpha2/images", block, images[rows])
@@ -130,8 +133,8 @@ def test_bag_of_tricks_through_the_stage(small_store, tmp_path):
         warmup_epochs=1,
     )
     result = train_reid_baseline(small_store, tmp_path, config=config, metrics=("euclidean",))
-    assert (tmp_path / "reid_bot_original" / "results.json").is_file()
+    assert (tmp_path / "reid_bot_original_s0" / "results.json").is_file()
     assert result.report["model"].startswith("bot resnet18")
-    assert small_store.stamp("reid_bot_original").config["train"]["triplet_weight"] == 1.0
+    assert small_store.stamp("reid_bot_original_s0").config["train"]["triplet_weight"] == 1.0
     row = result.report["results"]["euclidean"]
     assert 0 <= row["rank1"] <= row["rank10"] <= 100 and 0 < row["mAP"] <= 100
