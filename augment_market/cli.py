@@ -518,20 +518,72 @@ def evaluate_folder(
 @app.command()
 def synthesize(
     store: StoreArg,
-    run: Annotated[Path, typer.Option(help="Trained generator run folder.")],
+    source: Annotated[
+        Literal["generator", "copies", "flip", "paint-by-parts", "folder"],
+        typer.Option(
+            help="How each planned (source image, target pose) becomes an image: the trained "
+            "generator, the source unchanged, mirrored, painted by parts, or another method's "
+            "outputs in --folder. Every source uses the same plan for the same alpha and seed."
+        ),
+    ] = "generator",
+    run: Annotated[
+        Path | None, typer.Option(help="Trained generator run folder (--source generator).")
+    ] = None,
+    folder: Annotated[
+        Path | None,
+        typer.Option(
+            help="Another method's outputs for the --write-pairs list (--source folder): PATN "
+            "a___b_vis panels, GFLA a_2_b or a___b images."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="The set's name (default: the source's; a folder set: the folder's)."),
+    ] = None,
+    panel: Annotated[
+        int, typer.Option(help="Which panel of a _vis strip is generated (-1: the last).")
+    ] = -1,
     alpha: Annotated[
         int, typer.Option(min=2, help="Augmentation factor (alpha - 1 new per image).")
     ] = 2,
     seed: Annotated[int, typer.Option(help="Target-pose draw seed.")] = 0,
+    write_pairs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the plan as a PATN/GFLA `from,to` list of file names to this CSV file "
+            "and stop (run another method on it, then --source folder)."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
-    """Generate the alpha-augmented training set into the store."""
+    """Write an augmentation set into the store: the generator's alpha-augmented training set
+    (the paper's), or a control made from the same assignments."""
+    from pipeline.synthesize import set_group
     from pipeline.synthesize import synthesize as run_synthesis
+    from pipeline.synthesize import write_pairs as write_plan
 
+    if write_pairs is not None:
+        count = _on_store(store, write_plan, write_pairs, alpha=alpha, seed=seed, write=False)
+        typer.echo(f"wrote {count} pairs (alpha {alpha}, seed {seed}) to {write_pairs}")
+        return
     stamp: StageStamp = _on_store(
-        store, run_synthesis, run, alpha=alpha, seed=seed, device=device, progress="synthesize"
+        store,
+        run_synthesis,
+        run,
+        source=source,
+        name=name,
+        folder=folder,
+        panel=panel,
+        alpha=alpha,
+        seed=seed,
+        device=device,
+        progress="synthesize",
     )
-    typer.echo(f"generated {stamp.counts['generated']} images (alpha {alpha})")
+    set_name = stamp.config["set"]
+    typer.echo(
+        f"set {set_name}: {stamp.counts['generated']} images ({source}, alpha {alpha}) in "
+        f"{set_group(set_name, alpha)}"
+    )
 
 
 @app.command()
@@ -540,7 +592,17 @@ def export(
     out: Annotated[
         Path, typer.Argument(help="New or empty folder for the dataset's own folder layout.")
     ],
-    alpha: Annotated[int | None, typer.Option(help="Include generated/alpha<A>.")] = None,
+    alpha: Annotated[
+        int | None, typer.Option(help="Include the augmentation set of this alpha.")
+    ] = None,
+    set_name: Annotated[
+        str,
+        typer.Option(
+            "--set",
+            help="Which augmentation set: generator, copies, flip, paint-by-parts, a "
+            "folder set's name.",
+        ),
+    ] = "generator",
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -554,9 +616,75 @@ def export(
     from pipeline.export import export_market
 
     written = _on_store(
-        store, export_market, out, alpha=alpha, overwrite=overwrite, write=False, out=out
+        store,
+        export_market,
+        out,
+        alpha=alpha,
+        set_name=set_name,
+        overwrite=overwrite,
+        write=False,
+        out=out,
     )
     typer.echo(f"wrote {written} images to {out}")
+
+
+ReidModelOption = Annotated[
+    Literal["resnet50", "resnet18"], typer.Option(help="resnet50 (paper) or resnet18 (CPU demos).")
+]
+ReidPresetOption = Annotated[
+    Literal["modern", "ide_original"],
+    typer.Option(
+        help="Recipe of ide/siamese: modern (random erasing, label smoothing, 256x128) or "
+        "ide_original (the IDE-baseline Caffe recipe: 224x224, batch 16, lr 1e-3).",
+    ),
+]
+EpochsOption = Annotated[int | None, typer.Option(help="Training epochs (default: preset's).")]
+BatchOption = Annotated[
+    int | None, typer.Option(min=2, help="Images per step (default: preset's).")
+]
+PretrainedOption = Annotated[bool, typer.Option(help="ImageNet initialisation.")]
+APOption = Annotated[
+    Literal["standard", "trapezoid"],
+    typer.Option(help="standard (torchreid) or trapezoid (Market code)."),
+]
+CheckpointEveryOption = Annotated[
+    int | None, typer.Option(min=1, help="Steps between checkpoints (default: preset's).")
+]
+CheckpointMinutesOption = Annotated[
+    float | None,
+    typer.Option(min=0, help="Minutes between checkpoints as well; 0: by steps only."),
+]
+
+
+def _reid_recipe(kind: str, preset: str, arch: str, pretrained: bool, **schedule: Any) -> Any:
+    """The Re-ID recipe of ``kind`` with the command line's changes (None: the preset's)."""
+    import dataclasses
+
+    from reid.train import recipe
+
+    config = recipe(kind, preset)
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, arch=arch, pretrained=pretrained),
+        **{name: value for name, value in schedule.items() if value is not None},
+    )
+
+
+def _set_alpha(store: str, set_name: str, alpha: int | None) -> int | None:
+    """``alpha``, or for an augmentation set without one, the alpha of its last synthesis."""
+    if set_name == "original" or alpha is not None:
+        return alpha
+    from pipeline.synthesize import synthesis_stage_name
+    from storage import open_store
+
+    with _naming(f"store {store}"):
+        stamp = open_store(store, mode="r").stamp(synthesis_stage_name(set_name))
+    if stamp is None or "alpha" not in stamp.config:
+        raise UserError(
+            f"store {store} has no set '{set_name}'; make it with `augment-market synthesize "
+            f"{store} --source {set_name if set_name != 'generator' else 'generator --run RUN'}`"
+        )
+    return int(stamp.config["alpha"])
 
 
 @reid_app.command("train")
@@ -567,70 +695,55 @@ def reid_train(
         Literal["ide", "siamese", "bot"],
         typer.Option(help="ide, siamese, or bot (Bag of Tricks, always its own recipe)."),
     ] = "ide",
-    arch: Annotated[
-        Literal["resnet50", "resnet18"],
-        typer.Option(help="resnet50 (paper) or resnet18 (CPU demos)."),
-    ] = "resnet50",
+    arch: ReidModelOption = "resnet50",
+    set_name: Annotated[
+        str | None,
+        typer.Option(
+            "--set",
+            help="Training set: original, or the real images plus an augmentation set "
+            "(generator, copies, flip, paint-by-parts, a folder set's name). Default: "
+            "original, or generator with --alpha.",
+        ),
+    ] = None,
     alpha: Annotated[
         int | None,
-        typer.Option(help="Train on the real images plus the store's generated/alpha<A> set."),
+        typer.Option(help="The augmentation set's alpha (default: its last synthesis's)."),
     ] = None,
-    preset: Annotated[
-        Literal["modern", "ide_original"],
-        typer.Option(
-            help="Recipe of ide/siamese: modern (random erasing, label smoothing, 256x128) or "
-            "ide_original (the IDE-baseline Caffe recipe: 224x224, batch 16, lr 1e-3).",
-        ),
-    ] = "modern",
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: preset's).")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(min=2, help="Images per step (default: preset's).")
-    ] = None,
-    pretrained: Annotated[bool, typer.Option(help="ImageNet initialisation.")] = True,
-    ap: Annotated[
-        Literal["standard", "trapezoid"],
-        typer.Option(help="standard (torchreid) or trapezoid (Market code)."),
-    ] = "standard",
+    preset: ReidPresetOption = "modern",
+    epochs: EpochsOption = None,
+    batch_size: BatchOption = None,
+    seed: Annotated[int, typer.Option(help="Initialisation and batch-order seed.")] = 0,
+    pretrained: PretrainedOption = True,
+    ap: APOption = "standard",
     flip_features: Annotated[
         bool, typer.Option(help="Average each feature with its mirror image's.")
     ] = False,
-    checkpoint_every: Annotated[
-        int | None, typer.Option(min=1, help="Steps between checkpoints (default: preset's).")
-    ] = None,
-    checkpoint_minutes: Annotated[
-        float | None,
-        typer.Option(min=0, help="Minutes between checkpoints as well; 0: by steps only."),
-    ] = None,
+    checkpoint_every: CheckpointEveryOption = None,
+    checkpoint_minutes: CheckpointMinutesOption = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Train IDE/Siamese/BoT, then evaluate with Euclidean, XQDA and KISSME distances."""
-    import dataclasses
-
     from pipeline.reid_stage import train_reid_baseline
-    from reid.train import recipe
 
-    config = recipe(model, preset)
-    schedule: dict[str, Any] = {
-        name: value
-        for name, value in (
-            ("epochs", epochs),
-            ("batch_size", batch_size),
-            ("checkpoint_every", checkpoint_every),
-            ("checkpoint_minutes", checkpoint_minutes),
-        )
-        if value is not None
-    }
-    config = dataclasses.replace(
-        config,
-        model=dataclasses.replace(config.model, arch=arch, pretrained=pretrained),
-        **schedule,
+    chosen = set_name or ("original" if alpha is None else "generator")
+    config = _reid_recipe(
+        model,
+        preset,
+        arch,
+        pretrained,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        checkpoint_minutes=checkpoint_minutes,
     )
     stamp = _on_store(
         store,
         train_reid_baseline,
         out,
         config=config,
-        alpha=alpha,
+        set_name=chosen,
+        alpha=_set_alpha(store, chosen, alpha),
         ap=ap,
         flip_features=flip_features,
         device=device,
@@ -643,15 +756,130 @@ def reid_train(
         typer.echo(f"{metric:<10} rank-1 {row['rank1']:6.2f}  mAP {row['mAP']:6.2f}")
 
 
+def _names(text: str, option: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise typer.BadParameter(f"{option} lists no names", param_hint=option)
+    return names
+
+
+@reid_app.command("compare")
+def reid_compare(
+    store: StoreArg,
+    out: Annotated[
+        Path, typer.Option(help="Folder for the runs, comparison.json, comparison.md, cmc.png.")
+    ],
+    sets: Annotated[
+        str,
+        typer.Option(
+            help="Training sets, comma-separated: original and augmentation sets (copies, "
+            "flip, paint-by-parts, generator, a folder set's name), all at --alpha."
+        ),
+    ] = "original,copies,paint-by-parts,generator",
+    models: Annotated[
+        str, typer.Option(help="Re-ID models, comma-separated: ide, siamese, bot.")
+    ] = "ide,siamese",
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Paired seeds 0..N-1 (each: same init and batch order).")
+    ] = 3,
+    budget: Annotated[
+        Literal["equal-steps", "equal-epochs"],
+        typer.Option(
+            help="equal-steps: every set gets the original set's optimiser steps; "
+            "equal-epochs: the same epochs, so alpha times the steps on an alpha-times set."
+        ),
+    ] = "equal-steps",
+    intervals: Annotated[
+        bool,
+        typer.Option(
+            "--intervals/--no-intervals",
+            help="Require 2+ seeds for 95% intervals (--no-intervals: one seed, no verdicts).",
+        ),
+    ] = True,
+    alpha: Annotated[int, typer.Option(min=2, help="The augmentation sets' alpha.")] = 2,
+    metrics: Annotated[
+        str, typer.Option(help="Distances, comma-separated: euclidean, xqda, kissme.")
+    ] = "euclidean,xqda,kissme",
+    kissme_pca: Annotated[
+        int, typer.Option(min=1, help="KISSME's PCA dimension (IDE baseline: 200).")
+    ] = 200,
+    arch: ReidModelOption = "resnet50",
+    preset: ReidPresetOption = "modern",
+    epochs: EpochsOption = None,
+    batch_size: BatchOption = None,
+    pretrained: PretrainedOption = True,
+    ap: APOption = "standard",
+    checkpoint_every: CheckpointEveryOption = None,
+    checkpoint_minutes: CheckpointMinutesOption = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Train every model on every set with paired seeds and an equal budget; write the means,
+    paired differences with 95% intervals and a verdict against copies per model and
+    distance."""
+    from pipeline.reid_compare import comparison_rows, run_comparison, write_comparison
+
+    kinds = _names(models, "--models")
+    for kind in kinds:
+        if kind not in ("ide", "siamese", "bot"):
+            raise typer.BadParameter(
+                f"unknown model {kind!r} (ide, siamese, bot)", param_hint="--models"
+            )
+    distances = _names(metrics, "--metrics")
+    for distance in distances:
+        if distance not in ("euclidean", "xqda", "kissme"):
+            raise typer.BadParameter(
+                f"unknown distance {distance!r} (euclidean, xqda, kissme)", param_hint="--metrics"
+            )
+    configs = {
+        kind: _reid_recipe(
+            kind,
+            preset,
+            arch,
+            pretrained,
+            epochs=epochs,
+            batch_size=batch_size,
+            checkpoint_every=checkpoint_every,
+            checkpoint_minutes=checkpoint_minutes,
+        )
+        for kind in kinds
+    }
+    stamps = _on_store(
+        store,
+        run_comparison,
+        out,
+        configs=configs,
+        sets=_names(sets, "--sets"),
+        alpha=alpha,
+        seeds=seeds,
+        budget=budget,
+        intervals=intervals,
+        metrics=distances,
+        metric_options={"kissme": {"pca_dim": kissme_pca}},
+        ap=ap,
+        device=device,
+        on_run=lambda name: typer.echo(f"reid compare: {name}", err=True),
+        out=out,
+    )
+    page = write_comparison(
+        comparison_rows(stamps),
+        out,
+        note=f"Store {store}, alpha {alpha}, budget {budget}, {seeds} seed(s), models "
+        f"{', '.join(kinds)} ({arch}, {'ImageNet' if pretrained else 'random init'}).",
+        settings={"store": store, "alpha": alpha, "budget": budget, "seeds": seeds},
+    )
+    typer.echo(page.read_text())
+    typer.echo(f"wrote {out / 'comparison.json'}, {page} and {out / 'cmc.png'}")
+
+
 @reid_app.command("evaluate")
 def reid_evaluate(
     store: StoreArg,
     out: Annotated[Path, typer.Option(help="Folder for the comparison table and CMC plot.")],
 ) -> None:
     """Compare every finished Re-ID run of the store (table + CMC curves)."""
-    from pipeline.reid_stage import compare_reid_runs
+    from pipeline.reid_compare import compare_store_runs
 
-    table = _on_store(store, compare_reid_runs, out, write=False, out=out)
+    table = _on_store(store, compare_store_runs, out, write=False, out=out)
     typer.echo(table.read_text())
     typer.echo(f"CMC curves: {table.parent / 'cmc.png'}")
 
