@@ -656,7 +656,9 @@ CheckpointMinutesOption = Annotated[
 ]
 
 
-def _reid_recipe(kind: str, preset: str, arch: str, pretrained: bool, **schedule: Any) -> Any:
+def _reid_recipe(
+    kind: str, preset: str, arch: Literal["resnet50", "resnet18"], pretrained: bool, **schedule: Any
+) -> Any:
     """The Re-ID recipe of ``kind`` with the command line's changes (None: the preset's)."""
     import dataclasses
 

@@ -330,8 +330,26 @@ class MetricOptions(_Settings):
 
 
 class ReidSettings(_Settings):
-    """Re-ID baselines trained on the original and the augmented set (``reid.train``)."""
+    """Re-ID baselines trained on the original set and on augmentation sets, compared with
+    paired seeds and an equal budget (``pipeline.reid_compare``)."""
 
+    sets: list[Literal["original", "copies", "flip", "paint-by-parts", "generator"]] = Field(
+        default=["original", "copies", "paint-by-parts", "generator"],
+        description="Training sets: the real images alone (original), or with the alpha "
+        "set made from one target-pose draw by copying, mirroring, painting by parts or "
+        "the generator. Verdicts read each set against copies.",
+    )
+    seeds: int = Field(
+        default=1,
+        ge=1,
+        description="Paired seeds per (model, set), from the run's seed; 2 or more give 95% "
+        "intervals and verdicts, 1 gives neither.",
+    )
+    budget: Literal["equal-steps", "equal-epochs"] = Field(
+        default="equal-steps",
+        description="equal-steps: every set gets the original set's optimiser steps; "
+        "equal-epochs: the same epochs, alpha times the steps on an alpha-times set.",
+    )
     kinds: list[Literal["ide", "siamese", "bot"]] = Field(
         default=["ide", "siamese"],
         description="Baselines to train: IDE (classifier), Siamese (+ verification) and/or "

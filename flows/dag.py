@@ -27,7 +27,7 @@ from prefect.utilities.callables import get_call_parameters
 
 from flows.config import AugmentMarketParams, load_params
 from flows.dask_runner import placement, task_runner
-from flows.graph import Node, build_nodes, downstream
+from flows.graph import Node, build_nodes, downstream, upstream_nodes
 from flows.offline import missing_weights, resolve_offline
 from flows.progress import publish_cached
 from flows.publish import publish_results
@@ -103,7 +103,7 @@ def run_graph(nodes: list[Node], params: AugmentMarketParams, runner: TaskRunner
             task = task.with_options(refresh_cache=True)
         upstream = {
             other.name: futures.get(other.name, outcome.stamps[other.name])
-            for other in of(node.inputs)
+            for other in upstream_nodes(nodes, node)
         }
         wait_for = [
             futures[other.name]
@@ -142,7 +142,10 @@ def run_graph(nodes: list[Node], params: AugmentMarketParams, runner: TaskRunner
 
     while True:
         for node in list(pending):
-            if all(other.name in outcome.status for other in of(node.inputs + node.after)):
+            if all(
+                other.name in outcome.status
+                for other in upstream_nodes(nodes, node) + of(node.after)
+            ):
                 pending.remove(node)
                 submit(node)
         if all(name in outcome.status for name in futures):

@@ -1,10 +1,15 @@
 """The DAG: which stage reads which, and each stage task's settings from the parameters.
 
-An arrow is "reads the stamp of"; ``<kind>`` is each Re-ID baseline, ide / siamese / bot::
+An arrow is "reads the stamp of"; ``<kind>`` is each Re-ID baseline, ide / siamese / bot,
+``<set>`` each augmentation set of ``reid.sets`` and ``<k>`` each seed::
 
     ingest -> masks ---> pairs -> generator -> evaluate
-          \\-> parsing -------------/      \\-> synthesize -> reid_<kind>_augmented -> report
-          \\--------------------------------------------> reid_<kind>_original ---/
+          \\-> parsing -------------/    \\-> synthesize[_<set>] -> reid_<kind>_<set>_s<k> -> report
+          \\----------------------------------------------> reid_<kind>_original_s<k> ---/
+
+The group ``synthesize`` holds one node per set (``synthesize`` writes the generator's,
+``synthesize_copies``... the controls from the same target-pose draw); ``reid_augmented`` one
+node per (kind, augmentation set, seed).
 
 :func:`build_nodes` is the one place where parameters become task arguments.
 """
@@ -58,8 +63,10 @@ class Node:
         name: the stamp it writes (``reid_ide_original`` for a Re-ID group), the result key.
         task: the cached Prefect task.
         settings: its keyword arguments besides ``store_url`` and ``upstream``.
-        inputs: groups whose stamps it reads (every node of each).
+        inputs: groups whose stamps it reads.
         after: groups it starts after, without reading them.
+        reads: of the nodes of ``inputs``, the ones it reads (None: every one), so that a
+            control's Re-ID run does not wait for, or rerun with, the generator's set.
     """
 
     group: StageName
@@ -68,6 +75,16 @@ class Node:
     settings: dict[str, Any]
     inputs: tuple[StageName, ...]
     after: tuple[StageName, ...] = field(default=())
+    reads: tuple[str, ...] | None = None
+
+
+def upstream_nodes(nodes: list[Node], node: Node) -> list[Node]:
+    """The nodes whose stamps ``node`` reads: those of its input groups it reads."""
+    return [
+        other
+        for other in nodes
+        if other.group in node.inputs and (node.reads is None or other.name in node.reads)
+    ]
 
 
 def report_figures(root: Path = PROJECT) -> dict[str, str]:
@@ -79,6 +96,7 @@ def report_figures(root: Path = PROJECT) -> dict[str, str]:
 def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list[Node]:
     """The DAG's tasks in topological order: the one place where parameters become arguments."""
     from pipeline.reid_stage import reid_stage_name
+    from pipeline.synthesize import synthesis_stage_name
 
     seg, devices, gen, reid = params.segmentation, params.devices, params.generator, params.reid
     dataset = params.dataset
@@ -151,6 +169,7 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
             tasks.synthesize_stage,
             {
                 "run_dir": run_dir,
+                "source": "generator",
                 "alpha": params.alpha,
                 "seed": params.synthesis_seed,
                 "batch_size": params.synthesis_batch_size,
@@ -163,13 +182,25 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
         Node(group, group, task_, arguments, INPUTS[group])
         for group, (task_, arguments) in settings.items()
     ]
+    # The controls: the same target-pose draw made into images without the generator.
+    for set_name in reid.sets:
+        if set_name in ("original", "generator"):
+            continue
+        name = synthesis_stage_name(set_name)
+        arguments = {**settings["synthesize"][1], "source": set_name, "fan_out": None}
+        reads: tuple[StageName, ...] = ("ingest",)
+        if set_name == "paint-by-parts":
+            reads = ("ingest", "parsing")
+        nodes.append(
+            Node("synthesize", name, tasks.named(tasks.synthesize_stage, name), arguments, reads)
+        )
     reid_common = {
         "run_dir": run_dir,
         "arch": reid.arch,
         "preset": reid.preset,
         "model": set_fields(reid.model),
         "train": set_fields(reid.train),
-        "seed": params.seed,
+        "budget": reid.budget,
         "metrics": list(reid.metrics),
         "metric_options": reid.metric_options.model_dump(),
         "ap": reid.ap,
@@ -180,23 +211,33 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
         "device": devices.reid,
         "offline": "reid" in offline,
     }
-    reid_sets: tuple[tuple[StageName, int | None], ...] = (
-        ("reid_original", None),
-        ("reid_augmented", params.alpha),
-    )
-    for group, alpha in reid_sets:
+    for set_name in reid.sets:
+        group: StageName = "reid_original" if set_name == "original" else "reid_augmented"
         for kind in reid.kinds:
-            name = reid_stage_name(kind, alpha)
-            nodes.append(
-                Node(
-                    group,
-                    name,
-                    tasks.named(tasks.reid_stage, name),
-                    {**reid_common, "kind": kind, "alpha": alpha},
-                    INPUTS[group],
-                    AFTER.get(group, ()),
+            for seed in range(params.seed, params.seed + reid.seeds):
+                name = reid_stage_name(
+                    kind, set_name, seed, equal_epochs=reid.budget == "equal-epochs"
                 )
-            )
+                nodes.append(
+                    Node(
+                        group,
+                        name,
+                        tasks.named(tasks.reid_stage, name),
+                        {
+                            **reid_common,
+                            "kind": kind,
+                            "set_name": set_name,
+                            "seed": seed,
+                            # The original set has no alpha: changing it must not rerun it.
+                            "alpha": None if set_name == "original" else params.alpha,
+                        },
+                        INPUTS[group],
+                        AFTER.get(group, ()),
+                        reads=("ingest", synthesis_stage_name(set_name))
+                        if set_name != "original"
+                        else None,
+                    )
+                )
     report = {"run_dir": run_dir, "offline": dict(offline), "figures": report_figures()}
     nodes.append(Node("report", "report", tasks.report_stage, report, INPUTS["report"]))
     return nodes
@@ -204,11 +245,10 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
 
 def downstream(nodes: list[Node], name: str) -> list[str]:
     """Names of the nodes that read ``name``'s stamp, directly or through others, in order."""
-    groups = {node.name: node.group for node in nodes}
-    reached = {groups[name]}
+    reached = {name}
     found = []
     for node in nodes:
-        if node.name != name and reached & set(node.inputs):
-            reached.add(node.group)
+        if node.name != name and any(o.name in reached for o in upstream_nodes(nodes, node)):
+            reached.add(node.name)
             found.append(node.name)
     return found

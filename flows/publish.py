@@ -104,11 +104,13 @@ def reid_rows(stamps: Mapping[str, StageStamp]) -> list[dict[str, Any]]:
     rows = []
     for name, stamp in stamps.items():
         alpha = stamp.report.get("alpha")
+        set_name = stamp.report.get("set", "original" if alpha is None else "generator")
         for metric, values in stamp.report.get("results", {}).items():
             row: dict[str, Any] = {
                 "stage": name,
                 "model": stamp.report.get("model", ""),
-                "training set": "original" if alpha is None else f"augmented alpha={alpha}",
+                "training set": set_name if alpha is None else f"{set_name} alpha={alpha}",
+                "seed": stamp.report.get("seed", ""),
                 "distance": metric,
             }
             for column in REID_COLUMNS:
@@ -132,7 +134,8 @@ def publish_results(stamps: Mapping[str, StageStamp | None]) -> None:
         create_table_artifact(
             rows,
             key="augment-market-reid-metrics",
-            description="Re-ID baselines: original vs alpha-augmented training set (percent)",
+            description="Re-ID baselines per training set and seed (percent); verdicts with "
+            "intervals in the report",
         )
     report = stamps.get("report")
     path = Path(str(report.report.get("path", ""))) if report is not None else None

@@ -285,20 +285,23 @@ def synthesize_stage(
     upstream: Upstream,
     *,
     run_dir: str,
+    source: str,
     alpha: int,
     seed: int,
     batch_size: int,
     device: str,
     fan_out: FanOutSettings = None,
 ) -> StageStamp:
-    """Alpha-augment the training split with the trained generator."""
-    from pipeline.synthesize import synthesize
+    """One augmentation set: the generator's (``synthesize``), or a control made from the
+    same target-pose draw (``synthesize_copies``...; named and cached by :func:`named`)."""
+    from pipeline.synthesize import synthesis_stage_name, synthesize
 
     def run(progress: StageProgress) -> StageStamp:
         with dask_fan_out(fan_out) as blocks:
             return synthesize(
                 open_store(store_url, mode="r+"),
-                Path(run_dir) / "generator",
+                Path(run_dir) / "generator" if source == "generator" else None,
+                source=source,  # type: ignore[arg-type]
                 alpha=alpha,
                 seed=seed,
                 device=device,
@@ -307,7 +310,7 @@ def synthesize_stage(
                 fan_out=blocks,
             )
 
-    return run_stage("synthesize", run)
+    return run_stage(synthesis_stage_name(source), run)
 
 
 @stage_task("reid")
@@ -322,7 +325,9 @@ def reid_stage(
     model: dict[str, Any],
     train: dict[str, Any],
     seed: int,
+    set_name: str,
     alpha: int | None,
+    budget: str,
     metrics: list[str],
     metric_options: dict[str, dict[str, Any]],
     ap: str,
@@ -333,13 +338,14 @@ def reid_stage(
     device: str,
     offline: bool,
 ) -> StageStamp:
-    """One Re-ID baseline (IDE, Siamese or BoT) on the original (``alpha`` None) or augmented set;
-    offline: random backbone. Named and cached per stamp (``reid_ide_original``...) by
-    :func:`named`."""
-    from pipeline.reid_stage import reid_stage_name, train_reid_baseline
+    """One Re-ID baseline (IDE, Siamese or BoT) on one training set with one seed of the
+    comparison (``pipeline.reid_compare.train_paired_run``); offline: random backbone. Named
+    and cached per stamp (``reid_ide_copies_s0``...) by :func:`named`."""
+    from pipeline.reid_compare import train_paired_run
+    from pipeline.reid_stage import reid_stage_name
     from reid.train import recipe
 
-    base = recipe(kind, preset, seed=seed)
+    base = recipe(kind, preset)
     pretrained = not offline and model.get("pretrained", base.model.pretrained)
     architecture = dataclasses.replace(
         base.model, **{**model, "kind": kind, "arch": arch, "pretrained": pretrained}
@@ -348,15 +354,18 @@ def reid_stage(
     changes: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in train.items()}
     config = dataclasses.replace(base, model=architecture, **changes)
     return run_stage(
-        reid_stage_name(kind, alpha),
-        lambda progress: train_reid_baseline(
+        reid_stage_name(kind, set_name, seed, equal_epochs=budget == "equal-epochs"),
+        lambda progress: train_paired_run(
             open_store(store_url, mode="r+"),
             Path(run_dir) / "reid",
             config=config,
+            set_name=set_name,
             alpha=alpha,
+            seed=seed,
+            budget=budget,  # type: ignore[arg-type]
             metrics=metrics,
             metric_options=metric_options,
-            ap=ap,  # type: ignore[arg-type]
+            ap=ap,
             normalize_features=normalize_features,
             flip_features=flip_features,
             device=device,

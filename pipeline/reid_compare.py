@@ -111,7 +111,7 @@ def train_paired_run(
     *,
     config: TrainConfig,
     set_name: str,
-    alpha: int,
+    alpha: int | None,
     seed: int,
     budget: Budget = "equal-steps",
     metrics: Sequence[str] = ("euclidean", "xqda", "kissme"),
@@ -359,14 +359,12 @@ def _interval(values: Mapping[str, Any]) -> Interval:
 
 
 def render_markdown(rows: Sequence[Mapping[str, Any]], *, title: str, note: str = "") -> str:
-    """``comparison.md``: verdicts, then each set's mean with its interval, then the paired
-    differences, then how they are computed and the reference rows for scale."""
+    """``comparison.md``: verdicts, the ``note`` (what was run), each set's mean with its
+    interval, the paired differences, how they are computed and the reference rows for
+    scale."""
     summary = summarize(rows)
     seeds = sorted({row["seed"] for row in rows})
-    lines = [f"# {title}", ""]
-    if note:
-        lines += [note, ""]
-    lines += ["## Verdicts (against copies, mAP)", ""]
+    lines = [f"# {title}", "", "## Verdicts (against copies, mAP)", ""]
     for verdict in summary["verdicts"]:
         details = []
         for set_name, word in verdict["sets"].items():
@@ -383,6 +381,8 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], *, title: str, note: str 
         lines.append(f"- {verdict['model']}, {verdict['distance']}: " + "; ".join(details))
     if not summary["verdicts"]:
         lines.append("- none: the comparison needs the copies set and another augmentation set")
+    if note:
+        lines += ["", note]
     lines += [
         "",
         "## Each set",
@@ -440,7 +440,8 @@ def plot_cmc(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     sets = list(dict.fromkeys(row["set"] for row in rows))
     distances = list(dict.fromkeys(row["distance"] for row in rows))
     colours = {name: f"C{k % 10}" for k, name in enumerate(sets)}
-    styles = {name: ("-", "--", ":", "-.")[k % 4] for k, name in enumerate(distances)}
+    line_styles: tuple[Literal["-", "--", ":", "-."], ...] = ("-", "--", ":", "-.")
+    styles = {name: line_styles[k % 4] for k, name in enumerate(distances)}
     figure = Figure(figsize=(4.2 * max(1, len(models)), 3.8))
     axes = figure.subplots(1, max(1, len(models)), squeeze=False)[0]
     for axis, model in zip(axes, models, strict=False):

@@ -10,7 +10,8 @@
 # The Makefile's server-start, server-deploy, server-worker and server-stop call these; then
 # `make submit DEPLOYMENT=default` (the demo) runs a deployment (augment-market submit).
 # Settings: PORT (4200), POOL (augment-market), PREFECT (the prefect command; default: the
-# project's .venv, else `uv run prefect`). PREFECT_HOME is kept as set (default ~/.prefect).
+# project's .venv, else `uv run prefect`), HEALTH_WAIT (seconds to wait for the server, 300).
+# PREFECT_HOME is kept as set (default ~/.prefect).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -51,12 +52,15 @@ drop_generic_hints() {
          until != "" && index($0, until) { until = "" }'
 }
 
+# A loaded 2-core machine has taken over two minutes to bring the server up.
+HEALTH_WAIT="${HEALTH_WAIT:-300}"
+
 wait_healthy() {
-    for _ in $(seq 1 120); do
+    for _ in $(seq 1 "$HEALTH_WAIT"); do
         if curl -fsS "${PREFECT_API_URL}/health" >/dev/null 2>&1; then return 0; fi
         sleep 1
     done
-    echo "server did not answer on ${PREFECT_API_URL} within 120 s" >&2
+    echo "server did not answer on ${PREFECT_API_URL} within ${HEALTH_WAIT} s" >&2
     return 1
 }
 

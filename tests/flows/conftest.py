@@ -54,7 +54,7 @@ def prefect_server() -> Iterator[str]:
         [str(PROJECT / "scripts" / "server.sh"), "start"],
         env=environment,
         check=True,
-        timeout=240,
+        timeout=420,
         capture_output=True,
     )
     api_url = f"http://127.0.0.1:{port}/api"
@@ -105,6 +105,7 @@ def make_tiny_params(root: Path, **changes: Any) -> dict[str, Any]:
         },
         "evaluate": {"batch_size": 8},
         "reid": {
+            "sets": ["original", "copies", "generator"],
             "kinds": ["ide"],
             "arch": "resnet18",
             "metrics": ["euclidean"],

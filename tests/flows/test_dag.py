@@ -22,8 +22,10 @@ ALL = [
     "generator",
     "evaluate",
     "synthesize",
-    "reid_ide_original",
-    "reid_ide_augmented",
+    "synthesize_copies",
+    "reid_ide_original_s0",
+    "reid_ide_copies_s0",
+    "reid_ide_generator_s0",
     "report",
 ]
 
@@ -80,7 +82,11 @@ def test_first_run_runs_every_stage_and_reports(first_run):
     assert "Offline mode" in head
     for group in ("generator", "evaluate", "reid"):
         assert f"**{group}**" in head
-    assert "pixel metrics" in report and "reid_ide_augmented" in report
+    assert "pixel metrics" in report and "reid_ide_generator_s0" in report
+    # The Re-ID section opens with the verdicts; one seed gives no interval and says so.
+    reid = report.split("## Re-ID: augmentation sets compared")[1]
+    assert reid.lstrip().startswith("### Verdicts (against copies, mAP)")
+    assert "generator: **no interval (1 seed)**" in reid
 
 
 def test_artifacts_are_published(first_run):
@@ -154,23 +160,30 @@ def test_deleted_stamp_reruns_that_stage(first_run):
 def test_deleted_output_of_a_dependant_is_recomputed(first_run):
     root, params, _ = first_run
     shutil.rmtree(root / "run" / "reid")
-    open_store(str(root / "store"), mode="r+").clear_stamp("reid_ide_original")
-    assert ran(run_from_config(params)) == {"reid_ide_original"}
-    assert (root / "run" / "reid" / "reid_ide_original" / "results.json").is_file()
+    open_store(str(root / "store"), mode="r+").clear_stamp("reid_ide_original_s0")
+    assert ran(run_from_config(params)) == {"reid_ide_original_s0"}
+    assert (root / "run" / "reid" / "reid_ide_original_s0" / "results.json").is_file()
 
 
 def test_alpha_change_reruns_synthesis_augmented_reid_and_report(first_run):
     _, params, _ = first_run
+    augmented = {
+        "synthesize",
+        "synthesize_copies",
+        "reid_ide_copies_s0",
+        "reid_ide_generator_s0",
+        "report",
+    }
     changed = run_from_config({**params, "alpha": 3})
-    assert ran(changed) == {"synthesize", "reid_ide_augmented", "report"}
+    assert ran(changed) == augmented
     # Back to alpha 2: its old cache records point at outputs the store no longer holds
     # (the synthesize stamp is alpha 3's), so they are stale and the stages run again.
     back = run_from_config(params)
-    assert ran(back) == {"synthesize", "reid_ide_augmented", "report"}
+    assert ran(back) == augmented
     # Alpha 2's numbers, not those of the alpha-3 network its checkpoint folder last held.
     root = Path(params["store_url"])
-    stamp = open_store(str(root)).stamp("reid_ide_augmented")
-    first = FIRST_STAMPS["reid_ide_augmented"]
+    stamp = open_store(str(root)).stamp("reid_ide_generator_s0")
+    first = FIRST_STAMPS["reid_ide_generator_s0"]
     assert stamp.report["alpha"] == 2 and stamp.report["resumed_at_step"] is None
     assert stamp.counts == first.counts
     assert stamp.report["results"] == first.report["results"]
@@ -194,7 +207,7 @@ def test_seed_change_reruns_pairs_and_what_depends_on_them(first_run):
         "generator",
         "evaluate",
         "synthesize",
-        "reid_ide_augmented",
+        "reid_ide_generator_s0",
         "report",
     }
 
@@ -209,7 +222,7 @@ def test_a_failed_stage_leaves_out_only_what_reads_it(first_run):
     wrong_size = {**generator, "overrides": {**generator["overrides"], "image_size": [64, 64]}}
     state, flow_run_id = run_with_id({**params, "generator": wrong_size})
     assert state.is_failed()
-    left_out = "evaluate, synthesize, reid_ide_augmented, report"
+    left_out = "evaluate, synthesize, reid_ide_generator_s0, report"
     with pytest.raises(StageFailed, match=f"'generator' failed \\(\\w+: .*so {left_out} did"):
         state.result()
     APILogWorker.drain_all(timeout=30)

@@ -26,13 +26,15 @@ def test_two_runs_of_one_config_give_the_same_numbers(
     runs = []
     for name in ("first", "second"):
         params = tiny_params(tmp_path / name)
-        params["reid"]["kinds"] = ["ide", "siamese"]  # four Re-ID stages at once
+        params["reid"]["kinds"] = ["ide", "siamese"]  # six Re-ID stages at once
         run_from_config(params)
         runs.append(numbers(params["store_url"]))
     assert sorted(k for k in runs[0] if k.startswith("reid_")) == [
-        "reid_ide_augmented",
-        "reid_ide_original",
-        "reid_siamese_augmented",
-        "reid_siamese_original",
+        "reid_ide_copies_s0",
+        "reid_ide_generator_s0",
+        "reid_ide_original_s0",
+        "reid_siamese_copies_s0",
+        "reid_siamese_generator_s0",
+        "reid_siamese_original_s0",
     ]
     assert runs[0] == runs[1]
