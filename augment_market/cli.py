@@ -371,14 +371,38 @@ def pairs(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Draw seed.")] = 0,
+    train_pairs_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="PATN/GFLA from,to list of training pairs, used as given (docs/pairs.md)."
+        ),
+    ] = None,
+    test_pairs_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="PATN/GFLA from,to list of test pairs, e.g. market-pairs-test.csv (docs/pairs.md)."
+        ),
+    ] = None,
+    test_from: Annotated[
+        Literal["gallery", "gallery+query"],
+        typer.Option(help="Drawn test pairs: gallery only (PATN/GFLA) or gallery and query."),
+    ] = "gallery",
 ) -> None:
-    """Sample same-identity (source, target) pairs for training and testing."""
+    """Same-identity (source, target) pairs for training and testing: published lists or drawn."""
+    import dataclasses
+
     from pipeline.pairs import PairsConfig, sample_pairs
 
     config = (
         getattr(PairsConfig, preset)()
         if preset
         else PairsConfig(train_pairs=train_pairs, test_pairs=test_pairs, seed=seed)
+    )
+    config = dataclasses.replace(
+        config,
+        train_pairs_file=None if train_pairs_file is None else str(train_pairs_file.resolve()),
+        test_pairs_file=None if test_pairs_file is None else str(test_pairs_file.resolve()),
+        test_from=test_from,
     )
     stamp = _on_store(store, sample_pairs, config)
     typer.echo(f"pairs: {stamp.counts}")

@@ -265,7 +265,22 @@ class PairsSettings(_Settings):
     )
     seed: int = Field(default=0, description="Seed of the pair draw.")
     skip_empty_masks: bool = Field(
-        default=True, description="Leave out images whose person mask is empty."
+        default=True, description="Leave out images whose person mask is empty (drawn pairs)."
+    )
+    train_pairs_file: str | None = Field(
+        default=None,
+        description="PATN/GFLA from,to list of training pairs, used as given instead of a draw "
+        "(docs/pairs.md).",
+    )
+    test_pairs_file: str | None = Field(
+        default=None,
+        description="PATN/GFLA from,to list of test pairs, e.g. market-pairs-test.csv, used as "
+        "given instead of a draw (docs/pairs.md).",
+    )
+    test_from: Literal["gallery", "gallery+query"] = Field(
+        default="gallery",
+        description="Splits of drawn test pairs: gallery only (bounding_box_test, as "
+        "PATN/GFLA) or gallery and query.",
     )
 
 

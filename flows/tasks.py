@@ -199,12 +199,23 @@ def pairs_stage(
     test_pairs: int | None,
     seed: int,
     skip_empty_masks: bool,
+    train_pairs_file: str | None = None,
+    test_pairs_file: str | None = None,
+    test_from: str = "gallery",
+    lists_sha256: dict[str, str | None] | None = None,
 ) -> StageStamp:
-    """Same-identity training and test pairs."""
+    """Same-identity training and test pairs, drawn or from published lists.
+    ``lists_sha256`` (each list's content) is for the cache key."""
     from pipeline.pairs import PairsConfig, sample_pairs
 
     config = PairsConfig(
-        train_pairs=train_pairs, test_pairs=test_pairs, seed=seed, skip_empty_masks=skip_empty_masks
+        train_pairs=train_pairs,
+        test_pairs=test_pairs,
+        seed=seed,
+        skip_empty_masks=skip_empty_masks,
+        train_pairs_file=train_pairs_file,
+        test_pairs_file=test_pairs_file,
+        test_from=test_from,  # type: ignore[arg-type]
     )
     return sample_pairs(open_store(store_url, mode="r+"), config)
 

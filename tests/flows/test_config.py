@@ -181,3 +181,25 @@ def test_missing_weights_a_run_cannot_do_without(tmp_path):
     for path in paths.values():
         path.write_bytes(b"")
     assert missing_weights(strict) == []
+
+
+def test_a_pairs_list_is_read_by_path_and_keyed_by_content(tmp_path, monkeypatch):
+    from flows.caching import stage_key
+    from flows.graph import build_nodes, pairs_settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test.csv").write_text("from,to\na.jpg,b.jpg\n")
+    params = load_params({**BASE, "pairs": {"test_pairs_file": "test.csv"}})
+    settings = pairs_settings(params)
+    assert settings["test_pairs_file"] == str(tmp_path / "test.csv")
+    assert settings["train_pairs_file"] is None and settings["test_from"] == "gallery"
+
+    def pairs_key() -> str:
+        node = next(n for n in build_nodes(params, offline={}) if n.name == "pairs")
+        return stage_key("pairs", {"upstream": {}, **node.settings})
+
+    key = pairs_key()
+    (tmp_path / "test.csv").write_text("from,to\nb.jpg,a.jpg\n")  # same path, other pairs
+    assert pairs_key() != key
+    (tmp_path / "test.csv").unlink()  # the stage reports a missing list itself
+    assert pairs_settings(params)["lists_sha256"] == {"test_pairs_file": None}
