@@ -111,6 +111,9 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
             {
                 "source": str(Path(dataset.source).resolve()),
                 "kind": dataset.kind,
+                "image_size": dataset.image_size,
+                "with_val": dataset.with_val,
+                "compare_counts": not dataset.synthetic,
                 "block_size": dataset.block_size,
                 "overwrite": dataset.overwrite,
                 "source_fingerprint": fingerprint,

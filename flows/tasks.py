@@ -119,6 +119,9 @@ def ingest_stage(
     block_size: int,
     overwrite: bool,
     source_fingerprint: str,
+    image_size: tuple[int, int] | None = None,
+    with_val: bool = False,
+    compare_counts: bool = True,
 ) -> StageStamp:
     """Read the dataset folder into the store. ``source_fingerprint`` is for the cache key."""
     from pipeline.ingest import ingest
@@ -129,6 +132,9 @@ def ingest_stage(
             Path(source),
             store_url,
             kind=kind,  # type: ignore[arg-type]
+            size=None if image_size is None else (image_size[0], image_size[1]),
+            with_val=with_val,
+            compare_counts=compare_counts,
             block_size=block_size,
             overwrite=overwrite,
             progress=progress,

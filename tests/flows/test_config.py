@@ -203,3 +203,24 @@ def test_a_pairs_list_is_read_by_path_and_keyed_by_content(tmp_path, monkeypatch
     assert pairs_key() != key
     (tmp_path / "test.csv").unlink()  # the stage reports a missing list itself
     assert pairs_settings(params)["lists_sha256"] == {"test_pairs_file": None}
+
+
+def test_dataset_size_and_msmt17_val_reach_the_ingest_task(tmp_path):
+    from flows.graph import build_nodes
+
+    params = load_params(
+        {
+            **BASE,
+            "dataset": {"source": str(tmp_path), "kind": "msmt17", "image_size": [384, 192]},
+        }
+    )
+    ingest = next(n for n in build_nodes(params, offline={}) if n.name == "ingest").settings
+    assert ingest["image_size"] == (384, 192) and ingest["with_val"] is False
+    assert ingest["compare_counts"] is True
+    with pytest.raises(ValidationError, match="image_size"):
+        load_params({**BASE, "dataset": {"source": "x", "image_size": [256, 0]}})
+    demo = load_params(PROJECT / "demo.yaml")
+    # The synthetic demo set is no real dataset: its counts are not compared.
+    assert not next(n for n in build_nodes(demo, offline={}) if n.name == "ingest").settings[
+        "compare_counts"
+    ]

@@ -308,3 +308,68 @@ def test_real_market_sample_is_stored_verbatim_and_decodes_as_pil(real_market, t
     assert store.read_encoded("images") == [path.read_bytes() for path in paths]
     expected = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
     np.testing.assert_array_equal(store.load_in_memory(("images",))["images"], expected)
+
+
+def _barred(path, size=(256, 256)):
+    """An In-shop img/-style image: white side bars of 40/256 of the width around a red
+    photo (PNG bytes, so no JPEG ringing blurs the bar's edge)."""
+    width, height = size
+    pixels = np.full((height, width, 3), 255, np.uint8)
+    bar = round(width * 40 / 256)
+    pixels[:, bar : width - bar] = (200, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="PNG")
+
+
+@pytest.mark.parametrize("tree", ["img", "img_highres"])
+def test_raw_inshop_img_loses_its_side_bars_as_patn(tmp_path, tree):
+    source = _deepfashion(tmp_path / "df", "raw", unlisted=False)
+    if tree == "img_highres":
+        (source / "img").rename(source / "img_highres")
+    barred = source / tree / INSHOP[0][0]
+    _barred(barred)
+    ingest(source, str(tmp_path / "store"), kind="deepfashion")
+    store = open_store(str(tmp_path / "store"))
+    assert (store.height, store.width) == (256, 256)
+    image = store.read("images", [store.index["filename"].tolist().index(INSHOP[0][1])])[0]
+    if tree == "img":
+        # The 176 photo columns stretched to 256: red to the edges, no white bar left.
+        assert (image == (200, 0, 0)).all()
+    else:  # a high-resolution photo has no bars: stretched as it is, white stays
+        assert (image[:, :30].min(axis=2) > 225).all()
+
+
+def test_ingest_compares_each_split_with_the_official_count(real_market, tmp_path):
+    stamp = ingest(real_market, str(tmp_path / "store"))
+    assert stamp.report["count_differences"] == [
+        "Market-1501 train: 12 images, the official count is 12,936 (a partial or altered copy?)",
+        "Market-1501 query: 8 images, the official count is 3,368 (a partial or altered copy?)",
+        "Market-1501 gallery: 26 images, the official count is 19,732 (a partial or altered copy?)",
+    ]
+    quiet = ingest(real_market, str(tmp_path / "quiet"), compare_counts=False)
+    assert "count_differences" not in quiet.report
+
+
+def test_official_counts_of_a_complete_copy_give_no_warning():
+    from pipeline.datasets import OFFICIAL_COUNTS, official_count_differences
+
+    assert official_count_differences("market1501", OFFICIAL_COUNTS["market1501"]) == []
+    msmt17 = {"train": 30_248, "query": 11_659, "gallery": 82_161}
+    assert official_count_differences("msmt17", msmt17) == []
+    (line,) = official_count_differences("msmt17", msmt17, with_val=True)
+    assert line.startswith("MSMT17 train: 30,248 images, the official count is 32,621")
+    (line,) = official_count_differences("deepfashion", {"train": 48_674, "gallery": 4_037})
+    assert line.startswith("DeepFashion gallery: 4,037 images, the official count is 4,038")
+
+
+def test_a_barred_jpeg_of_the_store_size_is_cropped_not_kept_verbatim(tmp_path):
+    """Real img/ files are 256x256 JPEGs, the store's size: they must still lose their bars."""
+    source = _deepfashion(tmp_path / "df", "raw", unlisted=False)
+    path = source / "img" / INSHOP[0][0]
+    _barred(path)
+    Image.open(path).convert("RGB").save(path, format="JPEG", quality=95)
+    stamp = ingest(source, str(tmp_path / "store"), kind="deepfashion")
+    store = open_store(str(tmp_path / "store"))
+    image = store.read("images", [store.index["filename"].tolist().index(INSHOP[0][1])])[0]
+    assert stamp.counts["jpeg_verbatim"] == 0
+    assert image[:, 4:-4, 1].max() < 40  # JPEG ringing at the very edge only; no white bar
