@@ -26,8 +26,9 @@ import numpy as np
 from PIL import Image
 
 from foundation.errors import UserError
-from pipeline.evaluate import PAPER_TABLE, PairScorer, pixel_table
-from pipeline.pairs import TEST_TABLE
+from pipeline.datasets import DATASET_TITLES
+from pipeline.evaluate import PairScorer, dataset_kind, paper_comparison, pixel_table
+from pipeline.pairs import TEST_TABLE, describe_test_pairs
 from san_model.fid_inception import FIDVariant
 from storage import PersonStore
 
@@ -185,6 +186,8 @@ def evaluate_folder(
     results = scorer.results()
     results.update(
         name=name,
+        dataset=dataset_kind(store),
+        test_pairs_source=describe_test_pairs(store.stamp("pairs")),
         test_pairs=len(pairs),
         matched=len(match.files),
         unmatched=match.unmatched,
@@ -195,33 +198,39 @@ def evaluate_folder(
 
 def add_to_comparison(results: dict[str, Any], out_dir: str | Path) -> Path:
     """Put ``results`` as row ``results["name"]`` (replacing one of that name) into
-    ``out_dir/comparison.json`` and rewrite ``comparison.md``: the paper's table 1 with every
-    row's FID / LPIPS / mask-LPIPS, then each row's pixel metrics beside the baselines."""
+    ``out_dir/comparison.json`` and rewrite ``comparison.md``: per dataset, its rows of the
+    paper's table 1 with every row measured on that dataset beside them (FID / LPIPS /
+    mask-LPIPS), both FID variants and the test pairs; then each row's pixel metrics beside the
+    baselines. Rows without a dataset (written before it was recorded) count as Market-1501."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     store_file = out / "comparison.json"
     rows = json.loads(store_file.read_text()) if store_file.is_file() else {}
     rows[results["name"]] = results
     store_file.write_text(json.dumps(rows, indent=2, sort_keys=True))
-    lines = [
-        "# Generated images compared under one protocol",
-        "",
-        "| method | Market FID (torchvision) | Market FID (TF-FID) | LPIPS | mask-LPIPS | pairs |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {method} (paper table 1) | {row[0]:g} | | {row[1]:g} | {row[2]:g} | 12000 |"
-        for method, row in PAPER_TABLE.items()
-    ]
+    by_dataset: dict[str, dict[str, dict[str, Any]]] = {}
+    for method, row in rows.items():
+        by_dataset.setdefault(row.get("dataset", "market1501"), {})[method] = row
 
     def cell(row: dict[str, Any], key: str, digits: int) -> str:
         return f"{row[key]:.{digits}f}" if key in row else "n/a"
 
-    for method, row in rows.items():
-        lines.append(
+    lines = ["# Generated images compared under one protocol"]
+    for dataset, group in by_dataset.items():
+        lines += ["", f"## {DATASET_TITLES.get(dataset, dataset)}", ""]
+        lines += [*paper_comparison(dataset, group), ""]
+        lines += [
+            "FID above is each row's first variant (torchvision, GFLA's protocol, unless "
+            "asked otherwise); both variants and the pairs measured:",
+            "",
+            "| method | FID (torchvision) | FID (TF-FID) | pairs scored | test pairs |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
             f"| {method} | {cell(row, 'fid_torchvision', 3)} | {cell(row, 'fid_tf-fid', 3)} "
-            f"| {cell(row, 'lpips', 4)} | {cell(row, 'mask_lpips', 4)} | {row['matched']} |"
-        )
+            f"| {row['matched']} | {row.get('test_pairs_source', 'not recorded')} |"
+            for method, row in group.items()
+        ]
     for method, row in rows.items():
         lines += ["", f"## {method}", "", f"Mode: {row['mode']}.", "", *pixel_table(row, method)]
     page = out / "comparison.md"

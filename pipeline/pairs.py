@@ -225,6 +225,20 @@ def resolve_pairs(
     return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
 
+def describe_test_pairs(stamp: StageStamp | None) -> str:
+    """Where a store's test pairs came from, for evaluation pages: ``published list
+    market-pairs-test.csv (sha256 3f2a...)`` or ``drawn (seed 0, from the gallery)``."""
+    if stamp is None:
+        return "unknown (the store has no pairs stamp)"
+    config = stamp.config
+    listed = config.get("test_pairs_file")
+    if listed:
+        return f"published list {Path(listed).name} (sha256 {config['test_pairs_sha256'][:12]})"
+    # Stamps from before the gallery-only draw did not record test_from: gallery and query.
+    splits = config.get("test_from", "gallery+query").replace("+", " and ")
+    return f"drawn (seed {config.get('seed', 0)}, from the {splits})"
+
+
 def _table(pairs: np.ndarray, person_ids: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(
         {

@@ -69,7 +69,9 @@ def test_folder_scores_equal_the_evaluate_stage(generated, tmp_path, convention)
         assert results[key] == pytest.approx(stage[key], rel=1e-6), key
     page = add_to_comparison(results, tmp_path / "comparison")
     text = page.read_text()
-    assert f"| {convention} |" in text and "SAN (paper) (paper table 1)" in text
+    assert "## Market-1501" in text and "| SAN (paper table 1) | 14.142 |" in text
+    assert f"| {convention} | {stage['fid']:.3f} | {stage['lpips']:.4f} |" in text
+    assert results["dataset"] == "market1501"
     assert json.loads((tmp_path / "comparison" / "comparison.json").read_text())[convention]
 
 
@@ -114,4 +116,5 @@ def test_command_line_scores_a_folder_and_names_unmatched_files(generated, tmp_p
     out = capsys.readouterr().out
     assert f"{len(images)} images matched, 1 files named no pair, 0 test pairs had no file" in out
     assert "unmatched stray.png: name is neither" in out
-    assert "| method | n/a | n/a | n/a | n/a |" in out
+    assert "| method | n/a | n/a | n/a |" in out  # offline: no FID / LPIPS
+    assert "| method | n/a | n/a | 6 | drawn (seed 0, from the gallery) |" in out
