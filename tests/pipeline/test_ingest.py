@@ -18,7 +18,7 @@ from pipeline.ingest import (
     scan_deepfashion,
     scan_market1501,
 )
-from pipeline.pairs import PairsConfig, sample_pairs
+from pipeline.pairs import PairsConfig, PairsFileError, sample_pairs
 from storage import open_store
 
 
@@ -373,3 +373,31 @@ def test_a_barred_jpeg_of_the_store_size_is_cropped_not_kept_verbatim(tmp_path):
     image = store.read("images", [store.index["filename"].tolist().index(INSHOP[0][1])])[0]
     assert stamp.counts["jpeg_verbatim"] == 0
     assert image[:, 4:-4, 1].max() < 40  # JPEG ringing at the very edge only; no white bar
+
+
+def test_deepfashion_published_lists_use_the_flattened_names(tmp_path):
+    """GFLA's fasion-resize-pairs-*.csv name images by their flattened names, as the store."""
+    source = _deepfashion(tmp_path / "df", "raw", unlisted=False)
+    ingest(source, str(tmp_path / "store"), kind="deepfashion", size=(32, 32))
+    store = open_store(str(tmp_path / "store"), mode="r+")
+    test = tmp_path / "fasion-resize-pairs-test.csv"
+    test.write_text(
+        "from,to\n"
+        "fashionWOMENTees_Tanksid0000069302_2side.jpg,fashionWOMENTees_Tanksid0000069302_1front.jpg\n"
+        "fashionWOMENDressesid0000262903_2side.jpg,fashionWOMENDressesid0000262903_7additional.jpg\n"
+    )
+    sample_pairs(store, PairsConfig(test_pairs_file=str(test), skip_empty_masks=False))
+    names = store.index["filename"]
+    pairs = store.read_table("pairs_test")
+    assert names[pairs["source"]].tolist() == [
+        "fashionWOMENTees_Tanksid0000069302_2side.jpg",
+        "fashionWOMENDressesid0000262903_2side.jpg",
+    ]
+    assert names[pairs["target"]].tolist()[1] == "fashionWOMENDressesid0000262903_7additional.jpg"
+    # Two photo groups of one item are two identities: such a pair is refused.
+    test.write_text(
+        "from,to\n"
+        "fashionWOMENDressesid0000262903_2side.jpg,fashionWOMENDressesid0000262902_1front.jpg\n"
+    )
+    with pytest.raises(PairsFileError, match=r"line 2: test pair .*: identities 3 and 2 differ"):
+        sample_pairs(store, PairsConfig(test_pairs_file=str(test), skip_empty_masks=False))
