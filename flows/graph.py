@@ -113,7 +113,7 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
                 "kind": dataset.kind,
                 "image_size": dataset.image_size,
                 "with_val": dataset.with_val,
-                "compare_counts": not dataset.synthetic,
+                "official": not dataset.synthetic,
                 "block_size": dataset.block_size,
                 "overwrite": dataset.overwrite,
                 "source_fingerprint": fingerprint,

@@ -121,7 +121,7 @@ def ingest_stage(
     source_fingerprint: str,
     image_size: tuple[int, int] | None = None,
     with_val: bool = False,
-    compare_counts: bool = True,
+    official: bool = True,
 ) -> StageStamp:
     """Read the dataset folder into the store. ``source_fingerprint`` is for the cache key."""
     from pipeline.ingest import ingest
@@ -134,7 +134,7 @@ def ingest_stage(
             kind=kind,  # type: ignore[arg-type]
             size=None if image_size is None else (image_size[0], image_size[1]),
             with_val=with_val,
-            compare_counts=compare_counts,
+            official=official,
             block_size=block_size,
             overwrite=overwrite,
             progress=progress,

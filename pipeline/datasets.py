@@ -57,6 +57,7 @@ DATASET_TITLES = {
     "msmt17": "MSMT17",
     "cuhk03_detected": "CUHK03-NP (detected)",
     "cuhk03_labeled": "CUHK03-NP (labeled)",
+    "custom": "a custom dataset",  # not the official one (pipeline.evaluate.dataset_kind)
 }
 MARKET_FOLDERS = {"bounding_box_train": "train", "bounding_box_test": "gallery", "query": "query"}
 CANDIDATE_COLUMNS = ["person_id", "camera", "split", "filename", "path"]

@@ -79,9 +79,14 @@ PSNR_CAP = 100.0  # identical images have infinite PSNR; cap so means stay finit
 
 def dataset_kind(store: PersonStore) -> str:
     """The kind the store was ingested as (``market1501`` for a store whose ingest stamp does
-    not say, as every store before DeepFashion)."""
+    not say, as every store before DeepFashion), or ``custom`` for a set that is not the
+    official dataset (the synthetic demo set: ingest ``official=False``)."""
     stamp = store.stamp("ingest")
-    return str(stamp.config.get("kind", "market1501")) if stamp is not None else "market1501"
+    if stamp is None:
+        return "market1501"
+    if stamp.config.get("official", True) is False:
+        return "custom"
+    return str(stamp.config.get("kind", "market1501"))
 
 
 def paper_comparison(dataset: str, rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -100,9 +105,9 @@ def paper_comparison(dataset: str, rows: dict[str, dict[str, Any]]) -> list[str]
 
     if dataset not in PAPER_TABLE:
         lines = [
-            f"The paper's table 1 has no {title} results, so nothing to compare with here.",
+            f"The paper's table 1 has no results on {title}, so nothing to compare with here.",
             "",
-            "| method | " + " | ".join(f"{title} {METRIC_NAMES[k]}" for k in METRIC_NAMES) + " |",
+            "| method | " + " | ".join(METRIC_NAMES.values()) + " |",
             "|---|" + "---|" * len(METRIC_NAMES),
         ]
         lines += [

@@ -216,11 +216,11 @@ def test_dataset_size_and_msmt17_val_reach_the_ingest_task(tmp_path):
     )
     ingest = next(n for n in build_nodes(params, offline={}) if n.name == "ingest").settings
     assert ingest["image_size"] == (384, 192) and ingest["with_val"] is False
-    assert ingest["compare_counts"] is True
+    assert ingest["official"] is True
     with pytest.raises(ValidationError, match="image_size"):
         load_params({**BASE, "dataset": {"source": "x", "image_size": [256, 0]}})
     demo = load_params(PROJECT / "demo.yaml")
-    # The synthetic demo set is no real dataset: its counts are not compared.
+    # The synthetic demo set is not the official dataset: no counts compared, no paper row.
     assert not next(n for n in build_nodes(demo, offline={}) if n.name == "ingest").settings[
-        "compare_counts"
+        "official"
     ]

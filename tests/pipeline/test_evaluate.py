@@ -59,25 +59,27 @@ def test_each_dataset_is_compared_with_its_own_row_of_table_1():
     assert "| this run | 9.500 | 0.2500 | 0.1200 |" in deepfashion.splitlines()
     assert "Market" not in deepfashion and "14.142" not in deepfashion
     duke = "\n".join(paper_comparison("dukemtmc_reid", {"this run": run}))
-    assert duke.startswith("The paper's table 1 has no DukeMTMC-reID results")
+    assert duke.startswith("The paper's table 1 has no results on DukeMTMC-reID")
     assert "(paper table 1)" not in duke and "| this run | 9.500 | 0.2500 | 0.1200 |" in duke
-    page = results_markdown(
-        {
-            **run,
-            "dataset": "deepfashion",
-            "test_pairs": 8570,
-            "mode": "paper protocol",
-            "fid_variant": "torchvision",
-            "fid_real_images": 48674,
-            "test_pairs_source": "published list fasion-resize-pairs-test.csv (sha256 0123456789ab)",
-            **{
-                f"{p}{m}": 0.5
-                for p in ("", "copy_source_", "paint_by_parts_")
-                for m in ("l1", "masked_l1", "ssim", "psnr", "part_colour")
-            },
-        }
-    )
+    page_results = {
+        **run,
+        "dataset": "deepfashion",
+        "test_pairs": 8570,
+        "mode": "paper protocol",
+        "fid_variant": "torchvision",
+        "fid_real_images": 48674,
+        "test_pairs_source": "published list fasion-resize-pairs-test.csv (sha256 0123456789ab)",
+        **{
+            f"{p}{m}": 0.5
+            for p in ("", "copy_source_", "paint_by_parts_")
+            for m in ("l1", "masked_l1", "ssim", "psnr", "part_colour")
+        },
+    }
+    page = results_markdown(page_results)
     assert page.startswith("# Generator evaluation on DeepFashion (8570 test pairs)")
+    custom = results_markdown({**page_results, "dataset": "custom"})
+    assert custom.startswith("# Generator evaluation on a custom dataset (8570 test pairs)")
+    assert "has no results on a custom dataset" in custom and "(paper table 1)" not in custom
     assert "Test pairs: published list fasion-resize-pairs-test.csv" in page
 
 

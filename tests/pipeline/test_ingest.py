@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pipeline.evaluate import dataset_kind
 from pipeline.ingest import (
     DatasetLayoutError,
     DeepFashionName,
@@ -346,8 +347,13 @@ def test_ingest_compares_each_split_with_the_official_count(real_market, tmp_pat
         "Market-1501 query: 8 images, the official count is 3,368 (a partial or altered copy?)",
         "Market-1501 gallery: 26 images, the official count is 19,732 (a partial or altered copy?)",
     ]
-    quiet = ingest(real_market, str(tmp_path / "quiet"), compare_counts=False)
-    assert "count_differences" not in quiet.report
+    # A set in the layout that is not the dataset (the demo's synthetic one): no comparison,
+    # and evaluation pages call it a custom dataset, beside no paper row.
+    quiet = ingest(real_market, str(tmp_path / "quiet"), official=False)
+    assert "count_differences" not in quiet.report and quiet.config["official"] is False
+    assert dataset_kind(open_store(str(tmp_path / "quiet"))) == "custom"
+    assert dataset_kind(open_store(str(tmp_path / "store"))) == "market1501"
+    assert "official" not in stamp.config  # an official copy's digest is as before
 
 
 def test_official_counts_of_a_complete_copy_give_no_warning():
