@@ -68,6 +68,25 @@ AnnotationsOption = Annotated[
 OverwriteOption = Annotated[bool, typer.Option(help="Replace a store built from other files.")]
 
 
+def _image_size(value: str | None) -> tuple[int, int] | None:
+    """``HxW`` (e.g. ``256x128``) as (height, width)."""
+    if value is None:
+        return None
+    height, _, width = value.lower().partition("x")
+    if not (height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+        raise typer.BadParameter(f"{value!r} is not HEIGHTxWIDTH in pixels, e.g. 256x128")
+    return int(height), int(width)
+
+
+ImageSizeOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Store size HxW (default: Market-1501 128x64, DeepFashion 256x256, the others "
+        "256x128; docs/datasets.md).",
+    ),
+]
+
+
 class ParametersError(UserError, ValueError):
     """A parameters file that does not validate."""
 
@@ -149,17 +168,30 @@ def _ingest(
     store: str,
     annotations: Path | None,
     overwrite: bool,
+    image_size: str | None = None,
+    with_val: bool = False,
 ) -> None:
     from pipeline.ingest import ingest
     from pipeline.segmentation import import_provided
 
+    size = _image_size(image_size)
     with _naming(f"store {store}"):
-        stamp = ingest(source, store, kind=kind, overwrite=overwrite, progress=_progress("ingest"))
+        stamp = ingest(
+            source,
+            store,
+            kind=kind,
+            size=size,
+            with_val=with_val,
+            overwrite=overwrite,
+            progress=_progress("ingest"),
+        )
     typer.echo(
         f"ingested {stamp.counts['images']} images into {store} ({stamp.counts['skipped']} skipped)"
     )
     for note in stamp.report.get("skipped", [])[:20]:
         typer.echo(f"  skipped: {note}")
+    for difference in stamp.report.get("count_differences", []):
+        typer.echo(f"warning: {difference}", err=True)
     if annotations is not None:
         for kind_name in ("masks", "parsing"):
             _on_store(
@@ -174,9 +206,10 @@ def ingest_market1501(
     store: StoreOption,
     annotations: AnnotationsOption = None,
     overwrite: OverwriteOption = False,
+    image_size: ImageSizeOption = None,
 ) -> None:
     """Ingest Market-1501 (bounding_box_train, bounding_box_test, query)."""
-    _ingest("market1501", source, store, annotations, overwrite)
+    _ingest("market1501", source, store, annotations, overwrite, image_size)
 
 
 @ingest_app.command("deepfashion")
@@ -191,9 +224,10 @@ def ingest_deepfashion(
     store: StoreOption,
     annotations: AnnotationsOption = None,
     overwrite: OverwriteOption = False,
+    image_size: ImageSizeOption = None,
 ) -> None:
     """Ingest DeepFashion In-shop as pose transfer uses it (train.lst / test.lst, 256x256)."""
-    _ingest("deepfashion", source, store, annotations, overwrite)
+    _ingest("deepfashion", source, store, annotations, overwrite, image_size)
 
 
 @ingest_app.command("dukemtmc-reid")
@@ -204,9 +238,10 @@ def ingest_dukemtmc_reid(
     store: StoreOption,
     annotations: AnnotationsOption = None,
     overwrite: OverwriteOption = False,
+    image_size: ImageSizeOption = None,
 ) -> None:
-    """Ingest DukeMTMC-reID (8 cameras; images stretched to 128x64)."""
-    _ingest("dukemtmc_reid", source, store, annotations, overwrite)
+    """Ingest DukeMTMC-reID (8 cameras; images stretched to 256x128)."""
+    _ingest("dukemtmc_reid", source, store, annotations, overwrite, image_size)
 
 
 @ingest_app.command("msmt17")
@@ -221,9 +256,17 @@ def ingest_msmt17(
     store: StoreOption,
     annotations: AnnotationsOption = None,
     overwrite: OverwriteOption = False,
+    image_size: ImageSizeOption = None,
+    with_val: Annotated[
+        bool,
+        typer.Option(
+            "--with-val",
+            help="Train on list_train + list_val (32,621 images) instead of list_train (30,248).",
+        ),
+    ] = False,
 ) -> None:
-    """Ingest MSMT17 (15 cameras; training = list_train + list_val; stretched to 128x64)."""
-    _ingest("msmt17", source, store, annotations, overwrite)
+    """Ingest MSMT17 (15 cameras; training = list_train; stretched to 256x128)."""
+    _ingest("msmt17", source, store, annotations, overwrite, image_size, with_val)
 
 
 @ingest_app.command("cuhk03")
@@ -239,14 +282,16 @@ def ingest_cuhk03(
     ] = "detected",
     annotations: AnnotationsOption = None,
     overwrite: OverwriteOption = False,
+    image_size: ImageSizeOption = None,
 ) -> None:
-    """Ingest CUHK03-NP, the new protocol (767/700 identities; stretched to 128x64)."""
+    """Ingest CUHK03-NP, the new protocol (767/700 identities; stretched to 256x128)."""
     _ingest(
         "cuhk03_detected" if setting == "detected" else "cuhk03_labeled",
         source,
         store,
         annotations,
         overwrite,
+        image_size,
     )
 
 
@@ -371,14 +416,38 @@ def pairs(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Draw seed.")] = 0,
+    train_pairs_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="PATN/GFLA from,to list of training pairs, used as given (docs/pairs.md)."
+        ),
+    ] = None,
+    test_pairs_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="PATN/GFLA from,to list of test pairs, e.g. market-pairs-test.csv (docs/pairs.md)."
+        ),
+    ] = None,
+    test_from: Annotated[
+        Literal["gallery", "gallery+query"],
+        typer.Option(help="Drawn test pairs: gallery only (PATN/GFLA) or gallery and query."),
+    ] = "gallery",
 ) -> None:
-    """Sample same-identity (source, target) pairs for training and testing."""
+    """Same-identity (source, target) pairs for training and testing: published lists or drawn."""
+    import dataclasses
+
     from pipeline.pairs import PairsConfig, sample_pairs
 
     config = (
         getattr(PairsConfig, preset)()
         if preset
         else PairsConfig(train_pairs=train_pairs, test_pairs=test_pairs, seed=seed)
+    )
+    config = dataclasses.replace(
+        config,
+        train_pairs_file=None if train_pairs_file is None else str(train_pairs_file.resolve()),
+        test_pairs_file=None if test_pairs_file is None else str(test_pairs_file.resolve()),
+        test_from=test_from,
     )
     stamp = _on_store(store, sample_pairs, config)
     typer.echo(f"pairs: {stamp.counts}")

@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    create_model,
+    model_validator,
+)
 
 from reid.models import ReIDModelConfig
 from reid.train import TrainConfig
@@ -217,6 +224,16 @@ class DatasetSettings(_Settings):
         default=64, ge=1, description="Images per Zarr chunk and per stage block."
     )
     overwrite: bool = Field(default=False, description="Replace a store built from other images.")
+    image_size: tuple[PositiveInt, PositiveInt] | None = Field(
+        default=None,
+        description="Store size [height, width] (default: market1501 128x64, deepfashion "
+        "256x256, the others 256x128; docs/datasets.md).",
+    )
+    with_val: bool = Field(
+        default=False,
+        description="msmt17: train on list_train + list_val (32,621 images) instead of "
+        "list_train (30,248), the toolkits' default.",
+    )
 
 
 class SegmentationSettings(_Settings):
@@ -265,7 +282,22 @@ class PairsSettings(_Settings):
     )
     seed: int = Field(default=0, description="Seed of the pair draw.")
     skip_empty_masks: bool = Field(
-        default=True, description="Leave out images whose person mask is empty."
+        default=True, description="Leave out images whose person mask is empty (drawn pairs)."
+    )
+    train_pairs_file: str | None = Field(
+        default=None,
+        description="PATN/GFLA from,to list of training pairs, used as given instead of a draw "
+        "(docs/pairs.md).",
+    )
+    test_pairs_file: str | None = Field(
+        default=None,
+        description="PATN/GFLA from,to list of test pairs, e.g. market-pairs-test.csv, used as "
+        "given instead of a draw (docs/pairs.md).",
+    )
+    test_from: Literal["gallery", "gallery+query"] = Field(
+        default="gallery",
+        description="Splits of drawn test pairs: gallery only (bounding_box_test, as "
+        "PATN/GFLA) or gallery and query.",
     )
 
 

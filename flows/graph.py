@@ -16,6 +16,7 @@ node per (kind, augmentation set, seed).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,20 @@ def report_figures(root: Path = PROJECT) -> dict[str, str]:
     return {caption: str(path) for caption, path in found.items() if path.is_file()}
 
 
+def pairs_settings(params: AugmentMarketParams) -> dict[str, Any]:
+    """The pairs task's arguments: the settings with list paths made absolute, plus the sha256
+    of each list present (``lists_sha256``), so that an edited list misses the cache."""
+    settings = params.pairs.model_dump()
+    digests: dict[str, str | None] = {}
+    for key in ("train_pairs_file", "test_pairs_file"):
+        if settings[key] is not None:
+            path = Path(settings[key]).resolve()
+            settings[key] = str(path)
+            # A missing list is the stage's error to report, with its own message.
+            digests[key] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return {**settings, "lists_sha256": digests}
+
+
 def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list[Node]:
     """The DAG's tasks in topological order: the one place where parameters become arguments."""
     from pipeline.reid_stage import reid_stage_name
@@ -114,6 +129,9 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
             {
                 "source": str(Path(dataset.source).resolve()),
                 "kind": dataset.kind,
+                "image_size": dataset.image_size,
+                "with_val": dataset.with_val,
+                "official": not dataset.synthetic,
                 "block_size": dataset.block_size,
                 "overwrite": dataset.overwrite,
                 "source_fingerprint": fingerprint,
@@ -141,7 +159,7 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
                 "flip": seg.parsing_flip,
             },
         ),
-        "pairs": (tasks.pairs_stage, params.pairs.model_dump()),
+        "pairs": (tasks.pairs_stage, pairs_settings(params)),
         "generator": (
             tasks.generator_stage,
             {

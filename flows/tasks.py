@@ -119,6 +119,9 @@ def ingest_stage(
     block_size: int,
     overwrite: bool,
     source_fingerprint: str,
+    image_size: tuple[int, int] | None = None,
+    with_val: bool = False,
+    official: bool = True,
 ) -> StageStamp:
     """Read the dataset folder into the store. ``source_fingerprint`` is for the cache key."""
     from pipeline.ingest import ingest
@@ -129,6 +132,9 @@ def ingest_stage(
             Path(source),
             store_url,
             kind=kind,  # type: ignore[arg-type]
+            size=None if image_size is None else (image_size[0], image_size[1]),
+            with_val=with_val,
+            official=official,
             block_size=block_size,
             overwrite=overwrite,
             progress=progress,
@@ -199,12 +205,23 @@ def pairs_stage(
     test_pairs: int | None,
     seed: int,
     skip_empty_masks: bool,
+    train_pairs_file: str | None = None,
+    test_pairs_file: str | None = None,
+    test_from: str = "gallery",
+    lists_sha256: dict[str, str | None] | None = None,
 ) -> StageStamp:
-    """Same-identity training and test pairs."""
+    """Same-identity training and test pairs, drawn or from published lists.
+    ``lists_sha256`` (each list's content) is for the cache key."""
     from pipeline.pairs import PairsConfig, sample_pairs
 
     config = PairsConfig(
-        train_pairs=train_pairs, test_pairs=test_pairs, seed=seed, skip_empty_masks=skip_empty_masks
+        train_pairs=train_pairs,
+        test_pairs=test_pairs,
+        seed=seed,
+        skip_empty_masks=skip_empty_masks,
+        train_pairs_file=train_pairs_file,
+        test_pairs_file=test_pairs_file,
+        test_from=test_from,  # type: ignore[arg-type]
     )
     return sample_pairs(open_store(store_url, mode="r+"), config)
 

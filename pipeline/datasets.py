@@ -14,9 +14,10 @@ the files it skips; a folder that is not the layout it was given as raises
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,37 @@ DatasetKind = Literal[
     "market1501", "deepfashion", "dukemtmc_reid", "msmt17", "cuhk03_detected", "cuhk03_labeled"
 ]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+# The store's (height, width) per kind unless the ingest names one: Market-1501's boxes as
+# they are; DeepFashion at the pose-transfer papers' 256x256; the other Re-ID sets at the
+# 256x128 that torchreid and fast-reid resize their original boxes to (docs/datasets.md).
+STORE_SIZES: dict[str, tuple[int, int]] = {
+    "market1501": (128, 64),
+    "deepfashion": (256, 256),
+    "dukemtmc_reid": (256, 128),
+    "msmt17": (256, 128),
+    "cuhk03_detected": (256, 128),
+    "cuhk03_labeled": (256, 128),
+}
+# Images per split of each complete dataset, from its own readme (docs/datasets.md); MSMT17's
+# training split is list_train (30,248) or, with list_val, 32,621 (``msmt17_with_val``).
+OFFICIAL_COUNTS: dict[str, dict[str, int]] = {
+    "market1501": {"train": 12_936, "query": 3_368, "gallery": 19_732},
+    "dukemtmc_reid": {"train": 16_522, "query": 2_228, "gallery": 17_661},
+    "msmt17": {"train": 30_248, "query": 11_659, "gallery": 82_161},
+    "msmt17_with_val": {"train": 32_621, "query": 11_659, "gallery": 82_161},
+    "cuhk03_labeled": {"train": 7_368, "query": 1_400, "gallery": 5_328},
+    "cuhk03_detected": {"train": 7_365, "query": 1_400, "gallery": 5_332},
+    "deepfashion": {"train": 48_674, "query": 0, "gallery": 4_038},
+}
+DATASET_TITLES = {
+    "market1501": "Market-1501",
+    "deepfashion": "DeepFashion",
+    "dukemtmc_reid": "DukeMTMC-reID",
+    "msmt17": "MSMT17",
+    "cuhk03_detected": "CUHK03-NP (detected)",
+    "cuhk03_labeled": "CUHK03-NP (labeled)",
+    "custom": "a custom dataset",  # not the official one (pipeline.evaluate.dataset_kind)
+}
 MARKET_FOLDERS = {"bounding_box_train": "train", "bounding_box_test": "gallery", "query": "query"}
 CANDIDATE_COLUMNS = ["person_id", "camera", "split", "filename", "path"]
 
@@ -182,8 +214,9 @@ def scan_folders(source: Path, dataset: FolderDataset) -> tuple[pd.DataFrame, li
     return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS), skipped
 
 
-# MSMT17 (V1): list file -> (image folder, split). Training = list_train + list_val, the
-# official 32,621 training images (torchreid adds list_val only with combineall).
+# MSMT17 (V1): list file -> (image folder, split). Training = list_train (30,248 images), as
+# torchreid and fast-reid train by default; list_val (2,373 images of the same identities) is
+# added with ``with_val``, the official 32,621.
 MSMT17_LISTS = {
     "list_train.txt": ("train", "train"),
     "list_val.txt": ("train", "train"),
@@ -254,13 +287,35 @@ def _read_msmt17_list(path: Path) -> list[tuple[int, str, int, int]]:
     return entries
 
 
-def scan_msmt17(source: Path) -> tuple[pd.DataFrame, list[str]]:
+def official_count_differences(
+    kind: str, images_per_split: Mapping[Any, int], *, with_val: bool = False
+) -> list[str]:
+    """One line per split whose image count differs from the complete dataset's
+    (:data:`OFFICIAL_COUNTS`), e.g. ``Market-1501 train: 12,000 images, the official count is
+    12,936``; empty when every split matches.
+
+    Args:
+        images_per_split: split -> images ingested (a split absent counts 0).
+        with_val: MSMT17 read with list_val.
+    """
+    official = OFFICIAL_COUNTS[f"{kind}_with_val" if kind == "msmt17" and with_val else kind]
+    return [
+        f"{DATASET_TITLES[kind]} {split}: {images_per_split.get(split, 0):,} images, the "
+        f"official count is {expected:,} (a partial or altered copy?)"
+        for split, expected in official.items()
+        if images_per_split.get(split, 0) != expected
+    ]
+
+
+def scan_msmt17(source: Path, *, with_val: bool = False) -> tuple[pd.DataFrame, list[str]]:
     """List the images of MSMT17 (V1 layout): ``train/`` and ``test/`` image folders and the
     list files :data:`MSMT17_LISTS`, lines ``<path under the folder> <label>``.
 
-    Split: list_train and list_val go to ``train``, list_query to ``query``, list_gallery to
-    ``gallery``. Camera: the third field of the file name (1-15). Person id:
-    :func:`msmt17_person_ids`, so training and test identities stay apart. Filename: the path
+    Split: list_train goes to ``train`` (with ``with_val``, list_val too), list_query to
+    ``query``, list_gallery to ``gallery``. Without ``with_val`` list_val is still read and
+    checked, and its images are left out without a note. Camera: the third field of the file
+    name (1-15). Person id: :func:`msmt17_person_ids`, so training and test identities stay
+    apart. Filename: the path
     under ``source`` (``train/0000/0000_000_01_0303morning_0015_0.jpg``; a bare file name may
     occur in both folders). Images that no list names are skipped and reported.
 
@@ -308,6 +363,8 @@ def scan_msmt17(source: Path) -> tuple[pd.DataFrame, list[str]]:
                     f"{source / name}, line {number}: names {relative}, which is not in "
                     f"{source / folder}"
                 )
+            if name == "list_val.txt" and not with_val:
+                continue
             rows.append((label, camera, split, filename, str(source / filename)))
     table = pd.DataFrame(rows, columns=["label", *CANDIDATE_COLUMNS[1:]])
     labels = table["label"].to_numpy(np.int64)

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from foundation.weights import resolve_weights, sha256_of
-from pipeline.pairs import TEST_TABLE
+from pipeline.datasets import DATASET_TITLES
+from pipeline.pairs import TEST_TABLE, describe_test_pairs
 from pipeline.train_generator import generator_checkpoint
 from san_model.baselines import paint_by_parts
 from san_model.checkpoint import load_generator
@@ -42,20 +43,98 @@ from san_model.metrics import (
 from san_model.visualize import sample_grid, save_png
 from storage import PersonStore, StageStamp
 
-# Paper table 1 (FID, LPIPS, mask-LPIPS on Market-1501; FID, LPIPS on DeepFashion).
-PAPER_TABLE = {
-    "VU-Net": (20.144, 0.3211, 0.1747, 23.667, 0.2637),
-    "Def-GAN": (25.364, 0.2994, 0.1496, 18.457, 0.2330),
-    "Intro-Flow": (27.163, 0.2888, 0.1403, 16.314, 0.2131),
-    "Deep Image Spatial (GFLA)": (19.751, 0.2817, 0.1482, 10.573, 0.2341),
-    "SAN (paper)": (14.142, 0.2632, 0.1282, 8.732, 0.2078),
+# Paper table 1 per dataset kind: the metrics it reports (result keys), then each method's
+# numbers (Market-1501: FID, LPIPS, mask-LPIPS; DeepFashion: FID, LPIPS).
+PAPER_TABLE: dict[str, tuple[tuple[str, ...], dict[str, tuple[float, ...]]]] = {
+    "market1501": (
+        ("fid", "lpips", "mask_lpips"),
+        {
+            "VU-Net": (20.144, 0.3211, 0.1747),
+            "Def-GAN": (25.364, 0.2994, 0.1496),
+            "Intro-Flow": (27.163, 0.2888, 0.1403),
+            "Deep Image Spatial (GFLA)": (19.751, 0.2817, 0.1482),
+            "SAN": (14.142, 0.2632, 0.1282),
+        },
+    ),
+    "deepfashion": (
+        ("fid", "lpips"),
+        {
+            "VU-Net": (23.667, 0.2637),
+            "Def-GAN": (18.457, 0.2330),
+            "Intro-Flow": (16.314, 0.2131),
+            "Deep Image Spatial (GFLA)": (10.573, 0.2341),
+            "SAN": (8.732, 0.2078),
+        },
+    ),
 }
+METRIC_NAMES = {"fid": "FID", "lpips": "LPIPS", "mask_lpips": "mask-LPIPS"}
+METRIC_DIGITS = {"fid": 3, "lpips": 4, "mask_lpips": 4}
 EXAMPLE_ROWS = 8
 # The baselines of every evaluation (san_model.baselines), and the prefix of their result keys.
 BASELINES = {"copy the source image": "copy_source_", "paint by parts": "paint_by_parts_"}
 # Pixel metric -> whether higher is better.
 PIXEL_METRICS = {"l1": False, "masked_l1": False, "ssim": True, "psnr": True, "part_colour": False}
 PSNR_CAP = 100.0  # identical images have infinite PSNR; cap so means stay finite
+
+
+def dataset_kind(store: PersonStore) -> str:
+    """The kind the store was ingested as (``market1501`` for a store whose ingest stamp does
+    not say, as every store before DeepFashion), or ``custom`` for a set that is not the
+    official dataset (the synthetic demo set: ingest ``official=False``)."""
+    stamp = store.stamp("ingest")
+    if stamp is None:
+        return "market1501"
+    if stamp.config.get("official", True) is False:
+        return "custom"
+    return str(stamp.config.get("kind", "market1501"))
+
+
+def paper_comparison(dataset: str, rows: dict[str, dict[str, Any]]) -> list[str]:
+    """The dataset's rows of the paper's table 1 with ``rows`` (name -> results) beside them,
+    in the table's columns; a dataset the table lacks gets a line saying so and the rows' own
+    FID / LPIPS / mask-LPIPS.
+
+    Args:
+        dataset: a :data:`pipeline.datasets.DatasetKind`.
+        rows: results with ``fid``, ``lpips``, ``mask_lpips`` (a missing one shows n/a).
+    """
+    title = DATASET_TITLES.get(dataset, dataset)
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        return f"{row[key]:.{METRIC_DIGITS[key]}f}" if key in row else "n/a"
+
+    if dataset not in PAPER_TABLE:
+        lines = [
+            f"The paper's table 1 has no results on {title}, so nothing to compare with here.",
+            "",
+            "| method | " + " | ".join(METRIC_NAMES.values()) + " |",
+            "|---|" + "---|" * len(METRIC_NAMES),
+        ]
+        lines += [
+            f"| {name} | " + " | ".join(cell(row, k) for k in METRIC_NAMES) + " |"
+            for name, row in rows.items()
+        ]
+        return lines
+    metrics, published = PAPER_TABLE[dataset]
+    extra = [k for k in METRIC_NAMES if k not in metrics]
+    header = [f"{title} {METRIC_NAMES[k]}" for k in metrics]
+    header += [f"{METRIC_NAMES[k]} (not in the paper's {title} columns)" for k in extra]
+    lines = [
+        f"The paper's table 1, {title} columns, and the rows measured here:",
+        "",
+        "| method | " + " | ".join(header) + " |",
+        "|---|" + "---|" * len(header),
+    ]
+    blank = " |" * len(extra)
+    lines += [
+        f"| {name} (paper table 1) | " + " | ".join(f"{v:g}" for v in values) + " |" + blank
+        for name, values in published.items()
+    ]
+    lines += [
+        f"| {name} | " + " | ".join(cell(row, k) for k in [*metrics, *extra]) + " |"
+        for name, row in rows.items()
+    ]
+    return lines
 
 
 def _as_signed(images: np.ndarray) -> torch.Tensor:
@@ -293,7 +372,11 @@ def evaluate_generator(
             if progress is not None:
                 progress(min(start + batch_size, len(pairs)), len(pairs))
         results = scorer.results()
-        results["test_pairs"] = len(pairs)
+        results.update(
+            test_pairs=len(pairs),
+            dataset=dataset_kind(store),
+            test_pairs_source=describe_test_pairs(store.stamp("pairs")),
+        )
         run.begin()  # the results go to the run folder, outside the store
         _write_outputs(out, results, arrays, examples)
         run.mark_done(0)
@@ -345,7 +428,14 @@ def results_markdown(
         examples: link to the examples picture, relative to where the page is written.
         level: Markdown heading level of the page's title (2 inside the run's report).
     """
-    lines = [f"{'#' * level} Generator evaluation ({results['test_pairs']} test pairs)", ""]
+    dataset = results.get("dataset", "market1501")
+    title = DATASET_TITLES.get(dataset, dataset)
+    lines = [
+        f"{'#' * level} Generator evaluation on {title} ({results['test_pairs']} test pairs)",
+        "",
+    ]
+    if "test_pairs_source" in results:
+        lines += [f"Test pairs: {results['test_pairs_source']}.", ""]
     if examples is not None:
         lines += [
             f"![Held-out test pairs]({examples})",
@@ -361,17 +451,7 @@ def results_markdown(
             f"the {results['fid_real_images']} training images). mask-LPIPS uses the "
             "target's segmentation mask (GFLA: keypoint mask).",
             "",
-            "| method | Market FID | Market LPIPS | Market mask-LPIPS | DeepFashion FID "
-            "| DeepFashion LPIPS |",
-            "|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {name} | " + " | ".join(f"{v:g}" for v in row) + " |"
-            for name, row in PAPER_TABLE.items()
-        ]
-        lines += [
-            f"| this run | {results['fid']:.3f} | {results['lpips']:.4f} | "
-            f"{results['mask_lpips']:.4f} | | |",
+            *paper_comparison(dataset, {"this run": results}),
             "",
         ]
     return "\n".join(lines)

@@ -6,7 +6,9 @@ test pairs:
 
 * PATN / GFLA result panels ``{source}___{target}_vis.png`` (or ``.jpg``): panels of the
   store's image width side by side; the generated one is cut out (``panel``, default the last,
-  where PATN's ``[source | source pose | target | target pose | generated]`` puts it);
+  where PATN's ``[source | source pose | target | target pose | generated]`` puts it). PATN's
+  DeepFashion panels are 176 wide and 256 high (:data:`NARROW_WIDTHS`): on a 256x256 store
+  the generated one is stretched to 256x256, as the ingest stretches the photo;
 * plain images ``{source}_2_{target}.jpg`` (GFLA) and ``{source}___{target}.jpg``.
 
 ``source`` and ``target`` are the images' file names in the store, with or without their
@@ -26,12 +28,17 @@ import numpy as np
 from PIL import Image
 
 from foundation.errors import UserError
-from pipeline.evaluate import PAPER_TABLE, PairScorer, pixel_table
-from pipeline.pairs import TEST_TABLE
+from pipeline.datasets import DATASET_TITLES
+from pipeline.evaluate import PairScorer, dataset_kind, paper_comparison, pixel_table
+from pipeline.pairs import TEST_TABLE, describe_test_pairs
 from san_model.fid_inception import FIDVariant
 from storage import PersonStore
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Store (height, width) -> the narrower width another method's images may have at that height:
+# PATN's DeepFashion images are 256x176, the In-shop photo without its side bars
+# (pipeline.ingest.crop_bars), which a 256x256 store holds stretched.
+NARROW_WIDTHS = {(256, 256): 176}
 # {source}___{target}[_vis] or {source}_2_{target}[_vis]; "___" is tried first.
 SEPARATORS = ("___", "_2_")
 
@@ -41,7 +48,8 @@ class FolderMatch:
     """How a folder's files map to the store's test pairs.
 
     Attributes:
-        files: the matched image files, in the order of ``rows``.
+        files: the matched image files, in the order of ``rows`` (a file twice when its pair
+            is listed twice).
         rows: int64 [M] positions of the matched pairs in the test table.
         panels: per file, whether it is a ``_vis`` panel strip.
         unmatched: files that name no test pair, with the reason.
@@ -86,7 +94,11 @@ def match_files(
     if not folder.is_dir():
         raise FolderError(f"{folder}: no such folder of generated images")
     rows_by_stem = {_stem(name): row for row, name in enumerate(store.index["filename"])}
-    position = {(int(s), int(t)): k for k, (s, t) in enumerate(pairs)}
+    # A published list may repeat a pair: its one file stands for every position, so that the
+    # folder is scored over the same pairs as the evaluate stage.
+    position: dict[tuple[int, int], list[int]] = {}
+    for k, (s, t) in enumerate(pairs):
+        position.setdefault((int(s), int(t)), []).append(k)
     files, rows, panels, unmatched = [], [], [], {}
     seen: set[int] = set()
     for path in sorted(folder.iterdir()):
@@ -103,39 +115,49 @@ def match_files(
         if source is None or target is None:
             unmatched[path.name] = f"{'source' if source is None else 'target'} not in the store"
             continue
-        k = position.get((source, target))
-        if k is None:
+        at = position.get((source, target))
+        if at is None:
             unmatched[path.name] = not_listed
-        elif k in seen:
+        elif at[0] in seen:
             unmatched[path.name] = "a second file for the same pair"
         else:
-            seen.add(k)
-            files.append(path)
-            rows.append(k)
-            panels.append(panel)
+            seen.update(at)
+            files += [path] * len(at)
+            rows += at
+            panels += [panel] * len(at)
     missing = [k for k in range(len(pairs)) if k not in seen]
     return FolderMatch(files, np.array(rows, dtype=np.int64), panels, unmatched, missing)
 
 
 def read_generated(path: Path, *, height: int, width: int, panel: bool, index: int) -> np.ndarray:
-    """One generated image, uint8 [H, W, 3]; from a panel strip, its ``index``-th panel."""
+    """One generated image at the store's size, uint8 [height, width, 3]; from a panel strip,
+    its ``index``-th panel. An image (or panel) of the :data:`NARROW_WIDTHS` width is
+    stretched to ``width`` (PIL bicubic, as the ingest)."""
     try:
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("RGB"))
     except OSError as error:
         raise FolderError(f"{path}: unreadable image ({error})") from error
     h, w = pixels.shape[:2]
-    if panel and h == height and w % width == 0:
-        count = w // width
+    widths = [width, *([NARROW_WIDTHS[height, width]] if (height, width) in NARROW_WIDTHS else [])]
+    panel_width = next((p for p in widths if w % p == 0), None) if panel else None
+    if panel and h == height and panel_width is not None:
+        count = w // panel_width
         if not -count <= index < count:
             raise FolderError(f"{path}: panel {index} of a strip of {count}")
-        start = (index % count) * width
-        return pixels[:, start : start + width]
-    if (h, w) != (height, width):
+        start = (index % count) * panel_width
+        pixels = pixels[:, start : start + panel_width]
+    elif h != height or w not in widths:
+        allowed = " or ".join(f"{p}x{height}" for p in widths)
         raise FolderError(
-            f"{path}: {w}x{h} pixels; the store's images are {width}x{height}"
-            + (" (a _vis strip must be a whole number of them)" if panel else "")
+            f"{path}: {w}x{h} pixels; the store's images are {width}x{height}, so the images "
+            f"must be {allowed}" + (" (a _vis strip a whole number of them)" if panel else "")
         )
+    if pixels.shape[1] != width:
+        stretched = Image.fromarray(np.ascontiguousarray(pixels)).resize(
+            (width, height), Image.Resampling.BICUBIC
+        )
+        pixels = np.asarray(stretched)
     return pixels
 
 
@@ -199,6 +221,8 @@ def evaluate_folder(
     results = scorer.results()
     results.update(
         name=name,
+        dataset=dataset_kind(store),
+        test_pairs_source=describe_test_pairs(store.stamp("pairs")),
         test_pairs=len(pairs),
         matched=len(match.files),
         unmatched=match.unmatched,
@@ -209,33 +233,39 @@ def evaluate_folder(
 
 def add_to_comparison(results: dict[str, Any], out_dir: str | Path) -> Path:
     """Put ``results`` as row ``results["name"]`` (replacing one of that name) into
-    ``out_dir/comparison.json`` and rewrite ``comparison.md``: the paper's table 1 with every
-    row's FID / LPIPS / mask-LPIPS, then each row's pixel metrics beside the baselines."""
+    ``out_dir/comparison.json`` and rewrite ``comparison.md``: per dataset, its rows of the
+    paper's table 1 with every row measured on that dataset beside them (FID / LPIPS /
+    mask-LPIPS), both FID variants and the test pairs; then each row's pixel metrics beside the
+    baselines. Rows without a dataset (written before it was recorded) count as Market-1501."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     store_file = out / "comparison.json"
     rows = json.loads(store_file.read_text()) if store_file.is_file() else {}
     rows[results["name"]] = results
     store_file.write_text(json.dumps(rows, indent=2, sort_keys=True))
-    lines = [
-        "# Generated images compared under one protocol",
-        "",
-        "| method | Market FID (torchvision) | Market FID (TF-FID) | LPIPS | mask-LPIPS | pairs |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {method} (paper table 1) | {row[0]:g} | | {row[1]:g} | {row[2]:g} | 12000 |"
-        for method, row in PAPER_TABLE.items()
-    ]
+    by_dataset: dict[str, dict[str, dict[str, Any]]] = {}
+    for method, row in rows.items():
+        by_dataset.setdefault(row.get("dataset", "market1501"), {})[method] = row
 
     def cell(row: dict[str, Any], key: str, digits: int) -> str:
         return f"{row[key]:.{digits}f}" if key in row else "n/a"
 
-    for method, row in rows.items():
-        lines.append(
+    lines = ["# Generated images compared under one protocol"]
+    for dataset, group in by_dataset.items():
+        lines += ["", f"## {DATASET_TITLES.get(dataset, dataset)}", ""]
+        lines += [*paper_comparison(dataset, group), ""]
+        lines += [
+            "FID above is each row's first variant (torchvision, GFLA's protocol, unless "
+            "asked otherwise); both variants and the pairs measured:",
+            "",
+            "| method | FID (torchvision) | FID (TF-FID) | pairs scored | test pairs |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
             f"| {method} | {cell(row, 'fid_torchvision', 3)} | {cell(row, 'fid_tf-fid', 3)} "
-            f"| {cell(row, 'lpips', 4)} | {cell(row, 'mask_lpips', 4)} | {row['matched']} |"
-        )
+            f"| {row['matched']} | {row.get('test_pairs_source', 'not recorded')} |"
+            for method, row in group.items()
+        ]
     for method, row in rows.items():
         lines += ["", f"## {method}", "", f"Mode: {row['mode']}.", "", *pixel_table(row, method)]
     page = out / "comparison.md"

@@ -9,8 +9,8 @@ pid and camera, the generated row and the draw number in fields that real names 
 so torchreid and fast-reid parse identity and camera as usual. MSMT17 is written as its ``train/``
 and ``test/`` folders with its four list files: the generated images go into their identity's
 folder under ``train/`` (:func:`msmt17_generated_path`) and into ``list_train.txt``, which holds
-every training image (the store's training split is list_train plus list_val, so
-``list_val.txt`` is written empty).
+every training image (the store's training split: list_train, plus list_val when ingested
+``with_val``, so ``list_val.txt`` is written empty).
 
 ``bounding_box_test`` and ``query`` (MSMT17: ``test/``) are written from the store unchanged:
 an image ingested as a JPEG is copied byte for byte (format-2 stores keep the source file), any
@@ -131,7 +131,7 @@ def msmt17_layout(index: pd.DataFrame, sources: np.ndarray, draws: np.ndarray) -
     lines["train"] += [
         f"{path} {labels[s]}" for path, s in zip(generated_under_train, sources, strict=True)
     ]
-    lists = {  # list_val is empty: the store's training split holds its images
+    lists = {  # list_val is empty: the store's training split holds any of its images
         "list_train.txt": lines["train"],
         "list_val.txt": [],
         "list_query.txt": lines["query"],

@@ -10,10 +10,15 @@ writes blocks of those elements (re-reading the verbatim files, not decoding the
 store's resumable stage bookkeeping. A crash in the second pass leaves finished blocks in
 place; running the same ingest again continues from there.
 
-Sizes: Market-1501's images are all 128x64, and one of another size is skipped. Every other
-dataset is resized to the store's size (128x64, DeepFashion 256x256) by stretching, without
+Sizes (:data:`pipeline.datasets.STORE_SIZES`, or the ``size`` given): Market-1501 is stored at
+its images' 128x64, and one of another size is skipped. DukeMTMC-reID, MSMT17 and CUHK03-NP are
+resized from their original boxes to 256x128, DeepFashion to 256x256, by stretching, without
 keeping the aspect ratio, as torchreid and fast-reid resize Re-ID images (bicubic, as
-fast-reid).
+fast-reid). A raw In-shop ``img/`` image first loses its white side bars (:func:`crop_bars`).
+
+The totals per split are compared with the complete dataset's
+(:func:`pipeline.datasets.official_count_differences`); each difference is a warning line
+kept in the stamp.
 """
 
 from __future__ import annotations
@@ -31,13 +36,16 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from foundation.errors import UserError
 from pipeline.datasets import (
     CANDIDATE_COLUMNS,
     FOLDER_DATASETS,
     IMAGE_SUFFIXES,
     MARKET1501,
+    STORE_SIZES,
     DatasetKind,
     DatasetLayoutError,
+    official_count_differences,
     scan_folders,
     scan_msmt17,
 )
@@ -246,8 +254,23 @@ def scan_deepfashion(source: Path) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS), skipped
 
 
-def decode_image(path: str, *, size: tuple[int, int], resize: bool) -> np.ndarray:
-    """Decode an image file to RGB uint8 [H, W, 3].
+# PATN's tool/resize_fashion.py cuts 40 columns off each side of the 256-pixel-wide In-shop
+# img/ images: the white bars around the photo (the rest, 176 columns, is the photo).
+BAR_FRACTION = 40 / 256
+
+
+def crop_bars(image: Image.Image) -> Image.Image:
+    """An In-shop ``img/`` image without its white side bars: :data:`BAR_FRACTION` of the width
+    off each side (40 of 256 columns, as PATN), so that stretching the rest to 256x256 gives the
+    framing GFLA gets by stretching the ``img_highres/`` photo."""
+    bar = round(image.width * BAR_FRACTION)
+    return image.crop((bar, 0, image.width - bar, image.height))
+
+
+def decode_image(
+    path: str, *, size: tuple[int, int], resize: bool, bars: bool = False
+) -> np.ndarray:
+    """Decode an image file to RGB uint8 [H, W, 3] (``bars``: :func:`crop_bars` first).
 
     Raises:
         ValueError: unreadable, truncated, or (when not ``resize``) of the wrong size; the
@@ -259,6 +282,8 @@ def decode_image(path: str, *, size: tuple[int, int], resize: bool) -> np.ndarra
             rgb = image.convert("RGB")
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
         raise ValueError(f"{path}: unreadable image ({error})") from None
+    if bars:
+        rgb = crop_bars(rgb)
     height, width = size
     if rgb.size != (width, height):
         if not resize:
@@ -297,24 +322,31 @@ class _Spill:
 
 
 def _prepare_all(
-    candidates: pd.DataFrame, size: tuple[int, int], resize: bool, workers: int, spill: _Spill
+    candidates: pd.DataFrame,
+    size: tuple[int, int],
+    resize: bool,
+    workers: int,
+    spill: _Spill,
+    bars_under: Path | None = None,
 ) -> list[str | tuple[int, int] | None]:
     """Decode every candidate once: None = a complete JPEG of ``size``, kept verbatim;
-    (offset, length) = its lossless element in ``spill``; a string = why it is skipped."""
+    (offset, length) = its lossless element in ``spill``; a string = why it is skipped.
+    Images under ``bars_under`` (an In-shop ``img/`` tree) lose their side bars first."""
 
     def prepare(path: str) -> str | tuple[int, int] | None:
         try:
             data = Path(path).read_bytes()
         except OSError as error:
             return f"{path}: unreadable image ({error})"
-        if keeps_verbatim(data, size):
+        bars = bars_under is not None and Path(path).is_relative_to(bars_under)
+        if not bars and keeps_verbatim(data, size):
             try:
                 decode_jpeg(data)  # strict: a truncated file fails here
                 return None
             except ValueError:
                 pass  # PIL may still read it (recoverable damage): stored decoded, below
         try:
-            return spill.put(encode_rgb(decode_image(path, size=size, resize=resize)))
+            return spill.put(encode_rgb(decode_image(path, size=size, resize=resize, bars=bars)))
         except ValueError as error:
             return str(error)
 
@@ -322,8 +354,11 @@ def _prepare_all(
         return list(pool.map(prepare, candidates["path"]))
 
 
-def scan_dataset(kind: DatasetKind, source: Path) -> tuple[pd.DataFrame, list[str]]:
-    """List the images of dataset folder ``source`` laid out as ``kind``.
+def scan_dataset(
+    kind: DatasetKind, source: Path, *, with_val: bool = False
+) -> tuple[pd.DataFrame, list[str]]:
+    """List the images of dataset folder ``source`` laid out as ``kind`` (``with_val``: MSMT17
+    trains on list_train + list_val).
 
     Returns:
         (candidates with columns :data:`pipeline.datasets.CANDIDATE_COLUMNS`; skipped notes).
@@ -334,7 +369,7 @@ def scan_dataset(kind: DatasetKind, source: Path) -> tuple[pd.DataFrame, list[st
     if kind == "deepfashion":
         return scan_deepfashion(source)
     if kind == "msmt17":
-        return scan_msmt17(source)
+        return scan_msmt17(source, with_val=with_val)
     if kind not in FOLDER_DATASETS:
         raise ValueError(
             f"unknown dataset kind {kind!r}; one of {', '.join(get_args(DatasetKind))}"
@@ -348,6 +383,8 @@ def ingest(
     *,
     kind: DatasetKind = "market1501",
     size: tuple[int, int] | None = None,
+    with_val: bool = False,
+    official: bool = True,
     block_size: int = 64,
     overwrite: bool = False,
     workers: int = 4,
@@ -360,10 +397,17 @@ def ingest(
         store_url: where the store goes (local folder or fsspec URL).
         kind: ``market1501`` (128x64, wrong sizes skipped); ``dukemtmc_reid``, ``msmt17``
             (V1 list files), ``cuhk03_detected`` or ``cuhk03_labeled`` (CUHK03-NP), stretched
-            to 128x64 (see :mod:`pipeline.datasets` and docs/datasets.md); or ``deepfashion``
+            to 256x128 (see :mod:`pipeline.datasets` and docs/datasets.md); or ``deepfashion``
             (PATN/GFLA train.lst / test.lst, see :func:`scan_deepfashion`; stretched to
             256x256, the size pose-transfer work uses).
-        size: (height, width) override.
+        size: (height, width) instead of the kind's :data:`pipeline.datasets.STORE_SIZES`;
+            Market-1501 at another size than 128x64 is stretched too.
+        with_val: MSMT17 trains on list_train + list_val (32,621 images) instead of
+            list_train (30,248).
+        official: ``source`` is a copy of the published dataset: its totals per split are
+            compared with the official ones. False for a synthetic or custom set in the kind's
+            layout (the demo's): nothing is compared, and the stamp's config says
+            ``official: false``, so evaluation pages compare it with no paper row.
         overwrite: replace an existing store built from other files.
         progress: called as ``progress(done_blocks, total_blocks)``.
     Returns:
@@ -371,32 +415,41 @@ def ingest(
         per split, ``skipped``, ``jpeg_verbatim`` (source files stored as they are) and
         ``lossless`` (stored decoded, losslessly), for Market-1501 ``double_suffix_images``
         (the ``*.jpg.jpg`` files, ingested as images as torchreid does). Report: every skipped
-        file and why; the ``*.jpg.jpg`` names.
+        file and why; the ``*.jpg.jpg`` names; ``count_differences``, one line per split
+        whose total is not the official one.
     Raises:
         DatasetLayoutError: ``source`` is not the layout of ``kind``, or holds no image that
             parses (the message gives the first skipped file and why).
     """
-    candidates, skipped = scan_dataset(kind, Path(source))
+    if size is not None and min(size) < 1:
+        raise UserError(f"image size {size[0]}x{size[1]}: both sides must be at least 1 pixel")
+    candidates, skipped = scan_dataset(kind, Path(source), with_val=with_val)
     if candidates.empty:
         example = f" ({len(skipped)} skipped, e.g. {skipped[0]})" if skipped else ""
         raise DatasetLayoutError(f"{source}: no images found{example}")
-    resize = kind != "market1501"
-    size = size or ((256, 256) if kind == "deepfashion" else (128, 64))
+    shape: tuple[int, int] = STORE_SIZES[kind] if size is None else (size[0], size[1])
+    resize = kind != "market1501" or shape != STORE_SIZES["market1501"]
     spill = _Spill()
     try:
-        prepared = _prepare_all(candidates, size, resize, workers, spill)
+        # Raw low-resolution In-shop images (img/, not img_highres/) carry white side bars.
+        bars = Path(source) / "img" if kind == "deepfashion" else None
+        prepared = _prepare_all(candidates, shape, resize, workers, spill, bars)
         keep = np.array([not isinstance(p, str) for p in prepared])
         skipped += [p for p in prepared if isinstance(p, str)]
         files = candidates[keep].reset_index(drop=True)
         elements = [p for p in prepared if not isinstance(p, str)]
         index = files.drop(columns="path")
-        store = _create_or_resume(store_url, index, size, block_size, overwrite)
+        store = _create_or_resume(store_url, index, shape, block_size, overwrite)
         config = {
             "source": str(Path(source).resolve()),
             "kind": kind,
-            "size": list(size),
+            "size": list(shape),
             "n_images": len(index),
         }
+        if kind == "msmt17":
+            config["with_val"] = with_val
+        if not official:
+            config["official"] = False
         with store.stage("ingest", config=config, on_block=progress) as run:
             pending = run.pending_blocks()
             if pending and store.format == FORMAT_V1:
@@ -428,6 +481,10 @@ def ingest(
                 },
             }
             report: dict[str, list[str]] = {"skipped": skipped}
+            if official:
+                report["count_differences"] = official_count_differences(
+                    kind, index["split"].value_counts().to_dict(), with_val=with_val
+                )
             if kind == "market1501":
                 counts["double_suffix_images"] = len(double)
                 report["double_suffix"] = double

@@ -419,16 +419,15 @@ def render_markdown(rows: Sequence[Mapping[str, Any]], *, title: str, note: str 
         "set the same initialisation, batch order and metric pairs. An interval is mean +- "
         "t(0.975, n-1) x sd / sqrt(n) over the n seeds (Student's t); one seed gives none. "
         "The verdict reads the mAP difference against copies: helps (interval above 0), hurts "
-        "(below 0), or no measurable difference. AP: "
-        f"{', '.join(aps)} (standard = non-interpolated, as torchreid).",
+        "(below 0), or no measurable difference.",
         "",
-        "For scale, the IDE-baseline repository on the real Market-1501 (ResNet-50, ImageNet, "
-        "no augmentation): "
-        + "; ".join(
-            f"{name.removesuffix(' (reference)')} {r1:.2f} / {m:.2f}"
-            for name, (r1, m) in REFERENCE_ROWS.items()
-        )
-        + " (rank-1 / mAP).",
+        f"AP definition of these runs: {', '.join(aps)} (standard = non-interpolated, as "
+        "torchreid; trapezoid = Market-1501's compute_AP.m). For scale only, the references on "
+        "the real Market-1501 (ResNet-50, ImageNet, no augmentation), each with its own AP "
+        "definition: "
+        + "; ".join(f"{name} {r1:.2f} / {m:.2f}" for name, (r1, m) in REFERENCE_ROWS.items())
+        + " (rank-1 / mAP); compare a reference's mAP with runs of its definition (`--ap "
+        "trapezoid`, flow `reid.ap`).",
     ]
     return "\n".join(lines) + "\n"
 

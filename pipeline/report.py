@@ -39,6 +39,15 @@ def _offline_section(offline: Mapping[str, str]) -> list[str]:
     return [*lines, ""]
 
 
+def _counts_section(stamp: StageStamp | None) -> list[str]:
+    """The ingest's differences from the dataset's official counts, as a warning box."""
+    differences = [] if stamp is None else stamp.report.get("count_differences", [])
+    if not differences:
+        return []
+    lines = ["> **Dataset counts differ from the official ones:**", ">"]
+    return [*lines, *(f"> - {line}" for line in differences), ""]
+
+
 def _stages_section(stamps: Mapping[str, StageStamp]) -> list[str]:
     lines = ["## Stages", "", "| stage | digest | counts | finished (UTC) |", "|---|---|---|---|"]
     for name, stamp in stamps.items():
@@ -139,6 +148,7 @@ def render_report(
         f"# {title}",
         "",
         *_offline_section(offline),
+        *_counts_section(stamps.get("ingest")),
         *_evaluation_section(stamps.get("evaluate"), report_dir),
         *_training_section(stamps.get("generator"), samples, report_dir),
         *_reid_section(reid_table, report_dir),

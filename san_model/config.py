@@ -55,8 +55,8 @@ class SANConfig:
     # Eq. 6's distance between activations: "l2" (squared difference) as the formula; the
     # paper's text calls it a perceptual L1 and PATN's code uses "l1".
     perceptual_distance: Literal["l2", "l1"] = "l2"
-    # PATN's pool of past fakes that D also sees (pix2pix ImagePool; PATN's Market runs: 50);
-    # 0 turns it off.
+    # PATN's pool of past fakes that D also sees (pix2pix ImagePool; PATN's Market runs: 50,
+    # its DeepFashion runs: 0, as the deepfashion preset); 0 turns it off.
     pool_size: int = 50
     # Adam settings of section 4.2, used for both G and D.
     lr: float = 2e-4
@@ -124,7 +124,8 @@ class SANConfig:
 
     @classmethod
     def deepfashion(cls, **overrides: Any) -> SANConfig:
-        """DeepFashion (section 4.2): 256x256, batch 8, 500 epochs, weights (15, 1, 5)."""
+        """DeepFashion (section 4.2): 256x256, batch 8, 500 epochs, weights (15, 1, 5); no
+        pool of past fakes (PATN's DeepFashion command: ``--pool_size 0``)."""
         base = cls(
             image_size=(256, 256),
             batch_size=8,
@@ -132,6 +133,7 @@ class SANConfig:
             alpha=15.0,
             beta=1.0,
             gamma=5.0,
+            pool_size=0,
             name="deepfashion",
         )
         return replace(base, **overrides)

@@ -84,6 +84,26 @@ def test_pairs_more_than_the_identities_supply(capsys, snapshot, small_store):
     assert "training pairs: asked for 100000 pairs" in line and "supply only 36" in line
 
 
+def test_pairs_from_published_lists(capsys, snapshot, small_store, tmp_path):
+    names = small_store.index["filename"]
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text(f"from,to\n{names[1]},{names[0]}\n")
+    test.write_text(f"from,to\n{names[13]},{names[14]}\n{names[13]},{names[14]}\n")
+    code, out, err = cli(
+        capsys, "pairs", small_store.url, "--train-pairs-file", train, "--test-pairs-file", test
+    )
+    assert code == 0, err
+    pairs = small_store.read_table("pairs_test")[["source", "target"]].to_numpy()
+    assert pairs.tolist() == [[13, 14], [13, 14]]
+    assert "'test_pairs': 2" in out
+    # A list naming a training identity: one line, the finished stage untouched.
+    test.write_text(f"from,to\n{names[13]},{names[14]}\n{names[2]},{names[3]}\n")
+    line = fails_cleanly(
+        capsys, snapshot, small_store, "pairs", small_store.url, "--test-pairs-file", test
+    )
+    assert line.startswith(f"{test}, line 3: test pair {names[2]} -> {names[3]}: identity 1 is")
+
+
 def test_provided_mask_of_the_wrong_size(capsys, snapshot, small_store, tmp_path):
     paths = write_pngs(small_store, tmp_path / "annotations" / "masks", "masks")
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(paths[-1])
@@ -278,8 +298,8 @@ def test_a_mistyped_option_is_one_line(capsys, small_store):
     code, _, err = cli(capsys, "pairs", small_store.url, "--train-pairz", 3)
     assert code == EXIT_USAGE
     assert one_error_line(err) == (
-        "No such option: --train-pairz (Possible options: --test-pairs, --train-pairs) "
-        "(see `augment-market pairs --help`)"
+        "No such option: --train-pairz (Possible options: --test-pairs, --train-pairs, "
+        "--train-pairs-file) (see `augment-market pairs --help`)"
     )
 
 

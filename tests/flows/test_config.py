@@ -181,3 +181,46 @@ def test_missing_weights_a_run_cannot_do_without(tmp_path):
     for path in paths.values():
         path.write_bytes(b"")
     assert missing_weights(strict) == []
+
+
+def test_a_pairs_list_is_read_by_path_and_keyed_by_content(tmp_path, monkeypatch):
+    from flows.caching import stage_key
+    from flows.graph import build_nodes, pairs_settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test.csv").write_text("from,to\na.jpg,b.jpg\n")
+    params = load_params({**BASE, "pairs": {"test_pairs_file": "test.csv"}})
+    settings = pairs_settings(params)
+    assert settings["test_pairs_file"] == str(tmp_path / "test.csv")
+    assert settings["train_pairs_file"] is None and settings["test_from"] == "gallery"
+
+    def pairs_key() -> str:
+        node = next(n for n in build_nodes(params, offline={}) if n.name == "pairs")
+        return stage_key("pairs", {"upstream": {}, **node.settings})
+
+    key = pairs_key()
+    (tmp_path / "test.csv").write_text("from,to\nb.jpg,a.jpg\n")  # same path, other pairs
+    assert pairs_key() != key
+    (tmp_path / "test.csv").unlink()  # the stage reports a missing list itself
+    assert pairs_settings(params)["lists_sha256"] == {"test_pairs_file": None}
+
+
+def test_dataset_size_and_msmt17_val_reach_the_ingest_task(tmp_path):
+    from flows.graph import build_nodes
+
+    params = load_params(
+        {
+            **BASE,
+            "dataset": {"source": str(tmp_path), "kind": "msmt17", "image_size": [384, 192]},
+        }
+    )
+    ingest = next(n for n in build_nodes(params, offline={}) if n.name == "ingest").settings
+    assert ingest["image_size"] == (384, 192) and ingest["with_val"] is False
+    assert ingest["official"] is True
+    with pytest.raises(ValidationError, match="image_size"):
+        load_params({**BASE, "dataset": {"source": "x", "image_size": [256, 0]}})
+    demo = load_params(PROJECT / "demo.yaml")
+    # The synthetic demo set is not the official dataset: no counts compared, no paper row.
+    assert not next(n for n in build_nodes(demo, offline={}) if n.name == "ingest").settings[
+        "official"
+    ]

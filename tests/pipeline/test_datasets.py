@@ -22,7 +22,8 @@ from pipeline.ingest import ingest
 from pipeline.pairs import PairsConfig, sample_pairs
 from storage import open_store
 
-# (width, height) of the fake images: never the store's 64x128 unless said so, never its aspect.
+# (width, height) of the fake images: never a store size (64x128, 128x256) unless said so,
+# never its aspect.
 SIZES = [(50, 120), (70, 180), (40, 100), (90, 150)]
 
 
@@ -61,8 +62,8 @@ DUKE = {
 
 def _duke(root):
     _folders(root, DUKE)
-    # One image already of the store's size: kept verbatim, as in Market-1501.
-    _image(root / "bounding_box_train" / "0004_c1_f0000700.jpg", 200, (64, 128))
+    # One image already of the store's 256x128: kept verbatim, as in Market-1501.
+    _image(root / "bounding_box_train" / "0004_c1_f0000700.jpg", 200, (128, 256))
     (root / "bounding_box_train" / "Thumbs.db").write_bytes(b"not an image")
     return root
 
@@ -132,7 +133,8 @@ def test_duke_ingest_counts_cameras_and_sizes(tmp_path):
     store = open_store(str(tmp_path / "store"))
     assert _counts(store) == {"train": (7, 3), "query": (2, 2), "gallery": (5, 3)}
     assert store.index["camera"].tolist().count(8) == 2 and store.index["camera"].max() == 8
-    assert (store.height, store.width) == (128, 64)
+    # Stored at the 256x128 torchreid and fast-reid resize the original boxes to.
+    assert (store.height, store.width) == (256, 128) and stamp.config["size"] == [256, 128]
     assert stamp.counts["skipped"] == 0 and stamp.config["kind"] == "dukemtmc_reid"
     assert stamp.counts["jpeg_verbatim"] == 1 and stamp.counts["lossless"] == 13
     verbatim = store.index["filename"].tolist().index("0004_c1_f0000700.jpg")
@@ -183,7 +185,7 @@ def test_cuhk03_without_the_setting_folder_names_it(tmp_path):
 
 
 def test_stretch_policy_fills_the_store_size_without_padding(tmp_path):
-    """A wide image, top half red, bottom half blue, becomes 128x64 by a bicubic stretch
+    """A wide image, top half red, bottom half blue, becomes 256x128 by a bicubic stretch
     (torchreid / fast-reid): no padding band, the halves stay halves, and the pixels equal
     PIL's own bicubic resize of the file."""
     source = _cuhk03(tmp_path / "cuhk03-np")
@@ -196,18 +198,19 @@ def test_stretch_policy_fills_the_store_size_without_padding(tmp_path):
     store = open_store(str(tmp_path / "store"))
     row = store.index["filename"].tolist().index("0003_c1_3.png")
     image = store.read("images", [row])[0]
-    reference = np.asarray(Image.fromarray(wide).resize((64, 128), Image.Resampling.BICUBIC))
+    reference = np.asarray(Image.fromarray(wide).resize((128, 256), Image.Resampling.BICUBIC))
     np.testing.assert_array_equal(image, reference)
-    assert (image[:60, :, 0] > 250).all() and (image[:60, :, 2] < 5).all()
-    assert (image[68:, :, 2] > 250).all() and (image[68:, :, 0] < 5).all()
+    assert (image[:120, :, 0] > 250).all() and (image[:120, :, 2] < 5).all()
+    assert (image[136:, :, 2] > 250).all() and (image[136:, :, 0] < 5).all()
 
 
 def test_msmt17_ingest_splits_ids_and_cameras(tmp_path):
     source = _msmt17(tmp_path / "MSMT17_V1")
     _image(source / "test" / "0002" / "0002_001_03_0303noon_0051_0.jpg", 9, (40, 90))  # unlisted
-    stamp = ingest(source, str(tmp_path / "store"), kind="msmt17")
+    stamp = ingest(source, str(tmp_path / "store"), kind="msmt17", with_val=True)
     store = open_store(str(tmp_path / "store"), mode="r+")
     assert _counts(store) == {"train": (6, 3), "query": (2, 2), "gallery": (5, 3)}
+    assert stamp.config["with_val"] is True
     assert stamp.report["skipped"] == [
         "test/0002/0002_001_03_0303noon_0051_0.jpg: in no list (list_train.txt, list_val.txt, "
         "list_query.txt, list_gallery.txt)"
@@ -226,6 +229,30 @@ def test_msmt17_ingest_splits_ids_and_cameras(tmp_path):
     person_ids = store.index["person_id"].to_numpy()
     assert len(pairs) == 3 * 2  # the ordered pairs of each training identity's 2 images
     assert (person_ids[pairs["source"]] == person_ids[pairs["target"]]).all()
+
+
+def test_msmt17_trains_on_list_train_unless_with_val(tmp_path):
+    source = _msmt17(tmp_path / "MSMT17_V1")
+    stamp = ingest(source, str(tmp_path / "store"), kind="msmt17")
+    store = open_store(str(tmp_path / "store"))
+    assert _counts(store) == {"train": (5, 3), "query": (2, 2), "gallery": (5, 3)}
+    assert "train/0002/0002_001_09_0113afternoon_0120_2.jpg" not in set(store.index["filename"])
+    assert stamp.report["skipped"] == [] and stamp.config["with_val"] is False
+    # The ids are the same either way: test identities start after the training labels.
+    with_val = ingest(source, str(tmp_path / "with_val"), kind="msmt17", with_val=True)
+    both = open_store(str(tmp_path / "with_val")).index.set_index("filename")
+    assert (
+        both.loc[store.index["filename"], "person_id"].tolist() == store.index["person_id"].tolist()
+    )
+    assert with_val.counts["train_images"] == 6
+
+
+def test_image_size_overrides_the_kinds_size(tmp_path):
+    ingest(_duke(tmp_path / "duke"), str(tmp_path / "store"), kind="dukemtmc_reid", size=(64, 32))
+    assert (
+        open_store(str(tmp_path / "store")).height,
+        open_store(str(tmp_path / "store")).width,
+    ) == (64, 32)
 
 
 def test_msmt17_ids_round_trip():
@@ -337,7 +364,7 @@ def test_generated_images_export_in_the_datasets_naming_and_ingest_back(
         assert (tmp_path / "exported" / "list_val.txt").read_text() == ""
         listed = (tmp_path / "exported" / "list_train.txt").read_text().splitlines()
         assert len(listed) == 2 * len(train)
-        assert "0002/0002_000005_09_generated_01.jpg 2" in listed
+        assert "0002/0002_000004_07_generated_01.jpg 2" in listed
 
 
 def test_cli_ingests_cuhk03_labeled_and_names_a_missing_msmt17_list(tmp_path, capsys):
@@ -355,3 +382,42 @@ def test_cli_ingests_cuhk03_labeled_and_names_a_missing_msmt17_list(tmp_path, ca
     assert exited.value.code == 1
     assert err.startswith("error: ") and "\n" not in err
     assert "not an MSMT17 (V1) folder: missing list_gallery.txt" in err
+
+
+def test_cli_image_size_with_val_and_count_warnings(tmp_path, capsys):
+    def run(*args):
+        with pytest.raises(SystemExit) as exited:
+            main([str(arg) for arg in args])
+        out, err = capsys.readouterr()
+        return exited.value.code or 0, out, err
+
+    msmt17 = _msmt17(tmp_path / "MSMT17_V1")
+    store = tmp_path / "msmt17"
+    code, out, err = run("ingest", "msmt17", msmt17, "--store", store, "--with-val")
+    assert code == 0 and "ingested 13 images" in out
+    # One warning line per split that differs from MSMT17's official counts (with list_val).
+    assert err.splitlines()[-3:] == [
+        "warning: MSMT17 train: 6 images, the official count is 32,621 (a partial or altered "
+        "copy?)",
+        "warning: MSMT17 query: 2 images, the official count is 11,659 (a partial or altered "
+        "copy?)",
+        "warning: MSMT17 gallery: 5 images, the official count is 82,161 (a partial or altered "
+        "copy?)",
+    ]
+    assert open_store(str(store)).stamp("ingest").report["count_differences"] == [
+        line.removeprefix("warning: ") for line in err.splitlines()[-3:]
+    ]
+    duke = _duke(tmp_path / "duke")
+    code, _, err = run(
+        "ingest", "dukemtmc-reid", duke, "--store", tmp_path / "d", "--image-size", "384x192"
+    )
+    assert code == 0, err
+    assert (open_store(str(tmp_path / "d")).height, open_store(str(tmp_path / "d")).width) == (
+        384,
+        192,
+    )
+    code, _, err = run(
+        "ingest", "dukemtmc-reid", duke, "--store", tmp_path / "e", "--image-size", "256"
+    )
+    assert code == 2 and "'256' is not HEIGHTxWIDTH in pixels" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "e").exists()

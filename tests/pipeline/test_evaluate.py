@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.evaluate import evaluate_generator, results_markdown
+from pipeline.evaluate import evaluate_generator, paper_comparison, results_markdown
 from pipeline.pairs import PairsConfig, sample_pairs
 from pipeline.train_generator import train_generator
 from san_model.config import SANConfig
@@ -40,9 +40,47 @@ def test_paper_metrics_with_random_networks(small_store, trained_run):
     assert metrics["fid"] >= 0 and metrics["fid_variant"] == "torchvision"
     assert metrics["lpips"] > 0 and metrics["mask_lpips"] > 0
     assert small_store.stamp("fid_real_torchvision").counts["images"] == 12
+    assert metrics["dataset"] == "market1501"
+    assert metrics["test_pairs_source"] == "drawn (seed 0, from the gallery)"
     table = results_markdown(metrics)
-    assert "SAN (paper) | 14.142" in table and "| this run |" in table
-    assert "random Inception/AlexNet" in table
+    assert table.startswith("# Generator evaluation on Market-1501 (4 test pairs)")
+    assert "| SAN (paper table 1) | 14.142 | 0.2632 | 0.1282 |" in table.splitlines()
+    assert f"| this run | {metrics['fid']:.3f} | {metrics['lpips']:.4f} |" in table
+    assert "DeepFashion" not in table and "random Inception/AlexNet" in table
+
+
+def test_each_dataset_is_compared_with_its_own_row_of_table_1():
+    run = {"fid": 9.5, "lpips": 0.25, "mask_lpips": 0.12}
+    deepfashion = "\n".join(paper_comparison("deepfashion", {"this run": run}))
+    assert "| method | DeepFashion FID | DeepFashion LPIPS | mask-LPIPS (not in the paper's" in (
+        deepfashion
+    )
+    assert "| SAN (paper table 1) | 8.732 | 0.2078 | |" in deepfashion.splitlines()
+    assert "| this run | 9.500 | 0.2500 | 0.1200 |" in deepfashion.splitlines()
+    assert "Market" not in deepfashion and "14.142" not in deepfashion
+    duke = "\n".join(paper_comparison("dukemtmc_reid", {"this run": run}))
+    assert duke.startswith("The paper's table 1 has no results on DukeMTMC-reID")
+    assert "(paper table 1)" not in duke and "| this run | 9.500 | 0.2500 | 0.1200 |" in duke
+    page_results = {
+        **run,
+        "dataset": "deepfashion",
+        "test_pairs": 8570,
+        "mode": "paper protocol",
+        "fid_variant": "torchvision",
+        "fid_real_images": 48674,
+        "test_pairs_source": "published list fasion-resize-pairs-test.csv (sha256 0123456789ab)",
+        **{
+            f"{p}{m}": 0.5
+            for p in ("", "copy_source_", "paint_by_parts_")
+            for m in ("l1", "masked_l1", "ssim", "psnr", "part_colour")
+        },
+    }
+    page = results_markdown(page_results)
+    assert page.startswith("# Generator evaluation on DeepFashion (8570 test pairs)")
+    custom = results_markdown({**page_results, "dataset": "custom"})
+    assert custom.startswith("# Generator evaluation on a custom dataset (8570 test pairs)")
+    assert "has no results on a custom dataset" in custom and "(paper table 1)" not in custom
+    assert "Test pairs: published list fasion-resize-pairs-test.csv" in page
 
 
 def test_cached_fid_statistics_are_keyed_by_the_inception_weights(small_store):

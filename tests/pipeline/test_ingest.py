@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pipeline.evaluate import dataset_kind
 from pipeline.ingest import (
     DatasetLayoutError,
     DeepFashionName,
@@ -18,7 +19,7 @@ from pipeline.ingest import (
     scan_deepfashion,
     scan_market1501,
 )
-from pipeline.pairs import PairsConfig, sample_pairs
+from pipeline.pairs import PairsConfig, PairsFileError, sample_pairs
 from storage import open_store
 
 
@@ -308,3 +309,101 @@ def test_real_market_sample_is_stored_verbatim_and_decodes_as_pil(real_market, t
     assert store.read_encoded("images") == [path.read_bytes() for path in paths]
     expected = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
     np.testing.assert_array_equal(store.load_in_memory(("images",))["images"], expected)
+
+
+def _barred(path, size=(256, 256)):
+    """An In-shop img/-style image: white side bars of 40/256 of the width around a red
+    photo (PNG bytes, so no JPEG ringing blurs the bar's edge)."""
+    width, height = size
+    pixels = np.full((height, width, 3), 255, np.uint8)
+    bar = round(width * 40 / 256)
+    pixels[:, bar : width - bar] = (200, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="PNG")
+
+
+@pytest.mark.parametrize("tree", ["img", "img_highres"])
+def test_raw_inshop_img_loses_its_side_bars_as_patn(tmp_path, tree):
+    source = _deepfashion(tmp_path / "df", "raw", unlisted=False)
+    if tree == "img_highres":
+        (source / "img").rename(source / "img_highres")
+    barred = source / tree / INSHOP[0][0]
+    _barred(barred)
+    ingest(source, str(tmp_path / "store"), kind="deepfashion")
+    store = open_store(str(tmp_path / "store"))
+    assert (store.height, store.width) == (256, 256)
+    image = store.read("images", [store.index["filename"].tolist().index(INSHOP[0][1])])[0]
+    if tree == "img":
+        # The 176 photo columns stretched to 256: red to the edges, no white bar left.
+        assert (image == (200, 0, 0)).all()
+    else:  # a high-resolution photo has no bars: stretched as it is, white stays
+        assert (image[:, :30].min(axis=2) > 225).all()
+
+
+def test_ingest_compares_each_split_with_the_official_count(real_market, tmp_path):
+    stamp = ingest(real_market, str(tmp_path / "store"))
+    assert stamp.report["count_differences"] == [
+        "Market-1501 train: 12 images, the official count is 12,936 (a partial or altered copy?)",
+        "Market-1501 query: 8 images, the official count is 3,368 (a partial or altered copy?)",
+        "Market-1501 gallery: 26 images, the official count is 19,732 (a partial or altered copy?)",
+    ]
+    # A set in the layout that is not the dataset (the demo's synthetic one): no comparison,
+    # and evaluation pages call it a custom dataset, beside no paper row.
+    quiet = ingest(real_market, str(tmp_path / "quiet"), official=False)
+    assert "count_differences" not in quiet.report and quiet.config["official"] is False
+    assert dataset_kind(open_store(str(tmp_path / "quiet"))) == "custom"
+    assert dataset_kind(open_store(str(tmp_path / "store"))) == "market1501"
+    assert "official" not in stamp.config  # an official copy's digest is as before
+
+
+def test_official_counts_of_a_complete_copy_give_no_warning():
+    from pipeline.datasets import OFFICIAL_COUNTS, official_count_differences
+
+    assert official_count_differences("market1501", OFFICIAL_COUNTS["market1501"]) == []
+    msmt17 = {"train": 30_248, "query": 11_659, "gallery": 82_161}
+    assert official_count_differences("msmt17", msmt17) == []
+    (line,) = official_count_differences("msmt17", msmt17, with_val=True)
+    assert line.startswith("MSMT17 train: 30,248 images, the official count is 32,621")
+    (line,) = official_count_differences("deepfashion", {"train": 48_674, "gallery": 4_037})
+    assert line.startswith("DeepFashion gallery: 4,037 images, the official count is 4,038")
+
+
+def test_a_barred_jpeg_of_the_store_size_is_cropped_not_kept_verbatim(tmp_path):
+    """Real img/ files are 256x256 JPEGs, the store's size: they must still lose their bars."""
+    source = _deepfashion(tmp_path / "df", "raw", unlisted=False)
+    path = source / "img" / INSHOP[0][0]
+    _barred(path)
+    Image.open(path).convert("RGB").save(path, format="JPEG", quality=95)
+    stamp = ingest(source, str(tmp_path / "store"), kind="deepfashion")
+    store = open_store(str(tmp_path / "store"))
+    image = store.read("images", [store.index["filename"].tolist().index(INSHOP[0][1])])[0]
+    assert stamp.counts["jpeg_verbatim"] == 0
+    assert image[:, 4:-4, 1].max() < 40  # JPEG ringing at the very edge only; no white bar
+
+
+def test_deepfashion_published_lists_use_the_flattened_names(tmp_path):
+    """GFLA's fasion-resize-pairs-*.csv name images by their flattened names, as the store."""
+    source = _deepfashion(tmp_path / "df", "raw", unlisted=False)
+    ingest(source, str(tmp_path / "store"), kind="deepfashion", size=(32, 32))
+    store = open_store(str(tmp_path / "store"), mode="r+")
+    test = tmp_path / "fasion-resize-pairs-test.csv"
+    test.write_text(
+        "from,to\n"
+        "fashionWOMENTees_Tanksid0000069302_2side.jpg,fashionWOMENTees_Tanksid0000069302_1front.jpg\n"
+        "fashionWOMENDressesid0000262903_2side.jpg,fashionWOMENDressesid0000262903_7additional.jpg\n"
+    )
+    sample_pairs(store, PairsConfig(test_pairs_file=str(test), skip_empty_masks=False))
+    names = store.index["filename"]
+    pairs = store.read_table("pairs_test")
+    assert names[pairs["source"]].tolist() == [
+        "fashionWOMENTees_Tanksid0000069302_2side.jpg",
+        "fashionWOMENDressesid0000262903_2side.jpg",
+    ]
+    assert names[pairs["target"]].tolist()[1] == "fashionWOMENDressesid0000262903_7additional.jpg"
+    # Two photo groups of one item are two identities: such a pair is refused.
+    test.write_text(
+        "from,to\n"
+        "fashionWOMENDressesid0000262903_2side.jpg,fashionWOMENDressesid0000262902_1front.jpg\n"
+    )
+    with pytest.raises(PairsFileError, match=r"line 2: test pair .*: identities 3 and 2 differ"):
+        sample_pairs(store, PairsConfig(test_pairs_file=str(test), skip_empty_masks=False))

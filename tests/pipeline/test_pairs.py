@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import numpy as np
@@ -11,8 +12,10 @@ import pytest
 from pipeline.pairs import (
     NotEnoughPairsError,
     PairsConfig,
+    PairsFileError,
     all_ordered_pairs,
     draw_pairs,
+    read_pairs_file,
     sample_pairs,
 )
 from storage import create_store
@@ -66,14 +69,130 @@ def _store(tmp_path):
 
 def test_sample_pairs_stage(tmp_path):
     store = _store(tmp_path)
-    stamp = sample_pairs(store, PairsConfig(train_pairs=None, test_pairs=10, seed=0))
+    stamp = sample_pairs(
+        store, PairsConfig(train_pairs=None, test_pairs=10, seed=0, test_from="gallery+query")
+    )
     train, test = store.read_table("pairs_train"), store.read_table("pairs_test")
     assert len(train) == 3 * 2 + 2 * 1 + 3 * 2 and len(test) == 10
     assert set(train["person_id"]) == {1, 2, 4} and set(test["person_id"]) == {3}
     assert {8, 9}.isdisjoint(set(test["source"]) | set(test["target"]))  # distractor, junk
     assert stamp.counts == {"train_pairs": 14, "test_pairs": 10, "train_ids": 3, "test_ids": 1}
     with pytest.raises(NotEnoughPairsError, match="test pairs"):
-        sample_pairs(store, PairsConfig(test_pairs=13))
+        sample_pairs(store, PairsConfig(test_pairs=13, test_from="gallery+query"))
+
+
+def test_drawn_test_pairs_come_from_the_gallery_only(tmp_path):
+    store = _store(tmp_path)
+    sample_pairs(store, PairsConfig(test_pairs=None))
+    test = store.read_table("pairs_test")
+    # pid 3: gallery rows 5, 6, 7 give 3 * 2 ordered pairs; query row 10 takes no part.
+    assert sorted(map(tuple, test[["source", "target"]].to_numpy().tolist())) == [
+        (5, 6),
+        (5, 7),
+        (6, 5),
+        (6, 7),
+        (7, 5),
+        (7, 6),
+    ]
+    with pytest.raises(NotEnoughPairsError, match="asked for 7 pairs"):
+        sample_pairs(store, PairsConfig(test_pairs=7))
+    assert len(store.read_table("pairs_test")) == 6  # the finished stage is kept
+
+
+def _list(path, lines):
+    path.write_text("from,to\n" + "".join(f"{a},{b}\n" for a, b in lines))
+    return str(path)
+
+
+def test_published_lists_are_used_exactly_as_given(tmp_path):
+    store = _store(tmp_path)
+    # Order and repeats kept; a query image may appear in a published list.
+    test_lines = [("7.jpg", "5.jpg"), ("10.jpg", "6.jpg"), ("7.jpg", "5.jpg")]
+    train_lines = [("13.jpg", "11.jpg"), ("0.jpg", "2.jpg")]
+    config = PairsConfig(
+        train_pairs_file=_list(tmp_path / "train.csv", train_lines),
+        test_pairs_file=_list(tmp_path / "test.csv", test_lines),
+    )
+    stamp = sample_pairs(store, config)
+    test = store.read_table("pairs_test")
+    assert test[["source", "target"]].to_numpy().tolist() == [[7, 5], [10, 6], [7, 5]]
+    assert test["person_id"].tolist() == [3, 3, 3]
+    train = store.read_table("pairs_train")
+    assert train[["source", "target"]].to_numpy().tolist() == [[13, 11], [0, 2]]
+    digest = hashlib.sha256((tmp_path / "test.csv").read_bytes()).hexdigest()
+    assert stamp.config["test_pairs_sha256"] == digest
+    assert stamp.counts == {"train_pairs": 2, "test_pairs": 3, "train_ids": 2, "test_ids": 1}
+
+
+def test_a_list_for_one_side_and_a_draw_for_the_other(tmp_path):
+    store = _store(tmp_path)
+    listed = _list(tmp_path / "test.csv", [("5.jpg", "6.jpg")])
+    sample_pairs(store, PairsConfig(train_pairs=None, test_pairs_file=listed))
+    assert store.read_table("pairs_test")[["source", "target"]].to_numpy().tolist() == [[5, 6]]
+    assert len(store.read_table("pairs_train")) == 14  # every ordered training pair
+    assert "train_pairs_sha256" not in store.stamp("pairs").config
+
+
+def test_list_names_match_a_double_suffix_by_stem(tmp_path):
+    index = pd.DataFrame(
+        {
+            "person_id": [1, 1, 2, 2],
+            "camera": [1, 2, 1, 2],
+            "split": ["train", "train", "gallery", "gallery"],
+            "filename": ["a.jpg", "b.jpg", "c.jpg.jpg", "d.jpg"],
+        }
+    )
+    store = create_store(str(tmp_path / "s"), index=index, height=2, width=2)
+    with store.stage("ingest", config={}, n_blocks=0) as run:
+        run.finish(counts={})
+    listed = _list(tmp_path / "test.csv", [("c.jpg", "d.jpg"), ("d.jpg.jpg", "c.jpg.jpg")])
+    sample_pairs(store, PairsConfig(test_pairs_file=listed))
+    assert store.read_table("pairs_test")[["source", "target"]].to_numpy().tolist() == [
+        [2, 3],
+        [3, 2],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (
+            [("5.jpg", "6.jpg"), ("5.jpg", "nope.jpg"), ("0.jpg", "1.jpg")],
+            r"test.csv, line 3: test pair 5.jpg -> nope.jpg: nope.jpg is not in the store",
+        ),
+        (
+            [("5.jpg", "6.jpg"), ("5.jpg", "11.jpg"), ("0.jpg", "3.jpg")],
+            r"line 3: test pair 5.jpg -> 11.jpg: identities 3 and 4 differ",
+        ),
+        ([("8.jpg", "8.jpg")], r"line 2: .*identity 0 is junk or distractors"),
+        (
+            [("5.jpg", "6.jpg"), ("0.jpg", "1.jpg")],
+            r"line 3: test pair 0.jpg -> 1.jpg: identity 1 is in the training pairs",
+        ),
+    ],
+)
+def test_a_bad_list_names_its_first_bad_pair_and_keeps_the_stage(
+    tmp_path, snapshot, lines, message
+):
+    store = _store(tmp_path)
+    sample_pairs(store, PairsConfig(test_pairs=None))
+    before = snapshot(store)
+    listed = _list(tmp_path / "test.csv", lines)
+    with pytest.raises(PairsFileError, match=message):
+        sample_pairs(store, PairsConfig(test_pairs_file=listed))
+    assert snapshot(store) == before
+
+
+def test_a_malformed_or_missing_list_is_one_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("from,to\na.jpg,b.jpg\nc.jpg\n")
+    with pytest.raises(PairsFileError, match=r"bad.csv, line 3: 'c.jpg' is not 'from,to'"):
+        read_pairs_file(bad)
+    with pytest.raises(PairsFileError, match="no such pairs file"):
+        read_pairs_file(tmp_path / "absent.csv")
+    headerless = tmp_path / "plain.csv"
+    headerless.write_text("a.jpg,b.jpg\n\nb.jpg,a.jpg\n")
+    assert read_pairs_file(headerless) == [(1, "a.jpg", "b.jpg"), (3, "b.jpg", "a.jpg")]
 
 
 def test_empty_masks_are_left_out(tmp_path):

@@ -73,7 +73,10 @@ def test_original_then_augmented(small_store, tmp_path, snapshot):
     assert (
         "| ide | euclidean | generator | 1 | " in table and "| ide | kissme | original |" in table
     )
-    assert "75.62" in table
+    # Every reference row says its AP definition; the runs' definition is named too.
+    assert "IDE ResNet-50 + Euclidean (reference, trapezoid AP) 75.62 / 50.68" in table
+    assert "Bag of Tricks ResNet-50 (reference, standard AP) 94.10 / 85.70" in table
+    assert "AP definition of these runs: standard" in table
     assert (tmp_path / "report" / "cmc.png").stat().st_size > 0
 
 

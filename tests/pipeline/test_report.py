@@ -54,3 +54,13 @@ def test_report_without_pictures_has_no_image_links(tmp_path):
         samples=tmp_path / "none",
     )
     assert "![" not in markdown
+
+
+def test_report_shows_the_ingests_differences_from_the_official_counts(tmp_path):
+    differ = "Market-1501 train: 12 images, the official count is 12,936 (a partial copy?)"
+    ingest = StageStamp("ingest", "h", {}, {}, "0", {}, {"count_differences": [differ]}, 0.0)
+    markdown = render_report({"ingest": ingest}, offline={}, title="t", report_dir=tmp_path)
+    assert f"> - {differ}" in markdown.splitlines()
+    complete = StageStamp("ingest", "h", {}, {}, "0", {}, {"count_differences": []}, 0.0)
+    markdown = render_report({"ingest": complete}, offline={}, title="t", report_dir=tmp_path)
+    assert "official" not in markdown

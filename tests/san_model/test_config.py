@@ -19,6 +19,8 @@ def test_deepfashion_preset_matches_section_4_2() -> None:
     assert config.image_size == (256, 256) and config.batch_size == 8 and config.epochs == 500
     assert (config.alpha, config.beta, config.gamma) == (15, 1, 5)
     assert config.total_steps == 500 * 4000 // 8
+    # PATN trains DeepFashion without an image pool (--pool_size 0), Market-1501 with 50.
+    assert config.pool_size == 0 and SANConfig.market1501().pool_size == 50
 
 
 def test_ablation_channel_counts() -> None:
