@@ -332,6 +332,28 @@ def segment_parsing(
 
 
 @app.command()
+def doctor(
+    store: Annotated[
+        str | None, typer.Argument(help="Store folder or URL to examine (optional).")
+    ] = None,
+) -> None:
+    """Is this machine ready for a paper run? GPU, CUDA, weights and their hashes, memory,
+    disk, the store's state; exit 1 with one line per missing item."""
+    from augment_market.doctor import examine, table
+
+    findings = examine(store)
+    for line in table(findings):
+        typer.echo(line)
+    problems = [finding for finding in findings if finding.is_problem]
+    if not problems:
+        typer.echo("ready for a paper run")
+        return
+    for finding in problems:
+        typer.echo(f"{finding.status}: {finding.fix}", err=True)
+    raise typer.Exit(EXIT_USER)
+
+
+@app.command()
 def info(store: StoreArg) -> None:
     """Counts per split, identities, finished stages and their findings, store size."""
     from storage import PersonStore
@@ -395,23 +417,31 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the run's checkpoint.")] = True,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
-    no_perceptual: Annotated[bool, typer.Option(help="Ablation: no perceptual loss.")] = False,
-    no_mask_inputs: Annotated[bool, typer.Option(help="Ablation: no mask inputs.")] = False,
+    perceptual: Annotated[
+        bool, typer.Option(help="Perceptual loss (eq. 6); --no-perceptual: its ablation.")
+    ] = True,
+    mask_inputs: Annotated[
+        bool, typer.Option(help="Mask inputs; --no-mask-inputs: their ablation.")
+    ] = True,
     blocks: Annotated[int | None, typer.Option(help="Ablation: number of SAN blocks T.")] = None,
     weights: Annotated[
         Path | None,
         typer.Option(help="vgg19-dcbfe2b4.pth for the perceptual loss (else the weights folders)."),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Print parameters, FLOPs per step and in all, and GPU time estimates; "
+            "write nothing."
+        ),
+    ] = False,
 ) -> None:
     """Train the SAN generator on the store's training pairs (torchrun for several GPUs)."""
-    from pipeline.train_generator import train_generator
+    from pipeline.train_generator import estimate_training, train_generator
     from san_model.config import SANConfig
 
-    overrides: dict[str, object] = {
-        "use_perceptual": not no_perceptual,
-        "use_mask_inputs": not no_mask_inputs,
-    }
+    overrides: dict[str, object] = {"use_perceptual": perceptual, "use_mask_inputs": mask_inputs}
     if epochs is not None:
         overrides["epochs"] = epochs
     if blocks is not None:
@@ -420,6 +450,17 @@ def train(
         config = getattr(SANConfig, preset)(**overrides)
     except ValueError as error:  # SANConfig checks its fields
         raise ParametersError(f"generator settings: {error}") from None
+    if dry_run:
+        cost = _on_store(store, estimate_training, write=False, config=config, max_steps=max_steps)
+        height, width = config.image_size
+        _print_estimate(
+            f"SAN preset {preset}, {height}x{width}, {config.epochs} x {config.epoch_length:,} "
+            "pairs (epochs x pairs per epoch)",
+            cost,
+            sample="pair",
+            note=_shortened_schedule(max_steps, config.total_steps),
+        )
+        return
     stamp = _on_store(
         store,
         train_generator,
@@ -602,11 +643,18 @@ def reid_train(
         typer.Option(min=0, help="Minutes between checkpoints as well; 0: by steps only."),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Print parameters, FLOPs per step and in all, and GPU time estimates; "
+            "write nothing."
+        ),
+    ] = False,
 ) -> None:
     """Train IDE/Siamese/BoT, then evaluate with Euclidean, XQDA and KISSME distances."""
     import dataclasses
 
-    from pipeline.reid_stage import train_reid_baseline
+    from pipeline.reid_stage import estimate_reid_training, train_reid_baseline
     from reid.train import recipe
 
     config = recipe(model, preset)
@@ -625,6 +673,16 @@ def reid_train(
         model=dataclasses.replace(config.model, arch=arch, pretrained=pretrained),
         **schedule,
     )
+    if dry_run:
+        cost = _on_store(store, estimate_reid_training, write=False, config=config, alpha=alpha)
+        data = "original" if alpha is None else f"original + alpha {alpha}"
+        _print_estimate(
+            f"Re-ID {model} ({arch}, {preset}), {config.height}x{config.width}, "
+            f"{config.epochs} epochs on the {data} training set",
+            cost,
+            sample="image",
+        )
+        return
     stamp = _on_store(
         store,
         train_reid_baseline,
@@ -702,6 +760,29 @@ def submit(
     if wait and not (state is not None and state.is_completed()):
         typer.echo(_one_line(str(state.message if state else "no state")), err=True)
         raise typer.Exit(EXIT_USER)
+
+
+def _shortened_schedule(max_steps: int | None, total_steps: int) -> str | None:
+    """The warning that ``max_steps`` cuts the run while the learning rate still decays over
+    the whole schedule; None when it does not cut it."""
+    if max_steps is None or max_steps >= total_steps:
+        return None
+    return (
+        f"--max-steps {max_steps} stops the run before the schedule's {total_steps:,} steps; "
+        "the learning rate still decays over the whole schedule (lower --epochs to shorten it)"
+    )
+
+
+def _print_estimate(what: str, cost: Any, *, sample: str, note: str | None = None) -> None:
+    """``--dry-run``'s output: what would run, the cost lines, and that nothing was written."""
+    from foundation.cost import describe
+
+    typer.echo(f"dry run: {what}")
+    for line in describe(cost, sample=sample):
+        typer.echo(line)
+    if note is not None:
+        typer.echo(f"note: {note}")
+    typer.echo("nothing was written")
 
 
 def _load_params(path: Path) -> Any:

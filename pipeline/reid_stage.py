@@ -27,10 +27,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from foundation.cost import TrainingCost
 from foundation.errors import SettingsError
 from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights
 from pipeline.synthesize import generated_run_name
 from reid.checkpoint import IMAGENET_WEIGHTS
+from reid.cost import training_cost
 from reid.evaluate import evaluate_ranking
 from reid.metric_learning import build_metric
 from reid.models import IDENet
@@ -79,15 +81,49 @@ def generated_group(store: PersonStore, alpha: int) -> str:
     return group
 
 
+def _training_rows(store: PersonStore) -> np.ndarray:
+    """Store rows of the real training images with an identity (no junk, no distractors)."""
+    index = store.index
+    return np.flatnonzero(
+        (index["split"] == "train").to_numpy() & (index["person_id"] > 0).to_numpy()
+    )
+
+
+def training_labels(store: PersonStore, alpha: int | None) -> np.ndarray:
+    """Identity labels int64 [N] of :func:`training_set`'s images, without reading images."""
+    labels = store.index["person_id"].to_numpy(np.int64)[_training_rows(store)]
+    if alpha is None:
+        return labels
+    group = generated_group(store, alpha)
+    return np.concatenate(
+        [labels, store.load_in_memory((f"{group}/person_id",))[f"{group}/person_id"]]
+    )
+
+
+def estimate_reid_training(
+    store: PersonStore,
+    *,
+    config: TrainConfig,
+    alpha: int | None = None,
+    max_steps: int | None = None,
+) -> TrainingCost:
+    """What training ``config`` on ``store``'s training set (plus ``generated/alpha<A>``) would
+    cost (``reid train --dry-run``); reads labels only and writes nothing.
+
+    Raises:
+        SettingsError: the images cannot fill one batch of the recipe.
+    """
+    labels = training_labels(store, alpha)
+    check_fills_a_step(config, len(labels))
+    return training_cost(config, torch.from_numpy(labels), max_steps=max_steps)
+
+
 def training_set(store: PersonStore, alpha: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Training images uint8 [N, H, W, 3] and identity labels int64 [N]: the real training
     split, plus the generated images of ``generated/alpha<A>`` when ``alpha`` is given."""
-    index = store.index
-    rows = np.flatnonzero(
-        (index["split"] == "train").to_numpy() & (index["person_id"] > 0).to_numpy()
-    )
+    rows = _training_rows(store)
     images = store.load_in_memory(("images",), rows=rows)["images"]
-    labels = index["person_id"].to_numpy(np.int64)[rows]
+    labels = store.index["person_id"].to_numpy(np.int64)[rows]
     if alpha is None:
         return images, labels
     group = generated_group(store, alpha)
@@ -241,6 +277,17 @@ def train_reid_baseline(
         )
 
 
+def check_fills_a_step(config: TrainConfig, n_images: int) -> None:
+    """Raise :class:`SettingsError` when ``n_images`` cannot fill one step of ``config`` (a
+    Siamese step takes half the batch as anchors)."""
+    per_step = config.batch_size // 2 if config.model.kind == "siamese" else config.batch_size
+    if n_images < per_step:
+        raise SettingsError(
+            f"{n_images} training images cannot fill one step of {per_step} "
+            f"({config.model.kind}, batch {config.batch_size}); lower the batch size"
+        )
+
+
 def check_trainable(
     config: TrainConfig, checkpoint_dir: Path, *, n_images: int, weights: str | Path | None
 ) -> None:
@@ -253,12 +300,7 @@ def check_trainable(
             says how to train without it).
         UnreadableWeightsError: that file, or the checkpoint to resume, does not load.
     """
-    per_step = config.batch_size // 2 if config.model.kind == "siamese" else config.batch_size
-    if n_images < per_step:
-        raise SettingsError(
-            f"{n_images} training images cannot fill one step of {per_step} "
-            f"({config.model.kind}, batch {config.batch_size}); lower the batch size"
-        )
+    check_fills_a_step(config, n_images)
     if config.model.pretrained:
         try:
             path = resolve_weights(IMAGENET_WEIGHTS[config.model.arch], path=weights)

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from foundation.cost import TrainingCost
 from foundation.errors import SettingsError, UserError
 from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights, sha256_of
 from pipeline.pairs import TRAIN_TABLE, NotEnoughPairsError
 from san_model.checkpoint import VGG19_WEIGHTS, checkpoint_path
 from san_model.config import SANConfig
+from san_model.cost import training_cost
 from san_model.train import SANTrainData, TrainResult, train_san
 from storage import PersonStore, StageStamp
 
@@ -89,6 +91,29 @@ def check_trainable(
         check_torch_file(checkpoint, what="generator checkpoint")
 
 
+def check_image_size(store: PersonStore, config: SANConfig) -> None:
+    """Raise :class:`SettingsError` unless ``config.image_size`` is the store's image size."""
+    if tuple(config.image_size) != (store.height, store.width):
+        raise SettingsError(
+            f"config.image_size {config.image_size} differs from the store's "
+            f"{store.height}x{store.width} images ({store.url}); use the preset of the "
+            "dataset (e.g. --preset deepfashion for 256x256)"
+        )
+
+
+def estimate_training(
+    store: PersonStore, *, config: SANConfig, max_steps: int | None = None
+) -> TrainingCost:
+    """What training ``config`` on ``store`` would cost (``train --dry-run``); reads the store's
+    metadata only and writes nothing.
+
+    Raises:
+        SettingsError: ``config.image_size`` is not the store's image size.
+    """
+    check_image_size(store, config)
+    return training_cost(config, max_steps=max_steps)
+
+
 def load_training_data(store: PersonStore, pairs_table: str = TRAIN_TABLE) -> SANTrainData:
     """The arrays and pairs of a store's pairs table, compacted to the rows the pairs use.
 
@@ -139,12 +164,7 @@ def train_generator(
         NotEnoughPairsError, MissingWeightsError, UnreadableWeightsError: see
             :func:`check_trainable`; the stage's earlier stamp is kept.
     """
-    if tuple(config.image_size) != (store.height, store.width):
-        raise SettingsError(
-            f"config.image_size {config.image_size} differs from the store's "
-            f"{store.height}x{store.width} images ({store.url}); use the preset of the "
-            "dataset (e.g. --preset deepfashion for 256x256)"
-        )
+    check_image_size(store, config)
     run_dir = Path(run_dir)
     target = config.total_steps if max_steps is None else min(max_steps, config.total_steps)
     training = {"san": config.to_dict(), "pretrained_vgg": pretrained_vgg and config.use_perceptual}
