@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from foundation.errors import UserError
 
 if TYPE_CHECKING:
+    from augment_market.progress import CommandProgress
     from pipeline.datasets import DatasetKind
     from storage import StageStamp
 
@@ -43,8 +45,23 @@ STAGE_COMMANDS = {
     "synthesize": "augment-market synthesize STORE --run RUN",
 }
 T = TypeVar("T")
+# `--help` lists the commands in the order a run uses them.
+COMMAND_ORDER = (
+    "doctor", "synth", "ingest", "segment", "pairs", "train", "evaluate", "evaluate-folder",
+    "synthesize", "reid", "export", "run", "submit", "info", "migrate",
+)  # fmt: skip
+
+
+class _PipelineOrder(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        def position(name: str) -> int:
+            return COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER)
+
+        return sorted(super().list_commands(ctx), key=position)
+
 
 app = typer.Typer(
+    cls=_PipelineOrder,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -72,11 +89,15 @@ class ParametersError(UserError, ValueError):
     """A parameters file that does not validate."""
 
 
-def _progress(label: str) -> Callable[[int, int], None]:
-    def report(done: int, total: int) -> None:
-        typer.echo(f"\r{label}: block {done}/{total}", nl=done == total, err=True)
+# What each command's ``progress(done, total)`` counts (default: store blocks of 64 images).
+PROGRESS_UNITS = {"train": "steps", "reid": "steps", "evaluate": "test pairs"}
 
-    return report
+
+def _progress(label: str, status: Callable[[], str] | None = None) -> CommandProgress:
+    """A progress bar on a terminal, plain lines elsewhere (see :mod:`augment_market.progress`)."""
+    from augment_market.progress import CommandProgress
+
+    return CommandProgress(label, PROGRESS_UNITS.get(label, "blocks"), status=status)
 
 
 @contextmanager
@@ -107,6 +128,7 @@ def _on_store(
     *args: Any,
     write: bool = True,
     progress: str | None = None,
+    status: Callable[[], str] | None = None,
     out: Path | None = None,
     **options: Any,
 ) -> T:
@@ -115,7 +137,8 @@ def _on_store(
 
     Args:
         write: open the store for writing (stages) or read only (info, export, comparisons).
-        progress: label of a progress line on stderr, passed as ``progress=``.
+        progress: label of the progress bar on stderr, passed as ``progress=``.
+        status: polled by the progress bar for a short text (training losses).
         out: a folder the stage writes besides the store, named in I/O errors.
     """
     from storage import open_store
@@ -123,9 +146,10 @@ def _on_store(
     where = f"store {store}" if out is None else f"store {store} or {out}"
     with _naming(where):
         opened = open_store(store, mode="r+" if write else "r")
-        if progress is not None:
-            options["progress"] = _progress(progress)
-        return stage(opened, *args, **options)
+        if progress is None:
+            return stage(opened, *args, **options)
+        with _progress(progress, status) as report:
+            return stage(opened, *args, progress=report, **options)
 
 
 @app.command()
@@ -153,8 +177,8 @@ def _ingest(
     from pipeline.ingest import ingest
     from pipeline.segmentation import import_provided
 
-    with _naming(f"store {store}"):
-        stamp = ingest(source, store, kind=kind, overwrite=overwrite, progress=_progress("ingest"))
+    with _naming(f"store {store}"), _progress("ingest") as report:
+        stamp = ingest(source, store, kind=kind, overwrite=overwrite, progress=report)
     typer.echo(
         f"ingested {stamp.counts['images']} images into {store} ({stamp.counts['skipped']} skipped)"
     )
@@ -337,8 +361,7 @@ def doctor(
         str | None, typer.Argument(help="Store folder or URL to examine (optional).")
     ] = None,
 ) -> None:
-    """Is this machine ready for a paper run? GPU, CUDA, weights and their hashes, memory,
-    disk, the store's state; exit 1 with one line per missing item."""
+    """Check this machine for a paper run (GPU, weights, disk, store); exit 1 if short."""
     from augment_market.doctor import examine, table
 
     findings = examine(store)
@@ -374,7 +397,7 @@ def info(store: StoreArg) -> None:
                 for k, v in stamp.report["consistency"].items()
                 if k != "worst"
             }
-            typer.echo(f"    {shown}")
+            typer.echo("    " + " ".join(f"{key}={value}" for key, value in shown.items()))
     for run, count in summary.generated.items():
         typer.echo(f"generated  {run}: {count} images")
 
@@ -438,7 +461,7 @@ def train(
     ] = False,
 ) -> None:
     """Train the SAN generator on the store's training pairs (torchrun for several GPUs)."""
-    from pipeline.train_generator import estimate_training, train_generator
+    from pipeline.train_generator import TrainingLosses, estimate_training, train_generator
     from san_model.config import SANConfig
 
     overrides: dict[str, object] = {"use_perceptual": perceptual, "use_mask_inputs": mask_inputs}
@@ -471,6 +494,7 @@ def train(
         max_steps=max_steps,
         vgg_weights=weights,
         progress="train",
+        status=TrainingLosses(out).poll,
         out=out,
     )
     if stamp is None:  # a non-zero torchrun rank
@@ -654,6 +678,7 @@ def reid_train(
     """Train IDE/Siamese/BoT, then evaluate with Euclidean, XQDA and KISSME distances."""
     import dataclasses
 
+    from foundation.progress import LogTail
     from pipeline.reid_stage import estimate_reid_training, train_reid_baseline
     from reid.train import recipe
 
@@ -683,18 +708,24 @@ def reid_train(
             sample="image",
         )
         return
-    stamp = _on_store(
-        store,
-        train_reid_baseline,
-        out,
-        config=config,
-        alpha=alpha,
-        ap=ap,
-        flip_features=flip_features,
-        device=device,
-        progress="reid",
-        out=out,
-    )
+    losses = LogTail("reid.train")  # train_reid logs "step s/n loss x" every log_every steps
+    losses.start()
+    try:
+        stamp = _on_store(
+            store,
+            train_reid_baseline,
+            out,
+            config=config,
+            alpha=alpha,
+            ap=ap,
+            flip_features=flip_features,
+            device=device,
+            progress="reid",
+            status=losses.poll,
+            out=out,
+        )
+    finally:
+        losses.stop()
     if stamp is None:  # a non-zero torchrun rank
         return
     for metric, row in stamp.report["results"].items():

@@ -22,7 +22,8 @@ from prefect.states import State
 
 from flows.caching import StageCachePolicy
 from flows.dask_runner import FanOutSettings, dask_fan_out
-from flows.progress import LogTail, StageProgress, TrainingWatch, Watch
+from flows.progress import StageProgress, TrainingWatch, Watch
+from foundation.progress import LogTail
 from storage import StageStamp, open_store
 
 RETRIES = 2

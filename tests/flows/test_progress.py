@@ -7,7 +7,8 @@ import threading
 
 from prefect import flow
 
-from flows.progress import LogTail, StageProgress, format_duration, text_bar
+from flows.progress import StageProgress, text_bar
+from foundation.progress import LogTail, format_duration
 
 
 class Status:
