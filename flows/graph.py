@@ -40,13 +40,6 @@ INPUTS: dict[StageName, tuple[StageName, ...]] = {
 # Order without data: reid_original reads only ingest, but starting it after synthesis keeps
 # the GPU for the generator and lets the original and augmented trainings run side by side.
 AFTER: dict[StageName, tuple[StageName, ...]] = {"reid_original": ("synthesize",)}
-# Extra pictures for the report when the file exists (relative to the project folder).
-REPORT_FIGURES = {
-    "SAN ablations (section 4.4), from `python -m benchmarks.san_ablation`": (
-        "docs/figures/san_ablation.png"
-    ),
-}
-PROJECT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -68,12 +61,6 @@ class Node:
     settings: dict[str, Any]
     inputs: tuple[StageName, ...]
     after: tuple[StageName, ...] = field(default=())
-
-
-def report_figures(root: Path = PROJECT) -> dict[str, str]:
-    """Caption -> path of each :data:`REPORT_FIGURES` file present under ``root``."""
-    found = {caption: root / path for caption, path in REPORT_FIGURES.items()}
-    return {caption: str(path) for caption, path in found.items() if path.is_file()}
 
 
 def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list[Node]:
@@ -197,7 +184,7 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
                     AFTER.get(group, ()),
                 )
             )
-    report = {"run_dir": run_dir, "offline": dict(offline), "figures": report_figures()}
+    report = {"run_dir": run_dir, "offline": dict(offline)}
     nodes.append(Node("report", "report", tasks.report_stage, report, INPUTS["report"]))
     return nodes
 

@@ -376,15 +376,9 @@ def report_stage(
     *,
     run_dir: str,
     offline: dict[str, str],
-    figures: dict[str, str],
 ) -> StageStamp:
-    """The Markdown report of every finished stage, offline declarations first, then the
-    pictures (``figures``: caption -> extra picture, e.g. the SAN ablation figure)."""
+    """The Markdown report of every finished stage, offline declarations first, then this
+    run's pictures (all inside ``run_dir``)."""
     from pipeline.report import write_report
 
-    return write_report(
-        open_store(store_url, mode="r+"),
-        run_dir,
-        offline=offline,
-        figures={caption: Path(path) for caption, path in figures.items()},
-    )
+    return write_report(open_store(store_url, mode="r+"), run_dir, offline=offline)
