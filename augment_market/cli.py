@@ -461,7 +461,12 @@ def train(
     ] = False,
 ) -> None:
     """Train the SAN generator on the store's training pairs (torchrun for several GPUs)."""
-    from pipeline.train_generator import TrainingLosses, estimate_training, train_generator
+    from pipeline.train_generator import (
+        TrainingLosses,
+        estimate_training,
+        shortened_schedule,
+        train_generator,
+    )
     from san_model.config import SANConfig
 
     overrides: dict[str, object] = {"use_perceptual": perceptual, "use_mask_inputs": mask_inputs}
@@ -481,9 +486,11 @@ def train(
             "pairs (epochs x pairs per epoch)",
             cost,
             sample="pair",
-            note=_shortened_schedule(max_steps, config.total_steps),
+            note=shortened_schedule(config, max_steps),
         )
         return
+    if (note := shortened_schedule(config, max_steps)) is not None:
+        typer.echo(f"note: {note}", err=True)
     stamp = _on_store(
         store,
         train_generator,
@@ -760,7 +767,7 @@ def run(
     with _naming(f"store {params.store_url}"):
         summary = run_from_config(params)
     for stage, entry in summary.items():
-        typer.echo(f"{stage:<24} {entry['status']:<7} {entry['digest']}")
+        typer.echo(f"{stage:<24} {entry['status']:<7} {entry['digest'] or ''}".rstrip())
     report = _on_store(params.store_url, lambda store: store.stamp("report"), write=False)
     if report is not None:
         typer.echo(f"\nreport: {report.report['path']}")
@@ -778,30 +785,28 @@ def submit(
         ),
     ] = None,
     wait: Annotated[
-        bool, typer.Option(help="Wait for the end; exit 1 unless it completed.")
+        bool,
+        typer.Option(
+            help="Print the run's id and page, wait for its end; exit 1 unless it completed."
+        ),
     ] = False,
 ) -> None:
     """Run a deployment on the Prefect server with settings changed: --set alpha=3."""
     from flows.submit import submit as submit_run
+    from flows.submit import wait_for
 
-    run, page = submit_run(deployment, set_ or [], wait=None if wait else 0)
+    run, page = submit_run(deployment, set_ or [], wait=0)
     state = run.state
     typer.echo(f"flow run {run.name} of {deployment}: {state.name if state else 'Scheduled'}")
     typer.echo(f"flow run id {run.id}\n{page}")
-    if wait and not (state is not None and state.is_completed()):
+    if not wait:
+        return
+    run = wait_for(run.id)
+    state = run.state
+    typer.echo(f"flow run {run.name}: {state.name if state else 'no state'}")
+    if not (state is not None and state.is_completed()):
         typer.echo(_one_line(str(state.message if state else "no state")), err=True)
         raise typer.Exit(EXIT_USER)
-
-
-def _shortened_schedule(max_steps: int | None, total_steps: int) -> str | None:
-    """The warning that ``max_steps`` cuts the run while the learning rate still decays over
-    the whole schedule; None when it does not cut it."""
-    if max_steps is None or max_steps >= total_steps:
-        return None
-    return (
-        f"--max-steps {max_steps} stops the run before the schedule's {total_steps:,} steps; "
-        "the learning rate still decays over the whole schedule (lower --epochs to shorten it)"
-    )
 
 
 def _print_estimate(what: str, cost: Any, *, sample: str, note: str | None = None) -> None:

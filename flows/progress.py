@@ -87,6 +87,7 @@ class StageProgress:
         self._last_log = -float("inf")
         self._last_decile = -1
         self._status = ""
+        self._percent = 0.0  # of the latest call
         # Called from sync code, so the sync variant runs (its stub also admits a coroutine).
         self.artifact_id = cast(
             UUID,
@@ -102,9 +103,27 @@ class StageProgress:
             self.watch.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: object
+    ) -> None:
         if self.watch is not None:
             self.watch.stop()
+        if error is not None:
+            self.fail(error)
+
+    def fail(self, error: BaseException) -> None:
+        """Say on the card that the stage failed (or was cancelled), with its error's first
+        line, where it stopped."""
+        ended = "cancelled" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
+        if type(error).__name__ in ("CancelledError", "TerminationSignal"):
+            ended = "cancelled"
+        reason = (f"{type(error).__name__}: {error}".splitlines() or [""])[0][:200]
+        percent = self._percent
+        update_progress_artifact(
+            self.artifact_id,
+            percent,
+            description=f"`{text_bar(percent)}` {ended} at {percent:.0f}%: {reason}",
+        )
 
     def eta(self, done: int, total: int) -> float | None:
         """Seconds left at the rate since the first call (a resumed run starts past 0)."""
@@ -139,6 +158,7 @@ class StageProgress:
         if self._origin is None:
             self._origin = (now, done)
         percent = 100.0 * done / total if total else 100.0
+        self._percent = percent
         if done >= total or now - self._last_update >= self.min_interval:
             if self.watch is not None:
                 self._status = self.watch.poll()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 
-from prefect import Task, task
+from prefect import Task, get_run_logger, task
 from prefect.states import State
 
 from flows.caching import StageCachePolicy
@@ -226,7 +226,7 @@ def generator_stage(
 ) -> StageStamp:
     """Train SAN; offline: perceptual loss off (no VGG-19 weights needed). Sample grids and
     losses reach the UI while it trains (:class:`flows.progress.TrainingWatch`)."""
-    from pipeline.train_generator import train_generator
+    from pipeline.train_generator import shortened_schedule, train_generator
     from san_model.config import SANConfig
 
     settings = {"seed": seed, **overrides}
@@ -234,6 +234,8 @@ def generator_stage(
         settings["use_perceptual"] = False
     # from_dict turns YAML lists back into the config's tuples (image_size, betas).
     config = SANConfig.from_dict({**getattr(SANConfig, preset)().to_dict(), **settings})
+    if (note := shortened_schedule(config, max_steps)) is not None:
+        get_run_logger().warning("generator: %s", note)
     out = Path(run_dir) / "generator"
     return run_stage(
         "generator",

@@ -138,6 +138,19 @@ def check_trainable(
         check_torch_file(checkpoint, what="generator checkpoint")
 
 
+def shortened_schedule(config: SANConfig, max_steps: int | None) -> str | None:
+    """The warning that ``max_steps`` stops the run before its schedule ends while the
+    learning rate still decays over the whole schedule; None when it does not."""
+    if max_steps is None or max_steps >= config.total_steps:
+        return None
+    return (
+        f"max_steps {max_steps} stops training before the schedule's {config.total_steps:,} "
+        f"steps, and the learning rate still decays over all {config.total_steps:,} (it ends "
+        f"at {1 - max_steps / config.total_steps:.0%} of its start); lower epochs to shorten "
+        "the schedule itself"
+    )
+
+
 def check_image_size(store: PersonStore, config: SANConfig) -> None:
     """Raise :class:`SettingsError` unless ``config.image_size`` is the store's image size."""
     if tuple(config.image_size) != (store.height, store.width):

@@ -81,7 +81,8 @@ def test_train_dry_run_says_when_max_steps_cuts_the_schedule(capsys, small_store
     args = ("train", small_store.url, "--out", tmp_path / "run", "--preset", "tiny", "--dry-run")
     _, out, _ = dry_run(capsys, *args, "--max-steps", 3)
     assert "the run: 3 steps" in out
-    assert "note: --max-steps 3 stops the run before the schedule's 8 steps" in out
+    assert "note: max_steps 3 stops training before the schedule's 8 steps" in out
+    assert "the learning rate still decays over all 8 (it ends at 62% of its start)" in out
     _, out, _ = dry_run(capsys, *args, "--no-perceptual")
     assert "perceptual" not in out.splitlines()[1]  # no VGG-19 is counted without eq. 6
 
