@@ -52,14 +52,17 @@ def market_labels(alpha: int | None) -> torch.Tensor:
 
 
 def row(name: str, cost: TrainingCost) -> str:
-    """One table row: parameters, FLOPs per step, steps, total, estimates."""
+    """One table row: parameters, each network's FLOPs per sample, FLOPs per step, steps,
+    total, estimates."""
     parameters = ", ".join(f"{k} {format_count(v)}" for k, v in cost.parameters.items())
+    networks = ", ".join(f"{k} {format_flops(v)}" for k, v in cost.networks.items())
     estimates = gpu_estimates(cost.total_flops)
     hours = [
         " / ".join(format_hours(e.hours) for e in estimates if e.gpu == gpu) for gpu in GPU_PEAKS
     ]
     return (
-        f"| {name} | {parameters} | {format_flops(cost.step_flops)} | {cost.steps:,} | "
+        f"| {name} | {parameters} | {networks} | {format_flops(cost.step_flops)} | "
+        f"{cost.steps:,} | "
         f"{format_flops(cost.total_flops)} | " + " | ".join(hours) + " |"
     )
 
@@ -173,8 +176,9 @@ def main() -> None:
         "that with the alpha-2 set). Hours are estimates from the FLOPs at 30% and 50% of the "
         "dense bf16 peak (A100 312, H100 SXM 989 TFLOP/s), not measurements: small 128x64 "
         "images and BatchNorm-heavy networks often run below 30%.\n\n"
-        f"| training | parameters | FLOPs per step | steps | total | {header} |\n"
-        "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n" + measured + "\n\n"
+        "| training | parameters | forward+backward per sample (pair or image) | FLOPs per step "
+        f"| steps | total | {header} |\n"
+        "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n" + measured + "\n\n"
         "GPU measurement: not measured here unless the line above names a CUDA device; "
         "`benchmarks/gpu.sh` runs this script on a GPU and prints measured beside estimated."
     )

@@ -26,9 +26,12 @@ def test_help_lists_commands_in_pipeline_order(capsys):
 
 def test_boolean_options_read_as_pairs(capsys):
     _, out = run(capsys, "train", "--help")
-    assert "--no-no-" not in out
     assert "--perceptual" in out and "--no-perceptual" in out
     assert "--mask-inputs" in out and "--no-mask-inputs" in out
+    groups = {"ingest": "market1501", "segment": "masks", "reid": "train"}
+    for command in COMMAND_ORDER:
+        _, out = run(capsys, *filter(None, (command, groups.get(command))), "--help")
+        assert "--no-no-" not in out, command
 
 
 def test_info_prints_findings_as_key_value(capsys, small_store, tmp_path):
