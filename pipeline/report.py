@@ -91,10 +91,10 @@ def _training_section(
     logs = samples.parent / "tensorboard"
     if logs.is_dir():
         lines += [
-            f"Losses, learning rate, speed and every sample grid over the steps are in the "
-            f"TensorBoard logs, [`{os.path.relpath(logs, report_dir)}/`]"
-            f"({os.path.relpath(logs, report_dir)}); open them with "
-            f"`uv run tensorboard --logdir {logs.resolve()}` and http://localhost:6006.",
+            "Losses, learning rate, speed and every sample grid over the steps are in the "
+            f"TensorBoard logs, `{os.path.relpath(logs, report_dir)}/` beside this report; "
+            f"open them with `uv run tensorboard --logdir {logs.resolve()}` and "
+            "http://localhost:6006.",
             "",
         ]
     return lines if len(lines) > 2 else []

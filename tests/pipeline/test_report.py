@@ -41,7 +41,7 @@ def test_report_links_training_samples_tensorboard_and_cmc(tmp_path):
     assert all((run / target).resolve().is_file() for _, target in links)
     assert "## Re-ID: original vs augmented" in markdown
     logs = run / "generator" / "tensorboard"
-    assert "[`generator/tensorboard/`](generator/tensorboard)" in markdown
+    assert "TensorBoard logs, `generator/tensorboard/` beside this report" in markdown
     assert f"`uv run tensorboard --logdir {logs.resolve()}`" in markdown
 
 
