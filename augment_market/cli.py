@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from foundation.errors import UserError
 
 if TYPE_CHECKING:
+    from augment_market.progress import CommandProgress
     from pipeline.datasets import DatasetKind
     from storage import StageStamp
 
@@ -43,8 +45,23 @@ STAGE_COMMANDS = {
     "synthesize": "augment-market synthesize STORE --run RUN",
 }
 T = TypeVar("T")
+# `--help` lists the commands in the order a run uses them.
+COMMAND_ORDER = (
+    "doctor", "synth", "ingest", "segment", "pairs", "train", "evaluate", "evaluate-folder",
+    "synthesize", "reid", "export", "run", "submit", "info", "migrate",
+)  # fmt: skip
+
+
+class _PipelineOrder(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        def position(name: str) -> int:
+            return COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER)
+
+        return sorted(super().list_commands(ctx), key=position)
+
 
 app = typer.Typer(
+    cls=_PipelineOrder,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -91,11 +108,15 @@ class ParametersError(UserError, ValueError):
     """A parameters file that does not validate."""
 
 
-def _progress(label: str) -> Callable[[int, int], None]:
-    def report(done: int, total: int) -> None:
-        typer.echo(f"\r{label}: block {done}/{total}", nl=done == total, err=True)
+# What each command's ``progress(done, total)`` counts (default: store blocks of 64 images).
+PROGRESS_UNITS = {"train": "steps", "reid": "steps", "evaluate": "test pairs"}
 
-    return report
+
+def _progress(label: str, status: Callable[[], str] | None = None) -> CommandProgress:
+    """A progress bar on a terminal, plain lines elsewhere (see :mod:`augment_market.progress`)."""
+    from augment_market.progress import CommandProgress
+
+    return CommandProgress(label, PROGRESS_UNITS.get(label, "blocks"), status=status)
 
 
 @contextmanager
@@ -126,6 +147,7 @@ def _on_store(
     *args: Any,
     write: bool = True,
     progress: str | None = None,
+    status: Callable[[], str] | None = None,
     out: Path | None = None,
     **options: Any,
 ) -> T:
@@ -134,7 +156,8 @@ def _on_store(
 
     Args:
         write: open the store for writing (stages) or read only (info, export, comparisons).
-        progress: label of a progress line on stderr, passed as ``progress=``.
+        progress: label of the progress bar on stderr, passed as ``progress=``.
+        status: polled by the progress bar for a short text (training losses).
         out: a folder the stage writes besides the store, named in I/O errors.
     """
     from storage import open_store
@@ -142,9 +165,10 @@ def _on_store(
     where = f"store {store}" if out is None else f"store {store} or {out}"
     with _naming(where):
         opened = open_store(store, mode="r+" if write else "r")
-        if progress is not None:
-            options["progress"] = _progress(progress)
-        return stage(opened, *args, **options)
+        if progress is None:
+            return stage(opened, *args, **options)
+        with _progress(progress, status) as report:
+            return stage(opened, *args, progress=report, **options)
 
 
 @app.command()
@@ -175,7 +199,7 @@ def _ingest(
     from pipeline.segmentation import import_provided
 
     size = _image_size(image_size)
-    with _naming(f"store {store}"):
+    with _naming(f"store {store}"), _progress("ingest") as report:
         stamp = ingest(
             source,
             store,
@@ -183,7 +207,7 @@ def _ingest(
             size=size,
             with_val=with_val,
             overwrite=overwrite,
-            progress=_progress("ingest"),
+            progress=report,
         )
     typer.echo(
         f"ingested {stamp.counts['images']} images into {store} ({stamp.counts['skipped']} skipped)"
@@ -377,6 +401,27 @@ def segment_parsing(
 
 
 @app.command()
+def doctor(
+    store: Annotated[
+        str | None, typer.Argument(help="Store folder or URL to examine (optional).")
+    ] = None,
+) -> None:
+    """Check this machine for a paper run (GPU, weights, disk, store); exit 1 if short."""
+    from augment_market.doctor import examine, table
+
+    findings = examine(store)
+    for line in table(findings):
+        typer.echo(line)
+    problems = [finding for finding in findings if finding.is_problem]
+    if not problems:
+        typer.echo("ready for a paper run")
+        return
+    for finding in problems:
+        typer.echo(f"{finding.status}: {finding.fix}", err=True)
+    raise typer.Exit(EXIT_USER)
+
+
+@app.command()
 def info(store: StoreArg) -> None:
     """Counts per split, identities, finished stages and their findings, store size."""
     from storage import PersonStore
@@ -397,7 +442,7 @@ def info(store: StoreArg) -> None:
                 for k, v in stamp.report["consistency"].items()
                 if k != "worst"
             }
-            typer.echo(f"    {shown}")
+            typer.echo("    " + " ".join(f"{key}={value}" for key, value in shown.items()))
     for run, count in summary.generated.items():
         typer.echo(f"generated  {run}: {count} images")
 
@@ -464,23 +509,36 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the run's checkpoint.")] = True,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
-    no_perceptual: Annotated[bool, typer.Option(help="Ablation: no perceptual loss.")] = False,
-    no_mask_inputs: Annotated[bool, typer.Option(help="Ablation: no mask inputs.")] = False,
+    perceptual: Annotated[
+        bool, typer.Option(help="Perceptual loss (eq. 6); --no-perceptual: its ablation.")
+    ] = True,
+    mask_inputs: Annotated[
+        bool, typer.Option(help="Mask inputs; --no-mask-inputs: their ablation.")
+    ] = True,
     blocks: Annotated[int | None, typer.Option(help="Ablation: number of SAN blocks T.")] = None,
     weights: Annotated[
         Path | None,
         typer.Option(help="vgg19-dcbfe2b4.pth for the perceptual loss (else the weights folders)."),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Print parameters, FLOPs per step and in all, and GPU time estimates; "
+            "write nothing."
+        ),
+    ] = False,
 ) -> None:
     """Train the SAN generator on the store's training pairs (torchrun for several GPUs)."""
-    from pipeline.train_generator import train_generator
+    from pipeline.train_generator import (
+        TrainingLosses,
+        estimate_training,
+        shortened_schedule,
+        train_generator,
+    )
     from san_model.config import SANConfig
 
-    overrides: dict[str, object] = {
-        "use_perceptual": not no_perceptual,
-        "use_mask_inputs": not no_mask_inputs,
-    }
+    overrides: dict[str, object] = {"use_perceptual": perceptual, "use_mask_inputs": mask_inputs}
     if epochs is not None:
         overrides["epochs"] = epochs
     if blocks is not None:
@@ -489,6 +547,19 @@ def train(
         config = getattr(SANConfig, preset)(**overrides)
     except ValueError as error:  # SANConfig checks its fields
         raise ParametersError(f"generator settings: {error}") from None
+    if dry_run:
+        cost = _on_store(store, estimate_training, write=False, config=config, max_steps=max_steps)
+        height, width = config.image_size
+        _print_estimate(
+            f"SAN preset {preset}, {height}x{width}, {config.epochs} x {config.epoch_length:,} "
+            "pairs (epochs x pairs per epoch)",
+            cost,
+            sample="pair",
+            note=shortened_schedule(config, max_steps),
+        )
+        return
+    if (note := shortened_schedule(config, max_steps)) is not None:
+        typer.echo(f"note: {note}", err=True)
     stamp = _on_store(
         store,
         train_generator,
@@ -499,6 +570,7 @@ def train(
         max_steps=max_steps,
         vgg_weights=weights,
         progress="train",
+        status=TrainingLosses(out).poll,
         out=out,
     )
     if stamp is None:  # a non-zero torchrun rank
@@ -792,9 +864,17 @@ def reid_train(
     checkpoint_every: CheckpointEveryOption = None,
     checkpoint_minutes: CheckpointMinutesOption = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Print parameters, FLOPs per step and in all, and GPU time estimates; "
+            "write nothing."
+        ),
+    ] = False,
 ) -> None:
     """Train IDE/Siamese/BoT, then evaluate with Euclidean, XQDA and KISSME distances."""
-    from pipeline.reid_stage import train_reid_baseline
+    from foundation.progress import LogTail
+    from pipeline.reid_stage import estimate_reid_training, train_reid_baseline
 
     chosen = set_name or ("original" if alpha is None else "generator")
     config = _reid_recipe(
@@ -808,19 +888,43 @@ def reid_train(
         checkpoint_every=checkpoint_every,
         checkpoint_minutes=checkpoint_minutes,
     )
-    stamp = _on_store(
-        store,
-        train_reid_baseline,
-        out,
-        config=config,
-        set_name=chosen,
-        alpha=_set_alpha(store, chosen, alpha),
-        ap=ap,
-        flip_features=flip_features,
-        device=device,
-        progress="reid",
-        out=out,
-    )
+    alpha = _set_alpha(store, chosen, alpha)
+    if dry_run:
+        cost = _on_store(
+            store,
+            estimate_reid_training,
+            write=False,
+            config=config,
+            set_name=chosen,
+            alpha=alpha,
+        )
+        data = "original" if chosen == "original" else f"original + {chosen} alpha {alpha}"
+        _print_estimate(
+            f"Re-ID {model} ({arch}, {preset}), {config.height}x{config.width}, "
+            f"{config.epochs} epochs on the {data} training set",
+            cost,
+            sample="image",
+        )
+        return
+    losses = LogTail("reid.train")  # train_reid logs "step s/n loss x" every log_every steps
+    losses.start()
+    try:
+        stamp = _on_store(
+            store,
+            train_reid_baseline,
+            out,
+            config=config,
+            set_name=chosen,
+            alpha=alpha,
+            ap=ap,
+            flip_features=flip_features,
+            device=device,
+            progress="reid",
+            status=losses.poll,
+            out=out,
+        )
+    finally:
+        losses.stop()
     if stamp is None:  # a non-zero torchrun rank
         return
     for metric, row in stamp.report["results"].items():
@@ -970,7 +1074,7 @@ def run(
     with _naming(f"store {params.store_url}"):
         summary = run_from_config(params)
     for stage, entry in summary.items():
-        typer.echo(f"{stage:<24} {entry['status']:<7} {entry['digest']}")
+        typer.echo(f"{stage:<24} {entry['status']:<7} {entry['digest'] or ''}".rstrip())
     report = _on_store(params.store_url, lambda store: store.stamp("report"), write=False)
     if report is not None:
         typer.echo(f"\nreport: {report.report['path']}")
@@ -988,19 +1092,40 @@ def submit(
         ),
     ] = None,
     wait: Annotated[
-        bool, typer.Option(help="Wait for the end; exit 1 unless it completed.")
+        bool,
+        typer.Option(
+            help="Print the run's id and page, wait for its end; exit 1 unless it completed."
+        ),
     ] = False,
 ) -> None:
     """Run a deployment on the Prefect server with settings changed: --set alpha=3."""
     from flows.submit import submit as submit_run
+    from flows.submit import wait_for
 
-    run, page = submit_run(deployment, set_ or [], wait=None if wait else 0)
+    run, page = submit_run(deployment, set_ or [], wait=0)
     state = run.state
     typer.echo(f"flow run {run.name} of {deployment}: {state.name if state else 'Scheduled'}")
     typer.echo(f"flow run id {run.id}\n{page}")
-    if wait and not (state is not None and state.is_completed()):
+    if not wait:
+        return
+    run = wait_for(run.id)
+    state = run.state
+    typer.echo(f"flow run {run.name}: {state.name if state else 'no state'}")
+    if not (state is not None and state.is_completed()):
         typer.echo(_one_line(str(state.message if state else "no state")), err=True)
         raise typer.Exit(EXIT_USER)
+
+
+def _print_estimate(what: str, cost: Any, *, sample: str, note: str | None = None) -> None:
+    """``--dry-run``'s output: what would run, the cost lines, and that nothing was written."""
+    from foundation.cost import describe
+
+    typer.echo(f"dry run: {what}")
+    for line in describe(cost, sample=sample):
+        typer.echo(line)
+    if note is not None:
+        typer.echo(f"note: {note}")
+    typer.echo("nothing was written")
 
 
 def _load_params(path: Path) -> Any:

@@ -14,6 +14,7 @@ Run from the repository root: ``python -m benchmarks.fanout [--device cuda] [--w
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,9 +25,9 @@ from benchmarks.report import machine, write_section
 from pipeline.fanout import FanOut
 from pipeline.ingest import ingest
 from pipeline.segmentation import import_provided
-from pipeline.synthesize import synthesize
+from pipeline.synthesize import synthesis_plan, synthesize
 from pipeline.synthetic import generate_synthetic
-from san_model.checkpoint import save_checkpoint
+from san_model.checkpoint import load_generator, save_checkpoint
 from san_model.config import SANConfig
 from san_model.generator import build_generator
 from storage import PersonStore, open_store
@@ -65,6 +66,17 @@ def timed(
     return seconds, stamp.counts["generated"], int(stamp.report.get("block_tasks", 0))
 
 
+def task_setup(store: PersonStore, checkpoint: Path, device: str) -> float:
+    """Seconds of what every synthesis task does before its first block (reopen the store,
+    plan, load the generator, decode the store's images, masks and parsing), in this process."""
+    started = time.perf_counter()
+    reopened = open_store(store.url)
+    synthesis_plan(reopened.index, 2, 0)
+    load_generator(checkpoint, device=device)
+    reopened.load_in_memory(("images", "masks", "parsing"))
+    return time.perf_counter() - started
+
+
 def import_pipeline() -> None:
     """Worker warm-up: import torch and the pipeline before the clock starts."""
     import pipeline.synthesize  # noqa: F401
@@ -85,6 +97,8 @@ def main() -> None:
         store = build_store(folder, ids=args.ids, block_size=args.block_size)
         checkpoint = random_checkpoint(store, folder)
         common = {"device": args.device, "batch_size": args.block_size}
+        load_before = os.getloadavg()[0]
+        setup = task_setup(store, checkpoint, args.device)
         serial, images, _ = timed(store, checkpoint, 0, **common)
         with (
             LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True) as cluster,
@@ -96,6 +110,7 @@ def main() -> None:
                 store, checkpoint, 1, fan_out=FanOut(executor, args.blocks_per_task), **common
             )
             per_block = timed(store, checkpoint, 2, fan_out=FanOut(executor, 1), **common)
+        load_after = os.getloadavg()[0]
     rows = [
         ("in this process", serial, 0),
         (f"{args.workers} Dask workers, {args.blocks_per_task} blocks/task", *fanned[::2]),
@@ -106,16 +121,17 @@ def main() -> None:
         for name, seconds, tasks in rows
     )
     body = (
-        f"Machine: {machine()}; device {args.device}.\n"
+        f"Machine: {machine()}; device {args.device}; load average {load_before:.1f} before, "
+        f"{load_after:.1f} after.\n"
         f"Synthesis of {images} images (alpha 2, paper-size generator, random weights, "
         f"{args.block_size}-image blocks), `python -m benchmarks.fanout`.\n\n"
         "| run | seconds | images/s | tasks |\n|---|---|---|---|\n"
         f"{table}\n\n"
         "Each task reopens the store, loads the generator and decodes the store's arrays "
-        "(0.8 s in all on this machine). On a CPU machine one process already uses every "
-        "core: one-thread workers do no more work per second, and fan-out adds that per-task "
-        "cost and the idle time of the last tasks. It pays with several GPUs or machines, "
-        "one worker each. "
+        f"({setup:.1f} s in all, measured in this process before the runs). On a CPU "
+        "machine one process already uses every core: one-thread workers do no more work "
+        "per second, and fan-out adds that per-task cost and the idle time of the last "
+        "tasks. It pays with several GPUs or machines, one worker each. "
         "GPU figures (one worker per GPU): not measured, no GPU lent to this task."
     )
     print(body)

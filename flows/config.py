@@ -316,7 +316,9 @@ class GeneratorSettings(_Settings):
     max_steps: int | None = Field(
         default=None,
         ge=1,
-        description="Stop after this many optimiser steps (default: the whole schedule).",
+        description="Stop after this many optimiser steps (default: the whole schedule). The "
+        "learning rate still decays over the whole schedule (the run logs a warning); lower "
+        "overrides.epochs to shorten the schedule itself.",
     )
     resume: bool = Field(default=True, description="Continue from the run folder's checkpoint.")
 

@@ -190,7 +190,7 @@ def augment_market(params: AugmentMarketParams) -> Summary | State[Summary]:
         stamp = outcome.stamps[node.name]
         digest = stamp.digest if stamp is not None else None
         summary[node.name] = {"digest": digest, "status": outcome.status[node.name]}
-        logger.info("%-22s %-8s %s", node.name, outcome.status[node.name], digest)
+        logger.info("%-22s %-8s %s", node.name, outcome.status[node.name], digest or "")
     publish_results(outcome.stamps)
     if outcome.failures:
         message = "; ".join(

@@ -46,13 +46,6 @@ INPUTS: dict[StageName, tuple[StageName, ...]] = {
 # Order without data: reid_original reads only ingest, but starting it after synthesis keeps
 # the GPU for the generator and lets the original and augmented trainings run side by side.
 AFTER: dict[StageName, tuple[StageName, ...]] = {"reid_original": ("synthesize",)}
-# Extra pictures for the report when the file exists (relative to the project folder).
-REPORT_FIGURES = {
-    "SAN ablations (section 4.4), from `python -m benchmarks.san_ablation`": (
-        "docs/figures/san_ablation.png"
-    ),
-}
-PROJECT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -61,7 +54,7 @@ class Node:
 
     Attributes:
         group: the stage name users list in ``stages`` / ``refresh`` (``reid_original``...).
-        name: the stamp it writes (``reid_ide_original`` for a Re-ID group), the result key.
+        name: the stamp it writes (``reid_ide_copies_s0`` for a Re-ID group), the result key.
         task: the cached Prefect task.
         settings: its keyword arguments besides ``store_url`` and ``upstream``.
         inputs: groups whose stamps it reads.
@@ -86,12 +79,6 @@ def upstream_nodes(nodes: list[Node], node: Node) -> list[Node]:
         for other in nodes
         if other.group in node.inputs and (node.reads is None or other.name in node.reads)
     ]
-
-
-def report_figures(root: Path = PROJECT) -> dict[str, str]:
-    """Caption -> path of each :data:`REPORT_FIGURES` file present under ``root``."""
-    found = {caption: root / path for caption, path in REPORT_FIGURES.items()}
-    return {caption: str(path) for caption, path in found.items() if path.is_file()}
 
 
 def pairs_settings(params: AugmentMarketParams) -> dict[str, Any]:
@@ -256,7 +243,7 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
                         else None,
                     )
                 )
-    report = {"run_dir": run_dir, "offline": dict(offline), "figures": report_figures()}
+    report = {"run_dir": run_dir, "offline": dict(offline)}
     nodes.append(Node("report", "report", tasks.report_stage, report, INPUTS["report"]))
     return nodes
 

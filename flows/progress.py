@@ -7,18 +7,16 @@ place at most every 2 s (its description carries a text bar, the count, the ETA 
 losses, so the card reads as progress wherever the UI shows it), and a log line at every 10 %
 and at least every 30 s. A :class:`Watch` adds what only the stage's folder knows:
 :class:`TrainingWatch` reads the generator's TensorBoard losses and publishes each new
-training sample grid as a picture; :class:`LogTail` picks the loss out of a library's log.
+training sample grid as a picture; :class:`foundation.progress.LogTail` picks the loss out of
+a library's log.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -29,6 +27,8 @@ from prefect.artifacts import (
 )
 
 from flows.publish import artifact_key, image_markdown, update_markdown_artifact
+from foundation.progress import format_duration
+from pipeline.train_generator import TrainingLosses
 from storage import StageStamp
 
 # What a stage's ``progress(done, total)`` counts (default: store blocks).
@@ -48,18 +48,6 @@ class Watch(Protocol):
     def poll(self) -> str:
         """Publish what is new; return a short status (``"loss 0.41"``) or ``""``."""
         ...
-
-
-def format_duration(seconds: float) -> str:
-    """``"45 s"``, ``"3 min 20 s"``, ``"2 h 05 min"``."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 def text_bar(percent: float, width: int = BAR_WIDTH) -> str:
@@ -99,6 +87,7 @@ class StageProgress:
         self._last_log = -float("inf")
         self._last_decile = -1
         self._status = ""
+        self._percent = 0.0  # of the latest call
         # Called from sync code, so the sync variant runs (its stub also admits a coroutine).
         self.artifact_id = cast(
             UUID,
@@ -114,9 +103,27 @@ class StageProgress:
             self.watch.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: object
+    ) -> None:
         if self.watch is not None:
             self.watch.stop()
+        if error is not None:
+            self.fail(error)
+
+    def fail(self, error: BaseException) -> None:
+        """Say on the card that the stage failed (or was cancelled), with its error's first
+        line, where it stopped."""
+        ended = "cancelled" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
+        if type(error).__name__ in ("CancelledError", "TerminationSignal"):
+            ended = "cancelled"
+        reason = (f"{type(error).__name__}: {error}".splitlines() or [""])[0][:200]
+        percent = self._percent
+        update_progress_artifact(
+            self.artifact_id,
+            percent,
+            description=f"`{text_bar(percent)}` {ended} at {percent:.0f}%: {reason}",
+        )
 
     def eta(self, done: int, total: int) -> float | None:
         """Seconds left at the rate since the first call (a resumed run starts past 0)."""
@@ -151,6 +158,7 @@ class StageProgress:
         if self._origin is None:
             self._origin = (now, done)
         percent = 100.0 * done / total if total else 100.0
+        self._percent = percent
         if done >= total or now - self._last_update >= self.min_interval:
             if self.watch is not None:
                 self._status = self.watch.poll()
@@ -203,10 +211,13 @@ class TrainingWatch:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         self.latest_sample: Path | None = None
-        self.losses: dict[str, float] = {}
-        self._events: Any = None  # the EventFileLoader of the newest events file
-        self._events_file: Path | None = None
+        self._losses = TrainingLosses(self.run_dir)
         self._artifact_id: UUID | None = None
+
+    @property
+    def losses(self) -> dict[str, float]:
+        """The latest value of each loss term read so far."""
+        return self._losses.latest
 
     def start(self) -> None:
         self._seen = set(self._samples())  # a resumed run's old grids are not news
@@ -218,35 +229,12 @@ class TrainingWatch:
         return sorted((self.run_dir / "samples").glob("step_*.png"))
 
     def poll(self) -> str:
-        try:
-            self._read_losses()
-        except Exception as error:  # a half-written or foreign file must not stop training
-            get_run_logger().debug("TensorBoard events unreadable: %s", error)
+        text = self._losses.poll()
         new = [path for path in self._samples() if path not in self._seen]
         if new:
             self._seen.update(new)
             self._publish(new[-1])
-        if not self.losses:
-            return ""
-        return "loss " + ", ".join(f"{name} {value:.3f}" for name, value in self.losses.items())
-
-    def _read_losses(self) -> None:
-        files = sorted((self.run_dir / "tensorboard").glob("events.out.tfevents.*"))
-        if not files:
-            return
-        if files[-1] != self._events_file:
-            from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-
-            self._events_file, self._events = files[-1], EventFileLoader(str(files[-1]))
-        for event in self._events.Load():  # only the events written since the last call
-            for value in event.summary.value:
-                if value.tag.startswith("loss/"):
-                    number = (
-                        value.simple_value
-                        if value.WhichOneof("value") == "simple_value"
-                        else value.tensor.float_val[0]
-                    )
-                    self.losses[value.tag.removeprefix("loss/")] = float(number)
+        return text
 
     def _publish(self, grid: Path) -> None:
         step = int(grid.stem.removeprefix("step_"))
@@ -273,50 +261,3 @@ class TrainingWatch:
         else:
             update_markdown_artifact(self._artifact_id, markdown, description=description)
         self.latest_sample = grid
-
-
-class LogTail(logging.Handler):
-    """The latest ``loss <number>`` that logger ``name`` wrote from the stage's own thread.
-
-    Stages run as threads of one process (four Re-ID trainings at once), so a record counts
-    only when it comes from the thread that started the watch.
-    """
-
-    LOSS = re.compile(r"\bloss[ =:]+([-+0-9.eE]+)")
-    # Logger name -> (tails attached, level before the first): INFO records must reach the
-    # handlers while any tail listens, and the level is restored when the last one stops.
-    _attached: dict[str, tuple[int, int]] = {}
-    _lock = threading.Lock()
-
-    def __init__(self, name: str) -> None:
-        super().__init__(level=logging.INFO)
-        self.logger_name = name
-        self.loss: str | None = None
-        self._thread: int | None = None
-
-    def start(self) -> None:
-        self._thread = threading.get_ident()
-        logger = logging.getLogger(self.logger_name)
-        with self._lock:
-            count, level = self._attached.get(self.logger_name, (0, logger.level))
-            if count == 0 and logger.getEffectiveLevel() > logging.INFO:
-                logger.setLevel(logging.INFO)
-            self._attached[self.logger_name] = (count + 1, level)
-            logger.addHandler(self)
-
-    def stop(self) -> None:
-        logger = logging.getLogger(self.logger_name)
-        with self._lock:
-            logger.removeHandler(self)
-            count, level = self._attached.pop(self.logger_name)
-            if count > 1:
-                self._attached[self.logger_name] = (count - 1, level)
-            else:
-                logger.setLevel(level)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self._thread and (found := self.LOSS.search(record.getMessage())):
-            self.loss = found.group(1)
-
-    def poll(self) -> str:
-        return f"loss {self.loss}" if self.loss is not None else ""

@@ -5,7 +5,8 @@ The flow has one parameter, ``params`` (see :mod:`flows.config` for why), so Pre
 object. Here each ``--set key.path=value`` is merged into the parameters stored with the
 deployment, the result is validated by :class:`flows.config.AugmentMarketParams` (a typo is
 refused naming the closest key) before anything reaches the server, and the run is created
-with ``run_deployment``.
+with ``run_deployment``, named after the deployment and the assignments (``default alpha=3``)
+and tagged ``set:<key>`` for each key changed.
 
 Values are YAML: ``alpha=3`` is a number, ``reid.kinds=[ide]`` a list, ``pairs.train_pairs=null``
 None, ``devices.generator=cuda:1`` a string.
@@ -31,6 +32,7 @@ from flows.config import load_params
 from foundation.errors import UserError
 
 FLOW_NAME = "augment-market"
+MAX_NAME = 100  # characters of a run name; the UI shows about this many
 
 
 class SubmitError(UserError, ValueError):
@@ -120,6 +122,18 @@ def deployment_name(name: str) -> str:
     return name if "/" in name else f"{FLOW_NAME}/{name}"
 
 
+def run_name(deployment: str, assignments: Iterable[str]) -> str:
+    """The flow run's name: the deployment and what changed, ``"default alpha=3"`` (at most
+    :data:`MAX_NAME` characters)."""
+    name = " ".join([deployment.split("/")[-1], *assignments])
+    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 3] + "..."
+
+
+def run_tags(assignments: Iterable[str]) -> list[str]:
+    """One tag per changed key, ``"set:generator.max_steps"``, to filter runs in the UI."""
+    return [f"set:{'.'.join(parse_assignment(text)[0])}" for text in assignments]
+
+
 def submit(
     deployment: str, assignments: Iterable[str], *, wait: float | None = 0
 ) -> tuple[Any, str]:
@@ -161,7 +175,12 @@ def submit(
         try:
             # Called from sync code, so the sync variant runs (its stub also admits a coroutine).
             run: Any = run_deployment(
-                name, parameters={"params": params}, timeout=wait, as_subflow=False
+                name,
+                parameters={"params": params},
+                flow_run_name=run_name(name, assignments),
+                tags=run_tags(assignments),
+                timeout=wait,
+                as_subflow=False,
             )
         except httpx.TransportError as error:  # the server went away while we waited
             raise SubmitError(
@@ -171,3 +190,26 @@ def submit(
             ) from error
     page = f"{url.removesuffix('/api')}/runs/flow-run/{run.id}"
     return run, page
+
+
+def wait_for(run_id: Any) -> Any:
+    """Wait for flow run ``run_id`` to end, however long it takes; the run in its final state.
+
+    Raises:
+        SubmitError: the server went away while waiting (the run goes on on its worker).
+    """
+    import httpx
+    from prefect.flow_runs import wait_for_flow_run
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = api_url()
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        try:
+            # Called from sync code, so the sync variant runs (its stub also admits a coroutine).
+            return wait_for_flow_run(run_id, timeout=None)
+        except httpx.TransportError as error:
+            raise SubmitError(
+                f"lost the Prefect server at {url} ({type(error).__name__}: {error}) while "
+                f"waiting for flow run {run_id}; it goes on on its worker: restart the server "
+                "and watch it in the UI"
+            ) from error

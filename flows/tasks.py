@@ -17,12 +17,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 
-from prefect import Task, task
+from prefect import Task, get_run_logger, task
 from prefect.states import State
 
 from flows.caching import StageCachePolicy
 from flows.dask_runner import FanOutSettings, dask_fan_out
-from flows.progress import LogTail, StageProgress, TrainingWatch, Watch
+from flows.progress import StageProgress, TrainingWatch, Watch
+from foundation.progress import LogTail
 from storage import StageStamp, open_store
 
 RETRIES = 2
@@ -242,7 +243,7 @@ def generator_stage(
 ) -> StageStamp:
     """Train SAN; offline: perceptual loss off (no VGG-19 weights needed). Sample grids and
     losses reach the UI while it trains (:class:`flows.progress.TrainingWatch`)."""
-    from pipeline.train_generator import train_generator
+    from pipeline.train_generator import shortened_schedule, train_generator
     from san_model.config import SANConfig
 
     settings = {"seed": seed, **overrides}
@@ -250,6 +251,8 @@ def generator_stage(
         settings["use_perceptual"] = False
     # from_dict turns YAML lists back into the config's tuples (image_size, betas).
     config = SANConfig.from_dict({**getattr(SANConfig, preset)().to_dict(), **settings})
+    if (note := shortened_schedule(config, max_steps)) is not None:
+        get_run_logger().warning("generator: %s", note)
     out = Path(run_dir) / "generator"
     return run_stage(
         "generator",
@@ -401,15 +404,9 @@ def report_stage(
     *,
     run_dir: str,
     offline: dict[str, str],
-    figures: dict[str, str],
 ) -> StageStamp:
-    """The Markdown report of every finished stage, offline declarations first, then the
-    pictures (``figures``: caption -> extra picture, e.g. the SAN ablation figure)."""
+    """The Markdown report of every finished stage, offline declarations first, then this
+    run's pictures (all inside ``run_dir``)."""
     from pipeline.report import write_report
 
-    return write_report(
-        open_store(store_url, mode="r+"),
-        run_dir,
-        offline=offline,
-        figures={caption: Path(path) for caption, path in figures.items()},
-    )
+    return write_report(open_store(store_url, mode="r+"), run_dir, offline=offline)

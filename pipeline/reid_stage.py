@@ -27,10 +27,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from foundation.cost import TrainingCost
 from foundation.errors import SettingsError
 from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights
 from pipeline.synthesize import ORIGINAL, finished_set_group, synthesis_stage_name
 from reid.checkpoint import IMAGENET_WEIGHTS
+from reid.cost import training_cost
 from reid.evaluate import evaluate_ranking
 from reid.metric_learning import build_metric
 from reid.models import IDENet
@@ -66,6 +68,55 @@ def reid_stage_name(kind: str, set_name: str, seed: int, *, equal_epochs: bool =
     return f"reid_{kind}_{set_name}_s{seed}{suffix}"
 
 
+def _training_rows(store: PersonStore) -> np.ndarray:
+    """Store rows of the real training images with an identity (no junk, no distractors)."""
+    index = store.index
+    return np.flatnonzero(
+        (index["split"] == "train").to_numpy() & (index["person_id"] > 0).to_numpy()
+    )
+
+
+def _set_group(store: PersonStore, set_name: str, alpha: int | None) -> str | None:
+    """The store group of an augmentation set (None for ``original``)."""
+    if set_name == ORIGINAL:
+        return None
+    if alpha is None:
+        raise SettingsError(f"set {set_name!r} needs its alpha")
+    return finished_set_group(store, set_name, alpha, stage="reid")
+
+
+def training_labels(
+    store: PersonStore, set_name: str = ORIGINAL, alpha: int | None = None
+) -> np.ndarray:
+    """Identity labels int64 [N] of :func:`training_set`'s images, without reading images."""
+    labels = store.index["person_id"].to_numpy(np.int64)[_training_rows(store)]
+    group = _set_group(store, set_name, alpha)
+    if group is None:
+        return labels
+    return np.concatenate(
+        [labels, store.load_in_memory((f"{group}/person_id",))[f"{group}/person_id"]]
+    )
+
+
+def estimate_reid_training(
+    store: PersonStore,
+    *,
+    config: TrainConfig,
+    set_name: str = ORIGINAL,
+    alpha: int | None = None,
+    max_steps: int | None = None,
+) -> TrainingCost:
+    """What training ``config`` on ``store``'s training set (plus an augmentation set) would
+    cost (``reid train --dry-run``); reads labels only and writes nothing.
+
+    Raises:
+        SettingsError: the images cannot fill one batch of the recipe.
+    """
+    labels = training_labels(store, set_name, alpha)
+    check_fills_a_step(config, len(labels))
+    return training_cost(config, torch.from_numpy(labels), max_steps=max_steps)
+
+
 def training_set(
     store: PersonStore, set_name: str = ORIGINAL, alpha: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -75,17 +126,10 @@ def training_set(
     Raises:
         MissingInputError: the set is not finished at ``alpha`` in the store.
     """
-    index = store.index
-    rows = np.flatnonzero(
-        (index["split"] == "train").to_numpy() & (index["person_id"] > 0).to_numpy()
-    )
-    group = None
-    if set_name != ORIGINAL:
-        if alpha is None:
-            raise SettingsError(f"set {set_name!r} needs its alpha")
-        group = finished_set_group(store, set_name, alpha, stage="reid")
+    rows = _training_rows(store)
+    group = _set_group(store, set_name, alpha)
     images = store.load_in_memory(("images",), rows=rows)["images"]
-    labels = index["person_id"].to_numpy(np.int64)[rows]
+    labels = store.index["person_id"].to_numpy(np.int64)[rows]
     if group is None:
         return images, labels
     generated = store.load_in_memory((f"{group}/images", f"{group}/person_id"))
@@ -261,6 +305,17 @@ def train_reid_baseline(
         )
 
 
+def check_fills_a_step(config: TrainConfig, n_images: int) -> None:
+    """Raise :class:`SettingsError` when ``n_images`` cannot fill one step of ``config`` (a
+    Siamese step takes half the batch as anchors)."""
+    per_step = config.batch_size // 2 if config.model.kind == "siamese" else config.batch_size
+    if n_images < per_step:
+        raise SettingsError(
+            f"{n_images} training images cannot fill one step of {per_step} "
+            f"({config.model.kind}, batch {config.batch_size}); lower the batch size"
+        )
+
+
 def check_trainable(
     config: TrainConfig, checkpoint_dir: Path, *, n_images: int, weights: str | Path | None
 ) -> None:
@@ -273,12 +328,7 @@ def check_trainable(
             says how to train without it).
         UnreadableWeightsError: that file, or the checkpoint to resume, does not load.
     """
-    per_step = config.batch_size // 2 if config.model.kind == "siamese" else config.batch_size
-    if n_images < per_step:
-        raise SettingsError(
-            f"{n_images} training images cannot fill one step of {per_step} "
-            f"({config.model.kind}, batch {config.batch_size}); lower the batch size"
-        )
+    check_fills_a_step(config, n_images)
     if config.model.pretrained:
         try:
             path = resolve_weights(IMAGENET_WEIGHTS[config.model.arch], path=weights)

@@ -3,19 +3,21 @@
 The page opens with the run's offline declarations (which stages ran without pretrained weights
 and what they did instead), so numbers from an offline run are never mistaken for paper-protocol
 numbers. Then: the generator evaluation (the examples picture beside the paint-by-parts
-baseline, the pixel metrics with both baselines), the last training sample grid, the Re-ID
-comparison opening with its verdicts, with the CMC curves
-(:func:`pipeline.reid_compare.compare_store_runs`),
-any extra figures the caller passes (the ablation figure), and the stages with their digests.
+baseline, the pixel metrics with both baselines), the last training sample grid and where the
+TensorBoard logs are, the Re-ID comparison opening with its verdicts, with the CMC curves
+(:func:`pipeline.reid_compare.compare_store_runs`), and the stages with their digests.
 
-Pictures are Markdown image links relative to the report's folder, so the file shows them in
-any Markdown viewer; the flow embeds the same files when it publishes the report in the UI.
+Every picture is this run's and lies inside the report's folder (copied there when a stage
+wrote it elsewhere), linked relatively, so the run folder shows its report in any Markdown
+viewer wherever it is copied; the flow embeds the same files when it publishes the report in
+the UI.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -57,11 +59,24 @@ def _stages_section(stamps: Mapping[str, StageStamp]) -> list[str]:
     return [*lines, ""]
 
 
+def picture_link(picture: Path, report_dir: Path) -> str:
+    """The link to ``picture`` from a page in ``report_dir``, always inside ``report_dir``: a
+    picture elsewhere is copied into ``report_dir/pictures/`` first, so the run folder holds
+    everything its report shows and can be moved or copied whole."""
+    picture, report_dir = picture.resolve(), report_dir.resolve()
+    if not picture.is_relative_to(report_dir):
+        copy = report_dir / "pictures" / picture.name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(picture, copy)
+        picture = copy
+    return picture.relative_to(report_dir).as_posix()
+
+
 def _evaluation_section(stamp: StageStamp | None, report_dir: Path) -> list[str]:
     if stamp is None:
         return []
     examples = Path(str(stamp.report.get("examples", "")))
-    link = os.path.relpath(examples, report_dir) if examples.is_file() else None
+    link = picture_link(examples, report_dir) if examples.is_file() else None
     return [results_markdown(stamp.report["metrics"], examples=link, level=2), ""]
 
 
@@ -70,20 +85,28 @@ def _training_section(
 ) -> list[str]:
     if stamp is None or samples is None:
         return []
+    lines = ["## Generator training", ""]
     grids = sorted(samples.glob("step_*.png"))
-    if not grids:
-        return []
-    step = int(grids[-1].stem.removeprefix("step_"))
-    return [
-        "## Generator training samples",
-        "",
-        f"![Training samples at step {step}]({os.path.relpath(grids[-1], report_dir)})",
-        "",
-        f"The last training sample grid (step {step} of {stamp.counts.get('steps', step)}), "
-        "rows of a training batch: source | target pose | generated | ground truth; every "
-        f"grid is in `{samples}`.",
-        "",
-    ]
+    if grids:
+        step = int(grids[-1].stem.removeprefix("step_"))
+        lines += [
+            f"![Training samples at step {step}]({picture_link(grids[-1], report_dir)})",
+            "",
+            f"The last training sample grid (step {step} of {stamp.counts.get('steps', step)}), "
+            "rows of a training batch: source | target pose | generated | ground truth; every "
+            f"grid is in `{os.path.relpath(samples, report_dir)}/`.",
+            "",
+        ]
+    logs = samples.parent / "tensorboard"
+    if logs.is_dir():
+        lines += [
+            "Losses, learning rate, speed and every sample grid over the steps are in the "
+            f"TensorBoard logs, `{os.path.relpath(logs, report_dir)}/` beside this report; "
+            f"open them with `uv run tensorboard --logdir {logs.resolve()}` and "
+            "http://localhost:6006.",
+            "",
+        ]
+    return lines if len(lines) > 2 else []
 
 
 def _reid_section(reid_table: Path | None, report_dir: Path) -> list[str]:
@@ -101,17 +124,6 @@ def _reid_section(reid_table: Path | None, report_dir: Path) -> list[str]:
             "one line style per distance.",
         ]
     return [*lines, ""]
-
-
-def _figures_section(figures: Mapping[str, Path], report_dir: Path) -> list[str]:
-    found = {caption: path for caption, path in figures.items() if path.is_file()}
-    if not found:
-        return []
-    lines = ["## Figures", ""]
-    for caption, path in found.items():
-        link = os.path.relpath(path.resolve(), report_dir.resolve())
-        lines += [f"![{caption}]({link})", "", f"{caption}.", ""]
-    return lines
 
 
 def _consistency_section(stamps: Mapping[str, StageStamp]) -> list[str]:
@@ -137,13 +149,13 @@ def render_report(
     report_dir: Path,
     reid_table: Path | None = None,
     samples: Path | None = None,
-    figures: Mapping[str, Path] | None = None,
 ) -> str:
     """The report's Markdown for ``stamps`` (stage -> stamp, pipeline order), the offline
-    declarations (stage group -> reason), the Re-ID comparison page when there is one, the
-    generator's training sample grids folder (``samples``) and extra ``figures`` (caption ->
-    picture). Pictures are linked relative to ``report_dir``, the folder the page is written
-    to; missing ones are left out."""
+    declarations (stage group -> reason), the Re-ID comparison page when there is one and the
+    generator's training sample grids folder (``samples``, beside its ``tensorboard/``).
+    Pictures are linked relative to ``report_dir``, the folder the page is written to, and
+    copied into it when they lie elsewhere (:func:`picture_link`); missing ones are left
+    out."""
     lines = [
         f"# {title}",
         "",
@@ -152,7 +164,6 @@ def render_report(
         *_evaluation_section(stamps.get("evaluate"), report_dir),
         *_training_section(stamps.get("generator"), samples, report_dir),
         *_reid_section(reid_table, report_dir),
-        *_figures_section(figures or {}, report_dir),
         *_consistency_section(stamps),
         *_stages_section(stamps),
     ]
@@ -165,7 +176,6 @@ def write_report(
     *,
     offline: Mapping[str, str] | None = None,
     title: str = "augment-market report",
-    figures: Mapping[str, Path] | None = None,
 ) -> StageStamp:
     """Write ``<run_dir>/report.md`` from the store's stamps and stamp the ``report`` stage.
 
@@ -175,7 +185,6 @@ def write_report(
             read from ``<run_dir>/generator/samples``.
         offline: stage group -> why it ran in its declared offline mode (shown at the top).
         title: the page's heading.
-        figures: caption -> extra picture shown when the file exists (the ablation figure).
     Returns:
         The ``report`` stamp; ``report["path"]`` is the Markdown file.
     """
@@ -184,13 +193,7 @@ def write_report(
     order = {name: i for i, name in enumerate(PIPELINE_ORDER)}
     stamps = dict(sorted(found.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
     path = Path(run_dir) / "report.md"
-    figures = dict(figures or {})
-    config = {
-        "run_dir": str(Path(run_dir).resolve()),
-        "offline": offline,
-        "title": title,
-        "figures": {caption: str(path) for caption, path in figures.items()},
-    }
+    config = {"run_dir": str(Path(run_dir).resolve()), "offline": offline, "title": title}
     with store.stage("report", config=config, inputs=list(stamps), n_blocks=1) as run:
         run.begin()  # the report goes to the run folder, outside the store
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,7 +208,6 @@ def write_report(
                 report_dir=path.parent,
                 reid_table=reid_table,
                 samples=Path(run_dir) / "generator" / "samples",
-                figures=figures,
             )
         )
         run.mark_done(0)

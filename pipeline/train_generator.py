@@ -13,25 +13,74 @@ checks keeps the finished stage.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from foundation.cost import TrainingCost
 from foundation.errors import SettingsError, UserError
 from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights, sha256_of
 from pipeline.pairs import TRAIN_TABLE, NotEnoughPairsError
 from san_model.checkpoint import VGG19_WEIGHTS, checkpoint_path
 from san_model.config import SANConfig
+from san_model.cost import training_cost
 from san_model.train import SANTrainData, TrainResult, train_san
 from storage import PersonStore, StageStamp
 
 INPUTS = ("pairs", "masks", "parsing")
+logger = logging.getLogger(__name__)
 
 
 class MissingRunError(UserError, FileNotFoundError):
     """No trained generator where a run folder was given."""
+
+
+class TrainingLosses:
+    """The latest loss terms of a generator run, read from its TensorBoard events while it
+    trains (the run logs them every ``log_interval`` steps as ``loss/<term>``).
+
+    Args:
+        run_dir: the run folder (its ``tensorboard/`` holds the events).
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.latest: dict[str, float] = {}
+        self._events: Any = None  # the EventFileLoader of the newest events file
+        self._events_file: Path | None = None
+
+    def poll(self) -> str:
+        """Read the events written since the last call; ``"loss g_total 1.234, d 0.456"`` or
+        ``""`` before the first. A half-written or foreign file is skipped, never raised."""
+        try:
+            self._read()
+        except Exception as error:  # it must not stop the training it watches
+            logger.debug("TensorBoard events of %s unreadable: %s", self.run_dir, error)
+        if not self.latest:
+            return ""
+        return "loss " + ", ".join(f"{name} {value:.3f}" for name, value in self.latest.items())
+
+    def _read(self) -> None:
+        files = sorted((self.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+        if not files:
+            return
+        if files[-1] != self._events_file:
+            from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+            self._events_file, self._events = files[-1], EventFileLoader(str(files[-1]))
+        for event in self._events.Load():  # only the events written since the last call
+            for value in event.summary.value:
+                if value.tag.startswith("loss/"):
+                    number = (
+                        value.simple_value
+                        if value.WhichOneof("value") == "simple_value"
+                        else value.tensor.float_val[0]
+                    )
+                    self.latest[value.tag.removeprefix("loss/")] = float(number)
 
 
 def generator_checkpoint(run_dir: str | Path) -> Path:
@@ -89,6 +138,42 @@ def check_trainable(
         check_torch_file(checkpoint, what="generator checkpoint")
 
 
+def shortened_schedule(config: SANConfig, max_steps: int | None) -> str | None:
+    """The warning that ``max_steps`` stops the run before its schedule ends while the
+    learning rate still decays over the whole schedule; None when it does not."""
+    if max_steps is None or max_steps >= config.total_steps:
+        return None
+    return (
+        f"max_steps {max_steps} stops training before the schedule's {config.total_steps:,} "
+        f"steps, and the learning rate still decays over all {config.total_steps:,} (it ends "
+        f"at {1 - max_steps / config.total_steps:.0%} of its start); lower epochs to shorten "
+        "the schedule itself"
+    )
+
+
+def check_image_size(store: PersonStore, config: SANConfig) -> None:
+    """Raise :class:`SettingsError` unless ``config.image_size`` is the store's image size."""
+    if tuple(config.image_size) != (store.height, store.width):
+        raise SettingsError(
+            f"config.image_size {config.image_size} differs from the store's "
+            f"{store.height}x{store.width} images ({store.url}); use the preset of the "
+            "dataset (e.g. --preset deepfashion for 256x256)"
+        )
+
+
+def estimate_training(
+    store: PersonStore, *, config: SANConfig, max_steps: int | None = None
+) -> TrainingCost:
+    """What training ``config`` on ``store`` would cost (``train --dry-run``); reads the store's
+    metadata only and writes nothing.
+
+    Raises:
+        SettingsError: ``config.image_size`` is not the store's image size.
+    """
+    check_image_size(store, config)
+    return training_cost(config, max_steps=max_steps)
+
+
 def load_training_data(store: PersonStore, pairs_table: str = TRAIN_TABLE) -> SANTrainData:
     """The arrays and pairs of a store's pairs table, compacted to the rows the pairs use.
 
@@ -139,12 +224,7 @@ def train_generator(
         NotEnoughPairsError, MissingWeightsError, UnreadableWeightsError: see
             :func:`check_trainable`; the stage's earlier stamp is kept.
     """
-    if tuple(config.image_size) != (store.height, store.width):
-        raise SettingsError(
-            f"config.image_size {config.image_size} differs from the store's "
-            f"{store.height}x{store.width} images ({store.url}); use the preset of the "
-            "dataset (e.g. --preset deepfashion for 256x256)"
-        )
+    check_image_size(store, config)
     run_dir = Path(run_dir)
     target = config.total_steps if max_steps is None else min(max_steps, config.total_steps)
     training = {"san": config.to_dict(), "pretrained_vgg": pretrained_vgg and config.use_perceptual}

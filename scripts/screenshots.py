@@ -8,7 +8,7 @@ What it does, as docs/prefect.md tells a user to: ``scripts/server.sh start`` (a
 ``PREFECT_HOME`` under a temporary folder and a free port, so a server of yours is left alone),
 ``deploy``, ``worker`` in the background, then ``augment-market submit default --wait`` with the
 outputs sent to a temporary folder (``--set``), so an existing ``demo_output/`` is not touched.
-The demo takes about 8 minutes on an idle 2-core machine; ``--outputs DIR`` reuses the outputs
+The demo takes minutes (BENCHMARKS.md "Demo and Prefect"); ``--outputs DIR`` reuses the outputs
 of an earlier, interrupted call (the generator resumes from its checkpoint). Then Chromium loads
 the flow run's page and the report artifact, and the script writes ``prefect_run.png`` and
 ``prefect_report.png`` into ``--out``.

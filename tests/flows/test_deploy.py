@@ -61,6 +61,8 @@ def test_deployment_runs_on_a_worker_and_reruns_from_cache(prefect_server, tmp_p
             worker.kill()
             worker.wait()
     assert [run.state.type.value for run in runs] == ["COMPLETED", "COMPLETED"]
+    assert runs[1].name.startswith("default dataset=") and "set:runner" in runs[0].tags
+    assert "set:stages" in runs[1].tags and "set:runner" not in runs[1].tags
     with get_client(sync_client=True) as client:
         states = [
             sorted(

@@ -7,7 +7,8 @@ import threading
 
 from prefect import flow
 
-from flows.progress import LogTail, StageProgress, format_duration, text_bar
+from flows.progress import StageProgress, text_bar
+from foundation.progress import LogTail, format_duration
 
 
 class Status:
@@ -57,3 +58,26 @@ def test_log_tail_keeps_only_its_own_threads_loss():
         tail.stop()
     assert tail.poll() == "loss 4.1234"
     assert logger.level == logging.NOTSET, "the logger's level is restored"
+
+
+def test_a_failed_stage_says_so_on_its_card(prefect_server):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    @flow
+    def stage() -> None:
+        with StageProgress("masks") as progress:
+            progress(3, 10)
+            raise ValueError("provided masks: 0001.png is (10, 10)\nsecond line")
+
+    state = stage(return_state=True)
+    assert state.is_failed()
+    runs = ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+    with get_client(sync_client=True) as client:
+        cards = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=runs))
+    (card,) = [artifact for artifact in cards if artifact.type == "progress"]
+    assert card.key == "augment-market-masks"
+    assert card.data == 30.0
+    assert card.description == (
+        "`[###-------]` failed at 30%: ValueError: provided masks: 0001.png is (10, 10)"
+    )

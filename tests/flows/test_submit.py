@@ -18,6 +18,8 @@ from flows.submit import (
     deployment_name,
     merged_params,
     parse_assignment,
+    run_name,
+    run_tags,
 )
 
 DEMO = yaml.safe_load((Path(__file__).resolve().parents[2] / "demo.yaml").read_text())
@@ -71,6 +73,16 @@ def test_names_and_a_missing_server():
     assert deployment_name("augment-market/market1501") == "augment-market/market1501"
     with pytest.raises(SubmitError, match="make server-start"):
         check_server("http://127.0.0.1:9/api")
+
+
+def test_runs_are_named_and_tagged_by_what_changed():
+    sets = ["alpha=3", "params.generator.max_steps=20"]
+    assert run_name("augment-market/default", sets) == (
+        "default alpha=3 params.generator.max_steps=20"
+    )
+    assert run_name("market1501", []) == "market1501"
+    assert len(run_name("default", ["dataset.source=" + "x" * 300])) == 100
+    assert run_tags(sets) == ["set:alpha", "set:generator.max_steps"]
 
 
 def test_the_command_line_prints_one_line_for_a_bad_assignment(capsys):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
 
-from pipeline.report import render_report
+from pipeline.report import picture_link, render_report
 from storage import StageStamp
 
 
@@ -12,19 +13,17 @@ def stamp(stage: str, **counts: int) -> StageStamp:
     return StageStamp(stage, "hash", {}, {}, "0", dict(counts), {}, 0.0)
 
 
-def test_report_links_training_samples_cmc_and_figures(tmp_path):
+def test_report_links_training_samples_tensorboard_and_cmc(tmp_path):
     run = tmp_path / "run"
     samples = run / "generator" / "samples"
     samples.mkdir(parents=True)
+    (run / "generator" / "tensorboard").mkdir()
     for step in (250, 500):
         (samples / f"step_{step:07d}.png").write_bytes(b"png")
     (run / "reid").mkdir()
     table = run / "reid" / "reid_results.md"
     table.write_text("# Re-ID: original vs augmented\n\n| model |\n|---|\n| ide |\n")
     (run / "reid" / "cmc.png").write_bytes(b"png")
-    ablation = tmp_path / "docs" / "ablation.png"
-    ablation.parent.mkdir()
-    ablation.write_bytes(b"png")
 
     markdown = render_report(
         {"generator": stamp("generator", steps=500)},
@@ -33,16 +32,34 @@ def test_report_links_training_samples_cmc_and_figures(tmp_path):
         report_dir=run,
         reid_table=table,
         samples=samples,
-        figures={"Ablations": ablation, "Absent": tmp_path / "missing.png"},
     )
     links = re.findall(r"!\[([^\]]*)\]\(([^)]+)\)", markdown)
     assert links == [
         ("Training samples at step 500", "generator/samples/step_0000500.png"),
         ("CMC curves", "reid/cmc.png"),
-        ("Ablations", "../docs/ablation.png"),
     ]
     assert all((run / target).resolve().is_file() for _, target in links)
     assert "## Re-ID: original vs augmented" in markdown
+    logs = run / "generator" / "tensorboard"
+    assert "TensorBoard logs, `generator/tensorboard/` beside this report" in markdown
+    assert f"`uv run tensorboard --logdir {logs.resolve()}`" in markdown
+
+
+def test_a_picture_outside_the_run_folder_is_copied_in(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    inside = run / "generator" / "examples.png"
+    inside.parent.mkdir()
+    inside.write_bytes(b"inside")
+    elsewhere = tmp_path / "evaluation" / "examples.png"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"another evaluate folder")
+    assert picture_link(inside, run) == "generator/examples.png"
+    assert picture_link(elsewhere, run) == "pictures/examples.png"
+    assert (run / "pictures" / "examples.png").read_bytes() == b"another evaluate folder"
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)  # the copied folder still holds what its links name
+    assert (moved / picture_link(elsewhere, run)).read_bytes() == b"another evaluate folder"
 
 
 def test_report_without_pictures_has_no_image_links(tmp_path):

@@ -23,7 +23,7 @@ spec.loader.exec_module(download_weights)
 
 def test_the_script_fetches_the_readme_table():
     readme = (PROJECT / "README.md").read_text()
-    table = readme.split("### Pretrained weights")[1].split("\n#")[0]
+    table = readme.split("## Pretrained weights")[1].split("\n#")[0]
     names = set(re.findall(r"`([\w.-]+\.pth)`", table))
     assert {spec.file_name for spec in every_weights_file()} == names
     drive = next(s for s in every_weights_file() if "drive.google.com" in s.url)

@@ -1,0 +1,66 @@
+"""Progress in words, shared by the flow's log lines and the command line's progress."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+
+def format_duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 20 s"``, ``"2 h 05 min"``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class LogTail(logging.Handler):
+    """The latest ``loss <number>`` that logger ``name`` wrote from the stage's own thread.
+
+    Stages run as threads of one process (four Re-ID trainings at once), so a record counts
+    only when it comes from the thread that started the watch.
+    """
+
+    LOSS = re.compile(r"\bloss[ =:]+([-+0-9.eE]+)")
+    # Logger name -> (tails attached, level before the first): INFO records must reach the
+    # handlers while any tail listens, and the level is restored when the last one stops.
+    _attached: dict[str, tuple[int, int]] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, name: str) -> None:
+        super().__init__(level=logging.INFO)
+        self.logger_name = name
+        self.loss: str | None = None
+        self._thread: int | None = None
+
+    def start(self) -> None:
+        self._thread = threading.get_ident()
+        logger = logging.getLogger(self.logger_name)
+        with self._lock:
+            count, level = self._attached.get(self.logger_name, (0, logger.level))
+            if count == 0 and logger.getEffectiveLevel() > logging.INFO:
+                logger.setLevel(logging.INFO)
+            self._attached[self.logger_name] = (count + 1, level)
+            logger.addHandler(self)
+
+    def stop(self) -> None:
+        logger = logging.getLogger(self.logger_name)
+        with self._lock:
+            logger.removeHandler(self)
+            count, level = self._attached.pop(self.logger_name)
+            if count > 1:
+                self._attached[self.logger_name] = (count - 1, level)
+            else:
+                logger.setLevel(level)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self._thread and (found := self.LOSS.search(record.getMessage())):
+            self.loss = found.group(1)
+
+    def poll(self) -> str:
+        return f"loss {self.loss}" if self.loss is not None else ""
