@@ -33,7 +33,7 @@ from pipeline.synthesize import generated_run_name
 from reid.checkpoint import IMAGENET_WEIGHTS
 from reid.evaluate import evaluate_ranking
 from reid.metric_learning import build_metric
-from reid.models import IDENet
+from reid.models import IDENet, check_backbone_weights
 from reid.train import (
     CHECKPOINT_NAME,
     TrainConfig,
@@ -251,7 +251,8 @@ def check_trainable(
             the batch as anchors).
         MissingWeightsError: the ImageNet file of a pretrained backbone is missing (the message
             says how to train without it).
-        UnreadableWeightsError: that file, or the checkpoint to resume, does not load.
+        UnreadableWeightsError: that file, or the checkpoint to resume, does not load (or the
+            ImageNet file is another network's).
     """
     per_step = config.batch_size // 2 if config.model.kind == "siamese" else config.batch_size
     if n_images < per_step:
@@ -266,7 +267,7 @@ def check_trainable(
             raise MissingWeightsError(
                 f"{error} Or train from a random initialisation: --no-pretrained"
             ) from None
-        check_torch_file(path)
+        check_backbone_weights(config.model.arch, path)
     checkpoint = checkpoint_dir / CHECKPOINT_NAME
     if checkpoint.is_file():
         check_torch_file(checkpoint, what="Re-ID checkpoint")

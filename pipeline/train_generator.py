@@ -22,7 +22,7 @@ import numpy as np
 from foundation.errors import SettingsError, UserError
 from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights, sha256_of
 from pipeline.pairs import TRAIN_TABLE, NotEnoughPairsError
-from san_model.checkpoint import VGG19_WEIGHTS, checkpoint_path
+from san_model.checkpoint import VGG19_WEIGHTS, check_vgg19_weights, checkpoint_path
 from san_model.config import SANConfig
 from san_model.train import SANTrainData, TrainResult, train_san
 from storage import PersonStore, StageStamp
@@ -67,7 +67,8 @@ def check_trainable(
         NotEnoughPairsError: fewer training pairs than the batch size.
         MissingWeightsError: the VGG-19 file of the perceptual loss is missing (the message
             says how to train without it).
-        UnreadableWeightsError: the VGG-19 file or the checkpoint to resume does not load.
+        UnreadableWeightsError: the VGG-19 file or the checkpoint to resume does not load, or
+            the VGG-19 file is another network's.
     """
     if len(data.pairs) < config.batch_size:
         raise NotEnoughPairsError(
@@ -83,7 +84,7 @@ def check_trainable(
                 f"{error} Or train without the perceptual loss (eq. 6): --no-perceptual "
                 "(use_perceptual=False)"
             ) from None
-        check_torch_file(vgg)
+        check_vgg19_weights(vgg)
     checkpoint = checkpoint_path(run_dir)
     if resume and checkpoint.is_file():
         check_torch_file(checkpoint, what="generator checkpoint")
