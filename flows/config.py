@@ -288,6 +288,13 @@ class GeneratorSettings(_Settings):
     )
     resume: bool = Field(default=True, description="Continue from the run folder's checkpoint.")
 
+    @model_validator(mode="after")
+    def _check_generator(self) -> GeneratorSettings:
+        # SANConfig checks its fields together (widths, image size, schedule): a setting that
+        # cannot build a generator is refused here, not when the generator stage starts.
+        getattr(SANConfig, self.preset)(**set_fields(self.overrides))
+        return self
+
 
 class EvaluateSettings(_Settings):
     """FID / LPIPS / mask-LPIPS of the generator on the test pairs."""
@@ -494,5 +501,8 @@ def load_params(source: str | Path | dict[str, Any] | AugmentMarketParams) -> Au
         return AugmentMarketParams.model_validate(source)
     values = yaml.safe_load(Path(source).read_text())
     if not isinstance(values, dict):
-        raise ValueError(f"{source}: expected a YAML mapping of parameters")
+        raise ValueError(
+            f"{source}: expected a YAML mapping of parameters (`key: value` lines, as in "
+            f"demo.yaml), found {type(values).__name__}"
+        )
     return AugmentMarketParams.model_validate(values)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from foundation.errors import UserError
+from foundation.errors import SettingsError, UserError
 from storage import PersonStore, StageStamp
 
 TRAIN_TABLE = "pairs_train"
@@ -36,12 +36,24 @@ class PairsConfig:
         test_pairs: test pairs; None takes every one.
         seed: draw seed; the same seed gives the same tables.
         skip_empty_masks: leave out images whose person mask is empty (needs the masks stage).
+
+    Raises:
+        SettingsError: a count below 1.
     """
 
     train_pairs: int | None = None
     test_pairs: int | None = 12_000
     seed: int = 0
     skip_empty_masks: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("train_pairs", "test_pairs"):
+            count = getattr(self, name)
+            if count is not None and count < 1:
+                raise SettingsError(
+                    f"pairs setting {name} is {count}; give at least 1, or none for every "
+                    "ordered same-identity pair"
+                )
 
     @classmethod
     def market1501(cls) -> PairsConfig:

@@ -28,11 +28,12 @@ import torch
 from matplotlib.figure import Figure
 
 from foundation.errors import SettingsError
+from foundation.runs import check_checkpoint_kept
 from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights
 from pipeline.synthesize import generated_run_name
 from reid.checkpoint import IMAGENET_WEIGHTS
 from reid.evaluate import evaluate_ranking
-from reid.metric_learning import build_metric
+from reid.metric_learning import UnfittableMetricError, build_metric, check_fittable
 from reid.models import IDENet, check_backbone_weights
 from reid.train import (
     CHECKPOINT_NAME,
@@ -112,6 +113,7 @@ def train_reid_baseline(
     device: str = "cpu",
     max_steps: int | None = None,
     weights: str | Path | None = None,
+    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> StageStamp | None:
     """Train, extract features, fit metrics, evaluate; results in ``out_dir`` and the stamp.
@@ -130,9 +132,16 @@ def train_reid_baseline(
         normalize_features: L2-normalise every feature before all metrics (IDE baseline).
         flip_features: average each image's feature with its mirror's (Siamese reference).
         weights: ImageNet weight file for ``config.model.pretrained``.
+        overwrite: replace a checkpoint in the run folder trained under other settings or
+            inputs (another alpha); else such a run is refused before training.
         progress: called as ``progress(steps_done, steps_total)`` while training.
     Returns:
         The stamp; ``report["results"]`` maps metric -> rank-1/5/10, mAP (percent).
+    Raises:
+        UnfittableMetricError: a metric cannot be fitted on the store's real training images
+            (:func:`check_metrics`), found before training.
+        RunFolderInUseError: the run folder holds a checkpoint of other settings or inputs
+            and ``overwrite`` is off.
     """
     name = reid_stage_name(config.model.kind, alpha)
     out = Path(out_dir) / name
@@ -173,6 +182,15 @@ def train_reid_baseline(
     with store.stage(name, config=settings, inputs=inputs, n_blocks=1) as run:
         images, labels = training_set(store, alpha)
         check_trainable(config, out / "checkpoint", n_images=len(labels), weights=weights)
+        check_metrics(store, metrics, metric_options or {}, config=config)
+        check_checkpoint_kept(
+            out / "checkpoint" / CHECKPOINT_NAME,
+            run_tag=run_tag,
+            config=dataclasses.asdict(config),
+            what="Re-ID checkpoint",
+            inputs="another --alpha, or the images it read were made again since",
+            overwrite=overwrite,
+        )
         run.begin()  # training writes its checkpoints to out_dir
         result = train(images, labels)
         del images  # the metrics need the real training images only; split_features reads them
@@ -195,11 +213,11 @@ def train_reid_baseline(
             learner = build_metric(metric, **(metric_options or {}).get(metric, {}))  # type: ignore[arg-type]
             learner.fit(t["features"], torch.from_numpy(t["pids"]), torch.from_numpy(t["cams"]))
             distances = learner.distance(q["features"], g["features"]).float()
-            if not torch.isfinite(distances).all():
-                raise ValueError(
+            if not torch.isfinite(distances).all():  # past check_metrics: features too alike
+                raise UnfittableMetricError(
                     f"{name}: {metric} gave non-finite distances ({len(t['pids'])} training "
-                    f"features of dimension {t['features'].shape[1]}); try its PCA or "
-                    "regularisation options in metric_options"
+                    f"features of dimension {t['features'].shape[1]}, in {out}); lower its "
+                    "PCA size (--kissme-pca) or leave it out (--metrics)"
                 )
             ranking = evaluate_ranking(
                 distances,
@@ -271,6 +289,34 @@ def check_trainable(
     checkpoint = checkpoint_dir / CHECKPOINT_NAME
     if checkpoint.is_file():
         check_torch_file(checkpoint, what="Re-ID checkpoint")
+
+
+def check_metrics(
+    store: PersonStore,
+    metrics: Sequence[str],
+    metric_options: dict[str, dict[str, Any]],
+    *,
+    config: TrainConfig,
+) -> None:
+    """Refuse metrics that cannot be fitted on the store's real training images, the ones
+    every Re-ID stage fits its metrics on (pid > 0), before any network is trained.
+
+    Raises:
+        UnfittableMetricError: see :func:`reid.metric_learning.check_fittable`; the message
+            names the store, the sizes that work and how to leave the metric out.
+    """
+    index = store.index
+    rows = (index["split"] == "train").to_numpy() & (index["person_id"] > 0).to_numpy()
+    try:
+        check_fittable(
+            metrics,
+            metric_options,
+            labels=index["person_id"].to_numpy(np.int64)[rows],
+            cameras=index["camera"].to_numpy(np.int64)[rows],
+            feature_dim=config.model.feature_dim,
+        )
+    except UnfittableMetricError as error:
+        raise UnfittableMetricError(f"store {store.url}: {error}") from None
 
 
 def split_features(
