@@ -322,7 +322,8 @@ class KISSMEOptions(_Settings):
     pca_dim: int | None = Field(
         default=200,
         ge=1,
-        description="PCA dimensions first (IDE baseline: 200); none: no PCA.",
+        description="PCA dimensions first (IDE baseline: 200); none: no PCA. At most the "
+        "training images minus one: a larger size is refused before training.",
         json_schema_extra={"null_means": "no PCA"},
     )
     reg: float = Field(default=1e-6, description="Added to both covariances.")

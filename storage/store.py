@@ -910,7 +910,7 @@ def _check_shape(url: str, group: zarr.Group) -> None:
     Raises:
         DamagedStoreError: naming the store's ``zarr.json`` or the array that disagrees.
     """
-    attrs = dict(group.attrs)
+    attrs: dict[str, Any] = dict(group.attrs)
     try:
         n_images = int(attrs["n_images"])
         for name in ("height", "width", "block_size"):
