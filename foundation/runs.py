@@ -76,5 +76,5 @@ def check_checkpoint_kept(
     )
     raise RunFolderInUseError(
         f"{checkpoint} is a {what} trained under {reason}; this run would replace it: give "
-        "another run folder, or add --overwrite to replace it"
+        "another run folder (--out), or add --overwrite to replace it"
     )

@@ -219,7 +219,8 @@ def test_a_generator_run_of_other_settings_is_kept(capsys, snapshot, small_store
     line = refused(capsys, snapshot, small_store, *args)
     assert line == (
         f"{checkpoint} is a generator checkpoint trained under other settings (epochs 2 -> 3); "
-        "this run would replace it: give another run folder, or add --overwrite to replace it"
+        "this run would replace it: give another run folder (--out), or add --overwrite to "
+        "replace it"
     )
     assert checkpoint.read_bytes() == first
     code, _, err = cli(capsys, *args, "--overwrite")
