@@ -6,7 +6,8 @@ Each command parses its options and calls one plain function from ``pipeline`` t
 :func:`main` is the one error boundary. Every error prints one line on stderr, ``error: ...``,
 and the command exits non-zero: 1 for an error the user can fix (a
 :class:`foundation.errors.UserError`, an I/O error, invalid parameters), 2 for a mistyped
-command line, 70 for anything else, which is a bug and says so. ``--debug`` anywhere on the
+command line, 70 for anything else, which is a bug and says so; Ctrl-C says how to resume and
+exits 130. The line starts a line of its own after a progress line. ``--debug`` anywhere on the
 command line, or ``AUGMENT_MARKET_DEBUG=1``, prints the traceback above that line.
 """
 
