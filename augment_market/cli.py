@@ -6,7 +6,8 @@ Each command parses its options and calls one plain function from ``pipeline`` t
 :func:`main` is the one error boundary. Every error prints one line on stderr, ``error: ...``,
 and the command exits non-zero: 1 for an error the user can fix (a
 :class:`foundation.errors.UserError`, an I/O error, invalid parameters), 2 for a mistyped
-command line, 70 for anything else, which is a bug and says so. ``--debug`` anywhere on the
+command line, 70 for anything else, which is a bug and says so; Ctrl-C says how to resume and
+exits 130. The line starts a line of its own after a progress line. ``--debug`` anywhere on the
 command line, or ``AUGMENT_MARKET_DEBUG=1``, prints the traceback above that line.
 """
 
@@ -119,10 +120,18 @@ def _progress(label: str, status: Callable[[], str] | None = None) -> CommandPro
     return CommandProgress(label, PROGRESS_UNITS.get(label, "blocks"), status=status)
 
 
+# What a rerun after a full disk does, for most commands.
+STAGE_RESUMES = "a stage resumes after its last finished block"
+
+
 @contextmanager
-def _naming(where: str) -> Iterator[None]:
+def _naming(where: str, rerun: str = STAGE_RESUMES) -> Iterator[None]:
     """Tell an I/O error that names no file (a full disk, a lost connection) with ``where``,
-    the store or folders the command writes; errors the user can fix pass unchanged."""
+    the store or folders the command writes; errors the user can fix pass unchanged.
+
+    Args:
+        rerun: what rerunning the command does after the disk is freed (the advice).
+    """
     try:
         yield
     except OSError as error:
@@ -132,8 +141,7 @@ def _naming(where: str) -> Iterator[None]:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             raise UserError(
                 f"no space left on the disk of {where} ({reason}); free some space there or "
-                "use a folder on another disk, then rerun (a stage resumes after its last "
-                "finished block)"
+                f"use a folder on another disk, then rerun ({rerun})"
             ) from error
         if error.filename is not None:
             raise UserError(f"{reason}: {error.filename} (while working on {where})") from error
@@ -149,6 +157,7 @@ def _on_store(
     progress: str | None = None,
     status: Callable[[], str] | None = None,
     out: Path | None = None,
+    rerun: str = STAGE_RESUMES,
     **options: Any,
 ) -> T:
     """Open ``store`` and call ``stage(opened_store, *args, **options)``: the one way every
@@ -159,11 +168,12 @@ def _on_store(
         progress: label of the progress bar on stderr, passed as ``progress=``.
         status: polled by the progress bar for a short text (training losses).
         out: a folder the stage writes besides the store, named in I/O errors.
+        rerun: what a rerun does, said after a full disk.
     """
     from storage import open_store
 
     where = f"store {store}" if out is None else f"store {store} or {out}"
-    with _naming(where):
+    with _naming(where, rerun):
         opened = open_store(store, mode="r+" if write else "r")
         if progress is None:
             return stage(opened, *args, **options)
@@ -181,7 +191,7 @@ def synth(
     """Write the synthetic dataset (Market-1501 layout, with ground-truth masks/parsing)."""
     from pipeline.synthetic import generate_synthetic
 
-    with _naming(str(out)):
+    with _naming(str(out), "it writes every file again"):
         summary = generate_synthetic(out, ids=ids, images_per_id=images_per_id, seed=seed)
     typer.echo(f"wrote {summary} to {out}")
 
@@ -451,9 +461,10 @@ def info(store: StoreArg) -> None:
 def pairs(
     store: StoreArg,
     train_pairs: Annotated[
-        int | None, typer.Option(help="Training pairs (default: every ordered same-identity pair).")
+        int | None,
+        typer.Option(min=1, help="Training pairs (default: every ordered same-identity pair)."),
     ] = None,
-    test_pairs: Annotated[int | None, typer.Option(help="Test pairs.")] = 12_000,
+    test_pairs: Annotated[int | None, typer.Option(min=1, help="Test pairs.")] = 12_000,
     preset: Annotated[
         Literal["market1501", "deepfashion"] | None,
         typer.Option(
@@ -506,7 +517,16 @@ def train(
         Literal["market1501", "deepfashion", "demo", "tiny"],
         typer.Option(help="Paper settings of the dataset, or the small CPU demo/tiny models."),
     ] = "market1501",
-    resume: Annotated[bool, typer.Option(help="Continue from the run's checkpoint.")] = True,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the run's checkpoint (--no-resume: start afresh over it)."
+        ),
+    ] = True,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace a checkpoint in OUT trained under other settings or inputs."),
+    ] = False,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
     perceptual: Annotated[
@@ -569,6 +589,7 @@ def train(
         resume=resume,
         max_steps=max_steps,
         vgg_weights=weights,
+        overwrite=overwrite,
         progress="train",
         status=TrainingLosses(out).poll,
         out=out,
@@ -765,6 +786,7 @@ def export(
         overwrite=overwrite,
         write=False,
         out=out,
+        rerun="add --overwrite to replace the partial export",
     )
     typer.echo(f"wrote {written} images to {out}")
 
@@ -830,6 +852,19 @@ def _set_alpha(store: str, set_name: str, alpha: int | None) -> int | None:
     return int(stamp.config["alpha"])
 
 
+def _metric_names(value: str) -> str:
+    """``--metrics``: known names, each once, at least one."""
+    from reid.metric_learning import METRIC_NAMES
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in METRIC_NAMES]
+    if unknown or not names or len(set(names)) < len(names):
+        raise typer.BadParameter(
+            f"{value!r}: give one or more of {', '.join(METRIC_NAMES)}, comma-separated, each once"
+        )
+    return ",".join(names)
+
+
 @reid_app.command("train")
 def reid_train(
     store: StoreArg,
@@ -863,6 +898,21 @@ def reid_train(
     ] = False,
     checkpoint_every: CheckpointEveryOption = None,
     checkpoint_minutes: CheckpointMinutesOption = None,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            help="Distances to rank with, comma-separated: euclidean, xqda, kissme.",
+            callback=_metric_names,
+        ),
+    ] = "euclidean,xqda,kissme",
+    kissme_pca: Annotated[
+        int,
+        typer.Option(min=1, help="KISSME's PCA size (IDE baseline: 200); below the image count."),
+    ] = 200,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace a checkpoint in OUT trained under other settings or inputs."),
+    ] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     dry_run: Annotated[
         bool,
@@ -916,8 +966,11 @@ def reid_train(
             config=config,
             set_name=chosen,
             alpha=alpha,
+            metrics=metrics.split(","),
+            metric_options={"kissme": {"pca_dim": kissme_pca}},
             ap=ap,
             flip_features=flip_features,
+            overwrite=overwrite,
             device=device,
             progress="reid",
             status=losses.poll,
@@ -986,6 +1039,12 @@ def reid_compare(
     ap: APOption = "standard",
     checkpoint_every: CheckpointEveryOption = None,
     checkpoint_minutes: CheckpointMinutesOption = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace a run's checkpoint in OUT trained under other settings or inputs."
+        ),
+    ] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Train every model on every set with paired seeds and an equal budget; write the means,
@@ -1032,6 +1091,7 @@ def reid_compare(
         metric_options={"kissme": {"pca_dim": kissme_pca}},
         ap=ap,
         device=device,
+        overwrite=overwrite,
         on_run=lambda name: typer.echo(f"reid compare: {name}", err=True),
         out=out,
     )
@@ -1144,7 +1204,8 @@ def _load_params(path: Path) -> Any:
         ]
         raise ParametersError(f"{path}: {'; '.join(problems)}") from None
     except (yaml.YAMLError, ValueError) as error:
-        raise ParametersError(f"{path}: {_one_line(str(error))}") from None
+        message = _one_line(str(error))  # the file's own errors name it already
+        raise ParametersError(message if str(path) in message else f"{path}: {message}") from None
 
 
 def _one_line(message: str) -> str:
@@ -1183,8 +1244,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     args = [arg for arg in args if arg != DEBUG_FLAG]
+    # The command runs outside typer's own main, which turns Ctrl-C into a silent exit 130.
+    command = typer.main.get_command(app)
     try:
-        code = app(args=args, prog_name="augment-market", standalone_mode=False)
+        with command.make_context("augment-market", args) as context:
+            code = command.invoke(context)
+    except typer.Exit as exit_:  # --help, or a command's typer.Exit(code)
+        code = exit_.exit_code
     except (Exception, KeyboardInterrupt) as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # the help was printed already
             raise SystemExit(getattr(error, "exit_code", 2)) from None

@@ -322,6 +322,13 @@ class GeneratorSettings(_Settings):
     )
     resume: bool = Field(default=True, description="Continue from the run folder's checkpoint.")
 
+    @model_validator(mode="after")
+    def _check_generator(self) -> GeneratorSettings:
+        # SANConfig checks its fields together (widths, image size, schedule): a setting that
+        # cannot build a generator is refused here, not when the generator stage starts.
+        getattr(SANConfig, self.preset)(**set_fields(self.overrides))
+        return self
+
 
 class EvaluateSettings(_Settings):
     """FID / LPIPS / mask-LPIPS of the generator on the test pairs."""
@@ -349,7 +356,8 @@ class KISSMEOptions(_Settings):
     pca_dim: int | None = Field(
         default=200,
         ge=1,
-        description="PCA dimensions first (IDE baseline: 200); none: no PCA.",
+        description="PCA dimensions first (IDE baseline: 200); none: no PCA. At most the "
+        "training images minus one: a larger size is refused before training.",
         json_schema_extra={"null_means": "no PCA"},
     )
     reg: float = Field(default=1e-6, description="Added to both covariances.")
@@ -546,5 +554,8 @@ def load_params(source: str | Path | dict[str, Any] | AugmentMarketParams) -> Au
         return AugmentMarketParams.model_validate(source)
     values = yaml.safe_load(Path(source).read_text())
     if not isinstance(values, dict):
-        raise ValueError(f"{source}: expected a YAML mapping of parameters")
+        raise ValueError(
+            f"{source}: expected a YAML mapping of parameters (`key: value` lines, as in "
+            f"demo.yaml), found {type(values).__name__}"
+        )
     return AugmentMarketParams.model_validate(values)

@@ -264,6 +264,8 @@ def generator_stage(
             resume=resume,
             max_steps=max_steps,
             pretrained_vgg=not offline,
+            # The flow's run folder is its own: changed settings train afresh, as its cache.
+            overwrite=True,
             progress=progress,
         ),
         watch=TrainingWatch(out),
@@ -391,6 +393,7 @@ def reid_stage(
             device=device,
             max_steps=max_steps,
             weights=weights,
+            overwrite=True,  # as the generator's: the flow's run folder is its own
             progress=progress,
         ),
         watch=LogTail("reid.train"),

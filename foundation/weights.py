@@ -8,7 +8,9 @@ file, the folders searched and the URL, so an offline user knows exactly what to
 
 Every file is read with ``torch.load(weights_only=True)``: tensors and plain values only, never
 pickled code. A file that cannot be read that way (truncated, not a PyTorch file, or holding
-pickled objects) raises :class:`UnreadableWeightsError` naming it.
+pickled objects) raises :class:`UnreadableWeightsError` naming it; one that loads but holds
+another network's tensors raises :class:`WrongNetworkError`, checked by :func:`check_fits`
+before a stage begins and again where the tensors are loaded (:func:`load_into`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import os
 import pickle
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,10 @@ class MissingWeightsError(UserError, FileNotFoundError):
 
 class UnreadableWeightsError(UserError, ValueError):
     """A weight or checkpoint file exists but does not load as tensors."""
+
+
+class WrongNetworkError(UnreadableWeightsError):
+    """A weight file that loads, but holds another network's tensors."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,96 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     Raises:
         UnreadableWeightsError: the file does not load, or holds no state dict.
     """
-    blob = load_torch_file(path)
+    return _unwrap(load_torch_file(path), path)
+
+
+def _shape(value: Any) -> tuple[int, ...] | None:
+    shape = getattr(value, "shape", None)
+    return None if shape is None else tuple(shape)
+
+
+def check_fits(
+    state: Mapping[str, Any],
+    expected: Mapping[str, Sequence[int]],
+    *,
+    path: str | Path,
+    network: str,
+    official: str = "",
+    extra: bool = False,
+) -> None:
+    """Check that the state dict ``state`` read from ``path`` holds ``network``'s tensors.
+
+    Args:
+        state: name -> tensor, as read from the file (after any renaming the loader does).
+        expected: name -> shape of every tensor the network takes (``module.state_dict()``).
+        network: how the message calls the network ("Mask R-CNN ResNet-50 FPN v2").
+        official: the official file's name, named in the message.
+        extra: tensors the network does not take are fine (a file of which the network uses a
+            part, as the perceptual loss uses VGG-19's first layers).
+    Raises:
+        WrongNetworkError: tensors missing, unexpected or of other shapes; one line naming the
+            file, the first of each kind and their counts.
+    """
+    # BatchNorm counts its batches; files saved by older torch lack the count and still load.
+    missing = [
+        name for name in expected if name not in state and not name.endswith("num_batches_tracked")
+    ]
+    unexpected = [] if extra else [name for name in state if name not in expected]
+    reshaped = [
+        name
+        for name, shape in expected.items()
+        if name in state and _shape(state[name]) != tuple(shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} of its {len(expected)} tensors missing ({missing[0]}...)")
+    if unexpected:
+        problems.append(f"{len(unexpected)} it does not have ({unexpected[0]}...)")
+    if reshaped:
+        name = reshaped[0]
+        shape = _shape(state[name])
+        problems.append(
+            f"{len(reshaped)} of other shapes ({name} is {list(shape) if shape else 'no tensor'}"
+            f", not {list(expected[name])})"
+        )
+    if problems:
+        raise WrongNetworkError(
+            f"weights file {path} is not a {network} file: {'; '.join(problems)}; give the "
+            f"official file{f' ({official})' if official else ''}"
+        )
+
+
+def load_into(
+    module: torch.nn.Module,
+    state: Mapping[str, Any],
+    *,
+    path: str | Path,
+    network: str,
+    official: str = "",
+    assign: bool = False,
+) -> None:
+    """``module.load_state_dict(state, strict=True)``, a mismatch named by the file.
+
+    Raises:
+        WrongNetworkError: see :func:`check_fits`; the module is left unchanged.
+    """
+    expected = {name: tuple(value.shape) for name, value in module.state_dict().items()}
+    check_fits(state, expected, path=path, network=network, official=official)
+    module.load_state_dict(state, strict=True, assign=assign)
+
+
+def state_dict_of(path: str | Path) -> dict[str, Any]:
+    """The tensors of a weight file, memory-mapped when it is a zip file (cheap, for checks);
+    the ``{"state_dict": ...}`` wrapper of research checkpoints is unwrapped.
+
+    Raises:
+        UnreadableWeightsError: as :func:`load_state_dict`.
+    """
+    blob = load_torch_file(path, mmap=zipfile.is_zipfile(path))
+    return _unwrap(blob, path)
+
+
+def _unwrap(blob: Any, path: str | Path) -> dict[str, Any]:
     if isinstance(blob, dict) and "state_dict" in blob and isinstance(blob["state_dict"], dict):
         blob = blob["state_dict"]
     if not isinstance(blob, dict):

@@ -22,10 +22,12 @@ from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, maskr
 
 from foundation.weights import (
     WeightsFile,
-    check_torch_file,
+    check_fits,
+    load_into,
     load_state_dict,
     resolve_weights,
     sha256_of,
+    state_dict_of,
 )
 from pipeline.fanout import FanOut
 from pipeline.segmentation import (
@@ -38,6 +40,7 @@ from pipeline.segmentation import (
 from storage import PersonStore, StageRun, StageStamp
 
 _COCO_V1 = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1
+MASKRCNN_NETWORK = "Mask R-CNN ResNet-50 FPN v2 (COCO)"
 # Name and URL taken from torchvision's enum; the name carries the sha256 prefix torch.hub checks.
 MASKRCNN_COCO = WeightsFile(
     file_name=_COCO_V1.url.rsplit("/", 1)[-1],
@@ -122,8 +125,24 @@ def build_maskrcnn(
 
     Raises:
         MissingWeightsError: no local file and no download; names the file and its URL.
+        WrongNetworkError: the file holds another network's tensors.
     """
-    model = maskrcnn_resnet50_fpn_v2(
+    model = _maskrcnn(config)
+    if pretrained:
+        path = resolve_weights(MASKRCNN_COCO, path=weights)
+        load_into(
+            model,
+            load_state_dict(path),
+            path=path,
+            network=MASKRCNN_NETWORK,
+            official=MASKRCNN_COCO.file_name,
+        )
+    return model.eval()
+
+
+def _maskrcnn(config: MaskConfig) -> torch.nn.Module:
+    """The network :func:`build_maskrcnn` loads its weights into, randomly initialised."""
+    return maskrcnn_resnet50_fpn_v2(
         weights=None,
         weights_backbone=None,
         num_classes=len(_COCO_V1.meta["categories"]),
@@ -135,10 +154,24 @@ def build_maskrcnn(
         # Boxes below the person threshold can never be selected: skip their masks.
         box_score_thresh=detector_score_threshold(config.score_threshold),
     )
-    if pretrained:
-        path = resolve_weights(MASKRCNN_COCO, path=weights)
-        model.load_state_dict(load_state_dict(path), strict=True)
-    return model.eval()
+
+
+def check_maskrcnn_weights(path: Path, config: MaskConfig) -> None:
+    """Check that ``path`` loads and holds :func:`build_maskrcnn`'s tensors, without reading
+    them (the file is memory-mapped; the network is built on the meta device).
+
+    Raises:
+        UnreadableWeightsError: the file is truncated, unsafe or another network's.
+    """
+    with torch.device("meta"):
+        expected = {name: tuple(v.shape) for name, v in _maskrcnn(config).state_dict().items()}
+    check_fits(
+        state_dict_of(path),
+        expected,
+        path=path,
+        network=MASKRCNN_NETWORK,
+        official=MASKRCNN_COCO.file_name,
+    )
 
 
 def torchvision_detector(model: torch.nn.Module, *, amp: bool | None = None) -> Detector:
@@ -330,7 +363,7 @@ def compute_masks(
             del settings["detectron2_model"]
             path = resolve_weights(MASKRCNN_COCO, path=weights) if pretrained else None
             if path is not None:
-                check_torch_file(path)
+                check_maskrcnn_weights(path, config)
             settings["weights"] = sha256_of(path) if path else "random-init"
         # bfloat16 changes the masks slightly: part of the output's identity.
         settings["precision"] = "bf16" if device.type == "cuda" else "fp32"

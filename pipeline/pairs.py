@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from foundation.errors import UserError
+from foundation.errors import SettingsError, UserError
 from storage import PersonStore, StageStamp
 
 TRAIN_TABLE = "pairs_train"
@@ -62,6 +62,9 @@ class PairsConfig:
             (the count of that side is then ignored).
         test_from: store splits of drawn test pairs: ``gallery`` (bounding_box_test, as
             PATN/GFLA) or ``gallery+query`` (every test image, as this tool drew them before).
+
+    Raises:
+        SettingsError: a count below 1.
     """
 
     train_pairs: int | None = None
@@ -71,6 +74,15 @@ class PairsConfig:
     train_pairs_file: str | None = None
     test_pairs_file: str | None = None
     test_from: TestFrom = "gallery"
+
+    def __post_init__(self) -> None:
+        for name in ("train_pairs", "test_pairs"):
+            count = getattr(self, name)
+            if count is not None and count < 1:
+                raise SettingsError(
+                    f"pairs setting {name} is {count}; give at least 1, or none for every "
+                    "ordered same-identity pair"
+                )
 
     @classmethod
     def market1501(cls) -> PairsConfig:

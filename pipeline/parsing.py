@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from foundation.weights import check_torch_file, resolve_weights, sha256_of
+from foundation.weights import resolve_weights, sha256_of
 from pipeline.fanout import FanOut
-from pipeline.schp import SCHP_LIP, SCHPNet, SCHPWeights, build_schp
+from pipeline.schp import SCHP_LIP, SCHPNet, SCHPWeights, build_schp, check_schp_weights
 from pipeline.segmentation import (
     ImageModel,
     ModelBlocks,
@@ -270,8 +270,8 @@ def compute_parsing(
         The stage stamp: ``counts["empty_parsings"]`` (all-background maps) and the per-label
         pixel fractions in ``report["label_fraction"]``.
     Raises:
-        MissingWeightsError, UnreadableWeightsError: the SCHP file is missing, truncated or
-            unsafe; checked under the stage's lock before anything is written.
+        MissingWeightsError, UnreadableWeightsError: the SCHP file is missing, truncated,
+            unsafe or another network's; checked under the stage's lock before anything is written.
     """
     device = torch.device(device)
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
@@ -280,7 +280,7 @@ def compute_parsing(
         # Under the stage's lock: the hash and the load check of a 255 MB file take a while.
         path = resolve_weights(SCHP_LIP.file, path=weights) if pretrained else None
         if path is not None:
-            check_torch_file(path)
+            check_schp_weights(path)
         run.configure(
             {
                 "model": "schp-resnet101-lip",

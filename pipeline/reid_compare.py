@@ -167,6 +167,7 @@ def run_comparison(
     ap: Literal["standard", "trapezoid"] = "standard",
     device: str = "cpu",
     weights: str | Path | None = None,
+    overwrite: bool = False,
     on_run: Callable[[str], None] | None = None,
 ) -> list[StageStamp]:
     """Train and evaluate every (model, set, seed) with :func:`train_paired_run`; results as
@@ -179,6 +180,8 @@ def run_comparison(
         budget: ``equal-steps`` or ``equal-epochs`` (module doc).
         intervals: refuse fewer than 2 seeds (no interval is possible from one).
         metric_options: per-metric options; XQDA's and KISSME's pair-draw seed is the run's.
+        overwrite: retrain a run whose folder holds a checkpoint of other settings (else
+            that run is refused, naming the folder).
         on_run: called with each stage name before it trains or is reused.
     Returns:
         One stamp per run, in (model, set, seed) order; each run's folder is
@@ -207,6 +210,7 @@ def run_comparison(
                     ap=ap,
                     device=device,
                     weights=weights,
+                    overwrite=overwrite,
                 )
                 assert stamp is not None  # a single process: rank 0
                 stamps.append(stamp)

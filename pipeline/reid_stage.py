@@ -29,13 +29,14 @@ import torch
 
 from foundation.cost import TrainingCost
 from foundation.errors import SettingsError
+from foundation.runs import check_checkpoint_kept
 from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights
 from pipeline.synthesize import ORIGINAL, finished_set_group, synthesis_stage_name
 from reid.checkpoint import IMAGENET_WEIGHTS
 from reid.cost import training_cost
 from reid.evaluate import evaluate_ranking
-from reid.metric_learning import build_metric
-from reid.models import IDENet
+from reid.metric_learning import UnfittableMetricError, build_metric, check_fittable
+from reid.models import IDENet, check_backbone_weights
 from reid.train import (
     CHECKPOINT_NAME,
     TrainConfig,
@@ -154,6 +155,7 @@ def train_reid_baseline(
     device: str = "cpu",
     max_steps: int | None = None,
     weights: str | Path | None = None,
+    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     reuse: bool = False,
     name: str | None = None,
@@ -176,12 +178,19 @@ def train_reid_baseline(
         normalize_features: L2-normalise every feature before all metrics (IDE baseline).
         flip_features: average each image's feature with its mirror's (Siamese reference).
         weights: ImageNet weight file for ``config.model.pretrained``.
+        overwrite: replace a checkpoint in the run folder trained under other settings or
+            inputs (another alpha); else such a run is refused before training.
         progress: called as ``progress(steps_done, steps_total)`` while training.
         reuse: return the stage's stamp untouched when it finished with these settings on
             these inputs (a comparison's cache).
         name: the stage's name (default :func:`reid_stage_name` of the kind, set and seed).
     Returns:
         The stamp; ``report["results"]`` maps metric -> rank-1/5/10, mAP (percent).
+    Raises:
+        UnfittableMetricError: a metric cannot be fitted on the store's real training images
+            (:func:`check_metrics`), found before training.
+        RunFolderInUseError: the run folder holds a checkpoint of other settings or inputs
+            and ``overwrite`` is off.
     """
     if set_name == ORIGINAL:
         alpha = None
@@ -234,6 +243,15 @@ def train_reid_baseline(
     with store.stage(name, config=settings, inputs=inputs, n_blocks=1) as run:
         images, labels = training_set(store, set_name, alpha)
         check_trainable(config, out / "checkpoint", n_images=len(labels), weights=weights)
+        check_metrics(store, metrics, metric_options or {}, config=config)
+        check_checkpoint_kept(
+            out / "checkpoint" / CHECKPOINT_NAME,
+            run_tag=run_tag,
+            config=dataclasses.asdict(config),
+            what="Re-ID checkpoint",
+            inputs="another --set or --alpha, or the images it read were made again since",
+            overwrite=overwrite,
+        )
         run.begin()  # training writes its checkpoints to out_dir
         result = train(images, labels)
         del images  # the metrics need the real training images only; split_features reads them
@@ -256,11 +274,11 @@ def train_reid_baseline(
             learner = build_metric(metric, **(metric_options or {}).get(metric, {}))  # type: ignore[arg-type]
             learner.fit(t["features"], torch.from_numpy(t["pids"]), torch.from_numpy(t["cams"]))
             distances = learner.distance(q["features"], g["features"]).float()
-            if not torch.isfinite(distances).all():
-                raise ValueError(
+            if not torch.isfinite(distances).all():  # past check_metrics: features too alike
+                raise UnfittableMetricError(
                     f"{name}: {metric} gave non-finite distances ({len(t['pids'])} training "
-                    f"features of dimension {t['features'].shape[1]}); try its PCA or "
-                    "regularisation options in metric_options"
+                    f"features of dimension {t['features'].shape[1]}, in {out}); lower its "
+                    "PCA size (--kissme-pca) or leave it out (--metrics)"
                 )
             ranking = evaluate_ranking(
                 distances,
@@ -326,7 +344,8 @@ def check_trainable(
             the batch as anchors).
         MissingWeightsError: the ImageNet file of a pretrained backbone is missing (the message
             says how to train without it).
-        UnreadableWeightsError: that file, or the checkpoint to resume, does not load.
+        UnreadableWeightsError: that file, or the checkpoint to resume, does not load (or the
+            ImageNet file is another network's).
     """
     check_fills_a_step(config, n_images)
     if config.model.pretrained:
@@ -336,10 +355,38 @@ def check_trainable(
             raise MissingWeightsError(
                 f"{error} Or train from a random initialisation: --no-pretrained"
             ) from None
-        check_torch_file(path)
+        check_backbone_weights(config.model.arch, path)
     checkpoint = checkpoint_dir / CHECKPOINT_NAME
     if checkpoint.is_file():
         check_torch_file(checkpoint, what="Re-ID checkpoint")
+
+
+def check_metrics(
+    store: PersonStore,
+    metrics: Sequence[str],
+    metric_options: dict[str, dict[str, Any]],
+    *,
+    config: TrainConfig,
+) -> None:
+    """Refuse metrics that cannot be fitted on the store's real training images, the ones
+    every Re-ID stage fits its metrics on (pid > 0), before any network is trained.
+
+    Raises:
+        UnfittableMetricError: see :func:`reid.metric_learning.check_fittable`; the message
+            names the store, the sizes that work and how to leave the metric out.
+    """
+    index = store.index
+    rows = (index["split"] == "train").to_numpy() & (index["person_id"] > 0).to_numpy()
+    try:
+        check_fittable(
+            metrics,
+            metric_options,
+            labels=index["person_id"].to_numpy(np.int64)[rows],
+            cameras=index["camera"].to_numpy(np.int64)[rows],
+            feature_dim=config.model.feature_dim,
+        )
+    except UnfittableMetricError as error:
+        raise UnfittableMetricError(f"store {store.url}: {error}") from None
 
 
 def split_features(

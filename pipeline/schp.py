@@ -20,7 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from foundation.weights import WeightsFile, load_state_dict, resolve_weights
+from foundation.weights import (
+    WeightsFile,
+    check_fits,
+    load_into,
+    load_state_dict,
+    resolve_weights,
+    state_dict_of,
+)
 from storage import LIP_LABELS
 
 
@@ -58,6 +65,8 @@ SCHP_LIP = SCHPWeights(
     bgr=True,
     flip_pairs=((14, 15), (16, 17), (18, 19)),
 )
+
+SCHP_NETWORK = "SCHP ResNet-101 (LIP)"
 
 
 @dataclass(frozen=True)
@@ -330,7 +339,7 @@ def build_schp(
     Raises:
         MissingWeightsError: ``pretrained`` and the checkpoint is nowhere on disk; the message
             names the file and its Google Drive page.
-        RuntimeError: the checkpoint's keys or shapes do not match (strict load).
+        WrongNetworkError: the checkpoint holds another network's tensors.
     """
     if not pretrained:
         return SCHPNet(config).eval()
@@ -339,5 +348,25 @@ def build_schp(
     # Build on the meta device and adopt the checkpoint's tensors: no second 267 MB allocation.
     with torch.device("meta"):
         model = SCHPNet(config)
-    model.load_state_dict(state_dict, strict=True, assign=True)
+    load_into(
+        model,
+        state_dict,
+        path=path,
+        network=SCHP_NETWORK,
+        official=spec.file.file_name,
+        assign=True,
+    )
     return model.eval()
+
+
+def check_schp_weights(path: Path, config: SCHPConfig = SCHPConfig()) -> None:
+    """Check that ``path`` loads and holds :func:`build_schp`'s tensors, without reading them
+    (the file is memory-mapped; the network is built on the meta device).
+
+    Raises:
+        UnreadableWeightsError: the file is truncated, unsafe or another network's.
+    """
+    with torch.device("meta"):
+        expected = {name: tuple(v.shape) for name, v in SCHPNet(config).state_dict().items()}
+    state = strip_module_prefix(state_dict_of(path))
+    check_fits(state, expected, path=path, network=SCHP_NETWORK, official=SCHP_LIP.file.file_name)

@@ -7,7 +7,8 @@ one interval.
 
 Everything the run needs is checked under the stage's lock before the run begins (and before
 anything is written to the run folder): enough training pairs for a batch, the VGG-19 file
-when the perceptual loss is on, a readable checkpoint to resume. A rerun that fails these
+when the perceptual loss is on, a readable checkpoint to resume, and no checkpoint of other
+settings that training afresh would replace (unless ``overwrite``). A rerun that fails these
 checks keeps the finished stage.
 """
 
@@ -23,9 +24,10 @@ import numpy as np
 
 from foundation.cost import TrainingCost
 from foundation.errors import SettingsError, UserError
+from foundation.runs import check_checkpoint_kept
 from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights, sha256_of
 from pipeline.pairs import TRAIN_TABLE, NotEnoughPairsError
-from san_model.checkpoint import VGG19_WEIGHTS, checkpoint_path
+from san_model.checkpoint import VGG19_WEIGHTS, check_vgg19_weights, checkpoint_path
 from san_model.config import SANConfig
 from san_model.cost import training_cost
 from san_model.train import SANTrainData, TrainResult, train_san
@@ -109,6 +111,8 @@ def check_trainable(
     resume: bool,
     pretrained_vgg: bool,
     vgg_weights: str | Path | None,
+    run_tag: str | None = None,
+    overwrite: bool = False,
 ) -> None:
     """What :func:`train_san` would find wrong only after it starts writing ``run_dir``.
 
@@ -116,7 +120,11 @@ def check_trainable(
         NotEnoughPairsError: fewer training pairs than the batch size.
         MissingWeightsError: the VGG-19 file of the perceptual loss is missing (the message
             says how to train without it).
-        UnreadableWeightsError: the VGG-19 file or the checkpoint to resume does not load.
+        UnreadableWeightsError: the VGG-19 file or the checkpoint to resume does not load, or
+            the VGG-19 file is another network's.
+        RunFolderInUseError: ``resume``, but the checkpoint there has another ``run_tag``
+            (other settings or inputs) and ``overwrite`` is off: training afresh would
+            replace it.
     """
     if len(data.pairs) < config.batch_size:
         raise NotEnoughPairsError(
@@ -132,10 +140,19 @@ def check_trainable(
                 f"{error} Or train without the perceptual loss (eq. 6): --no-perceptual "
                 "(use_perceptual=False)"
             ) from None
-        check_torch_file(vgg)
+        check_vgg19_weights(vgg, layer=config.perceptual_layer)
     checkpoint = checkpoint_path(run_dir)
     if resume and checkpoint.is_file():
         check_torch_file(checkpoint, what="generator checkpoint")
+        if run_tag is not None:
+            check_checkpoint_kept(
+                checkpoint,
+                run_tag=run_tag,
+                config=config.to_dict(),
+                what="generator checkpoint",
+                inputs="the pairs, masks or parsing it read were made again since",
+                overwrite=overwrite,
+            )
 
 
 def shortened_schedule(config: SANConfig, max_steps: int | None) -> str | None:
@@ -203,6 +220,7 @@ def train_generator(
     max_steps: int | None = None,
     pretrained_vgg: bool = True,
     vgg_weights: str | Path | None = None,
+    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> StageStamp | None:
     """Train the generator into ``run_dir`` and stamp the ``generator`` stage.
@@ -213,15 +231,18 @@ def train_generator(
     Args:
         config: SAN settings; ``config.image_size`` must equal the store's image size.
         run_dir: checkpoints, TensorBoard logs and sample grids go here.
-        resume: continue from ``run_dir``'s checkpoint (exactly) when it exists.
+        resume: continue from ``run_dir``'s checkpoint (exactly) when it exists; False starts
+            afresh and replaces it.
         max_steps: stop after this many steps in total (default: the whole schedule).
         pretrained_vgg: ImageNet VGG-19 for the perceptual loss; False only in the declared
             offline mode (the stamp records it).
+        overwrite: replace a checkpoint in ``run_dir`` trained under other settings or
+            inputs (else such a run is refused: it would not continue it).
         progress: called as ``progress(steps_done, steps_total)``.
 
     Raises:
         SettingsError: ``config.image_size`` is not the store's image size.
-        NotEnoughPairsError, MissingWeightsError, UnreadableWeightsError: see
+        NotEnoughPairsError, MissingWeightsError, UnreadableWeightsError, RunFolderInUseError: see
             :func:`check_trainable`; the stage's earlier stamp is kept.
     """
     check_image_size(store, config)
@@ -258,6 +279,8 @@ def train_generator(
             resume=resume,
             pretrained_vgg=pretrained_vgg,
             vgg_weights=vgg_weights,
+            run_tag=run_tag,
+            overwrite=overwrite,
         )
         run.begin()  # train_san writes checkpoints, logs and samples into run_dir
         result = train(data)

@@ -14,12 +14,22 @@ learner's ``seed``, never from global random state, so a fit is a pure function 
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 
+from foundation.errors import SettingsError
 from reid.evaluate import compute_distance
+
+METRIC_NAMES = ("euclidean", "xqda", "kissme")
+# KISSME's PCA size in the IDE baseline (``numCoeffs``).
+KISSME_PCA_DIM = 200
+
+
+class UnfittableMetricError(SettingsError):
+    """A metric that cannot be fitted on the training features it would get."""
 
 
 class MetricLearner(Protocol):
@@ -277,7 +287,9 @@ class KISSME:
     PCA); metric float64 [p, p], symmetric PSD.
     """
 
-    def __init__(self, *, pca_dim: int | None = 200, reg: float = 1e-6, seed: int = 0) -> None:
+    def __init__(
+        self, *, pca_dim: int | None = KISSME_PCA_DIM, reg: float = 1e-6, seed: int = 0
+    ) -> None:
         self.pca_dim = pca_dim
         self.reg = reg
         self.seed = seed
@@ -323,5 +335,93 @@ def build_metric(
     """A metric learner by name; ``options`` go to its constructor (e.g. ``pca_dim=128``)."""
     learners: dict[str, type] = {"euclidean": Euclidean, "xqda": XQDA, "kissme": KISSME}
     if name not in learners:
-        raise ValueError(f"unknown metric {name!r}; choose from {sorted(learners)}")
+        raise ValueError(f"unknown metric {name!r}; choose from {list(METRIC_NAMES)}")
     return learners[name](**options)
+
+
+def kissme_max_dim(labels: np.ndarray, cameras: np.ndarray, *, seed: int = 0) -> int:
+    """The largest space KISSME can be fitted in on these training rows (0: none).
+
+    Sigma_D, the scatter of the dissimilar pairs' differences x_a - x_b, must be invertible
+    (Sigma_S has a ridge; Sigma_D none). Seen as edges of a graph on the rows, the differences
+    of a connected component of k rows span k - 1 dimensions (a spanning tree's edges are
+    independent, any other edge is a sum of tree edges), so their span has dimension
+    (rows touched) - (components) for features in general position, and no PCA size above
+    it can work. The pairs are :func:`kissme_training_pairs`'s with the same seed, so they
+    are the fit's own.
+
+    Args:
+        labels: int [N] identity of each training feature; cameras: int [N].
+        seed: the learner's seed.
+    Returns:
+        The bound on the PCA size (or on the feature dimension without PCA); 0 when no pairs
+        can be drawn at all.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    try:
+        first, second, same = kissme_training_pairs(labels, cameras, np.random.default_rng(seed))
+    except ValueError:
+        return 0
+    a, b = first[~same], second[~same]
+    touched, edges = np.unique(np.concatenate([a, b]), return_inverse=True)
+    graph = coo_matrix(
+        (np.ones(len(a)), (edges[: len(a)], edges[len(a) :])), shape=(len(touched),) * 2
+    )
+    components, _ = connected_components(graph, directed=False)
+    return int(len(touched) - components)
+
+
+def check_fittable(
+    metrics: Sequence[str],
+    options: Mapping[str, Mapping[str, Any]],
+    *,
+    labels: np.ndarray,
+    cameras: np.ndarray,
+    feature_dim: int,
+) -> None:
+    """Refuse, before any training, a metric that cannot be fitted on these training rows.
+
+    Args:
+        metrics: names of :func:`build_metric`; options: per-metric constructor options, as
+            given to it (``{"kissme": {"pca_dim": 64}}``).
+        labels: int [N] identities of the features the metrics are fitted on; cameras: int [N].
+        feature_dim: D, the dimension of those features.
+    Raises:
+        UnfittableMetricError: XQDA without two identities seen by two cameras in its pairs;
+            KISSME without cross-camera pairs, or with a PCA size (or D) above
+            :func:`kissme_max_dim`, naming the sizes that work.
+        ValueError: an unknown metric name.
+    """
+    labels, cameras = np.asarray(labels, np.int64), np.asarray(cameras, np.int64)
+    for name in metrics:
+        if name not in METRIC_NAMES:
+            raise ValueError(f"unknown metric {name!r}; choose from {list(METRIC_NAMES)}")
+        chosen = options.get(name, {})
+        others = ",".join(m for m in metrics if m != name) or "euclidean"
+        if name == "xqda":
+            rng = np.random.default_rng(int(chosen.get("seed", 0)))
+            first, _ = xqda_training_pairs(labels, cameras, rng)
+            if len(np.unique(labels[first])) < 2:
+                raise UnfittableMetricError(
+                    f"XQDA cannot be fitted on {len(labels)} training images of "
+                    f"{len(np.unique(labels))} identities: its pairs need two identities "
+                    f"with images from two cameras; leave it out (--metrics {others})"
+                )
+        if name == "kissme":
+            limit = kissme_max_dim(labels, cameras, seed=int(chosen.get("seed", 0)))
+            pca = chosen.get("pca_dim", KISSME_PCA_DIM)
+            size = feature_dim if pca is None or pca >= feature_dim else min(pca, len(labels))
+            if size > min(limit, feature_dim):
+                works = (
+                    f"use --kissme-pca {min(limit, feature_dim)} or less, or"
+                    if limit >= 1
+                    else "no PCA size works here (no identity has images from two cameras);"
+                )
+                raise UnfittableMetricError(
+                    f"KISSME cannot be fitted in {size} dimensions (PCA size {pca}) on "
+                    f"{len(labels)} training images of {len(np.unique(labels))} identities: "
+                    f"its dissimilar-pair covariance has rank at most {limit}; {works} leave "
+                    f"it out (--metrics {others})"
+                )

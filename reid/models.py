@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18, resnet50
 
-from reid.checkpoint import imagenet_state_dict
+from foundation.weights import check_fits, state_dict_of
+from reid.checkpoint import IMAGENET_WEIGHTS, imagenet_state_dict
 
 _FEATURE_DIMS = {"resnet50": 2048, "resnet18": 512}
 
@@ -224,6 +225,25 @@ def _backbone(arch: str, last_stride: int) -> nn.Module:
     first.downsample[0].stride = (last_stride, last_stride)
     net.fc = nn.Identity()
     return net
+
+
+def check_backbone_weights(arch: str, path: str | Path) -> None:
+    """Check that ``path`` loads and holds the ImageNet ResNet ``arch``'s tensors (its ``fc``
+    classifier aside), without reading them (memory-mapped; the network built on meta).
+
+    Raises:
+        UnreadableWeightsError: the file is truncated, unsafe or another network's.
+    """
+    with torch.device("meta"):
+        expected = {name: tuple(v.shape) for name, v in _backbone(arch, 2).state_dict().items()}
+    state = {k: v for k, v in state_dict_of(path).items() if not k.startswith("fc.")}
+    check_fits(
+        state,
+        expected,
+        path=path,
+        network=f"ImageNet {arch}",
+        official=IMAGENET_WEIGHTS[arch].file_name,
+    )
 
 
 def build_reid_model(

@@ -15,9 +15,15 @@ from typing import Any
 
 import torch
 
-from foundation.weights import WeightsFile, load_state_dict, resolve_weights
+from foundation.weights import (
+    WeightsFile,
+    check_fits,
+    load_state_dict,
+    resolve_weights,
+    state_dict_of,
+)
 
-from .config import SANConfig
+from .config import VGG19_RELU_INDEX, SANConfig
 from .generator import SANGenerator, build_generator
 
 # torchvision's ImageNet VGG-19 (IMAGENET1K_V1), the network of eq. 6.
@@ -30,19 +36,63 @@ VGG19_WEIGHTS = WeightsFile(
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+VGG19_NETWORK = "VGG-19 (ImageNet)"
+
 CHECKPOINT_NAME = "latest.pt"
 
 
 def vgg19_imagenet_state_dict(
-    *, path: str | Path | None = None, download: bool = True
+    *, path: str | Path | None = None, download: bool = True, layer: str = "relu5_4"
 ) -> dict[str, torch.Tensor]:
     """The official VGG-19 ImageNet state dict (torchvision key names ``features.N.*``).
 
+    Args:
+        layer: the deepest layer used; the file must hold VGG-19's tensors up to it.
     Raises:
         foundation.weights.MissingWeightsError: naming ``vgg19-dcbfe2b4.pth`` and its URL
             when the file is neither on disk nor downloadable.
+        foundation.weights.WrongNetworkError: the file holds no VGG-19 ``features`` up to
+            ``layer``.
     """
-    return load_state_dict(resolve_weights(VGG19_WEIGHTS, path=path, download=download))
+    resolved = resolve_weights(VGG19_WEIGHTS, path=path, download=download)
+    state = load_state_dict(resolved)
+    check_fits(
+        state,
+        _vgg19_feature_shapes(layer),
+        path=resolved,
+        network=VGG19_NETWORK,
+        official=VGG19_WEIGHTS.file_name,
+        extra=True,
+    )
+    return state
+
+
+def check_vgg19_weights(path: str | Path, *, layer: str) -> None:
+    """Check that ``path`` loads and holds VGG-19's ``features`` tensors up to ``layer``,
+    without reading them (the file is memory-mapped).
+
+    Raises:
+        foundation.weights.UnreadableWeightsError: truncated, unsafe or another network's.
+    """
+    check_fits(
+        state_dict_of(path),
+        _vgg19_feature_shapes(layer),
+        path=path,
+        network=VGG19_NETWORK,
+        official=VGG19_WEIGHTS.file_name,
+        extra=True,
+    )
+
+
+def _vgg19_feature_shapes(layer: str) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of torchvision VGG-19's ``features.N.*`` tensors up to ``layer`` (the
+    deeper ones and the classifier's are never used)."""
+    # Imported here: torchvision costs seconds to import, and only the perceptual loss needs it.
+    from torchvision.models.vgg import cfgs, make_layers
+
+    with torch.device("meta"):
+        features = make_layers(cfgs["E"], batch_norm=False)[: VGG19_RELU_INDEX[layer] + 1]
+    return {f"features.{name}": tuple(v.shape) for name, v in features.state_dict().items()}
 
 
 def checkpoint_path(run_dir_or_ckpt: str | Path) -> Path:

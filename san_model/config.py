@@ -86,6 +86,11 @@ class SANConfig:
             )
         if self.num_blocks < 1:
             raise ValueError("num_blocks (T) must be at least 1")
+        if min(self.ngf, self.ndf, self.parsing_classes) < 1:
+            raise ValueError(
+                f"ngf ({self.ngf}), ndf ({self.ndf}) and parsing_classes "
+                f"({self.parsing_classes}) must be at least 1"
+            )
         if self.perceptual_layer not in VGG19_RELU_INDEX:
             raise ValueError(
                 f"unknown perceptual_layer {self.perceptual_layer!r}; "

@@ -28,7 +28,7 @@ from torch import nn
 from torchvision.models import Inception_V3_Weights
 from torchvision.models.inception import Inception3, InceptionA, InceptionC, InceptionE
 
-from foundation.weights import WeightsFile, load_state_dict, resolve_weights
+from foundation.weights import WeightsFile, load_into, load_state_dict, resolve_weights
 
 FIDVariant = Literal["torchvision", "tf-fid"]
 
@@ -278,5 +278,5 @@ def build_fid_extractor(
             return InceptionFeatures(_inception(variant), variant)
     path = resolve_weights(spec.weights, path=weights_path, download=download)
     net = _inception(variant)
-    net.load_state_dict(load_state_dict(path), strict=True)
+    load_into(net, load_state_dict(path), path=path, network=f"FID Inception-v3 ({variant})")
     return InceptionFeatures(net, variant)

@@ -56,7 +56,7 @@ class VGGPerceptualLoss(nn.Module):
         # vgg19() would also initialise its 120M-parameter classifier, about 2 s for nothing.
         features = make_layers(cfgs["E"], batch_norm=False)[:cut]
         if pretrained:
-            state = vgg19_imagenet_state_dict(path=weights_path)
+            state = vgg19_imagenet_state_dict(path=weights_path, layer=layer)
             prefix = "features."
             kept = {
                 key[len(prefix) :]: value

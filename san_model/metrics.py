@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import AlexNet_Weights
 
-from foundation.weights import WeightsFile, load_state_dict, resolve_weights
+from foundation.weights import WeightsFile, WrongNetworkError, load_state_dict, resolve_weights
 from san_model.fid_inception import (
     FEATURE_DIM,
     FIDVariant,
@@ -248,7 +248,10 @@ def build_lpips(
         for name in net.net.state_dict():
             key = "features." + name.split(".", 1)[1]
             if key not in official:
-                raise ValueError(f"{path}: no {key}; not an official AlexNet state dict")
+                raise WrongNetworkError(
+                    f"weights file {path} is not an AlexNet (ImageNet) file: it has no {key}; "
+                    "give the official file of this network"
+                )
             trunk[name] = official[key]
         net.net.load_state_dict(trunk, strict=True)
     return net.requires_grad_(False).eval()

@@ -12,6 +12,7 @@ from storage.store import (
     LIP_LABELS,
     NUM_PARSING_LABELS,
     SPLITS,
+    DamagedStoreError,
     PersonStore,
     RowReader,
     StoreLocationError,
@@ -23,6 +24,7 @@ from storage.store import (
 )
 
 __all__ = [
+    "DamagedStoreError",
     "LIP_LABELS",
     "NUM_PARSING_LABELS",
     "SPLITS",

@@ -94,6 +94,11 @@ class StoreLocationError(UserError, ValueError):
     """The path cannot hold a store: a regular file, or a folder of other files."""
 
 
+class DamagedStoreError(UserError, ValueError):
+    """A store whose own files do not read or disagree: a truncated stamp, an index of
+    another length than the image count, attributes edited by hand."""
+
+
 @dataclass(frozen=True)
 class StoreSummary:
     """What ``augment-market info`` prints."""
@@ -426,7 +431,14 @@ class PersonStore:
         path = self._path("stamps", f"{stage}.json")
         if not self.fs.exists(path):
             return None
-        return StageStamp.from_json(self.fs.cat(path).decode())
+        try:
+            return StageStamp.from_json(self.fs.cat(path).decode())
+        except (ValueError, TypeError) as error:  # cut short, or edited by hand
+            raise DamagedStoreError(
+                f"stamp file {path} of store {self.url} does not read ({type(error).__name__}: "
+                f"{str(error)[:120]}); delete it and rerun stage '{stage}' (its finished "
+                "blocks are kept)"
+            ) from None
 
     def run_digest(self, stage: str, *, settings: Mapping[str, Any], inputs: Sequence[str]) -> str:
         """What a checkpoint that ``stage`` resumes must have been trained on.
@@ -866,7 +878,10 @@ def open_store(
     Raises:
         StoreNotFoundError: nothing, or no store, at ``url``.
         StoreLocationError: ``url`` is a regular file.
-        StoreValidationError: a Zarr group that is not an augment-market store.
+        StoreValidationError: a Zarr group that is not an augment-market store, or one of a
+            format this version does not read.
+        DamagedStoreError: attributes cut short, or index or image arrays whose length is not
+            the store's image count.
     """
     fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     _check_location(fs, root, url)
@@ -876,6 +891,48 @@ def open_store(
             "create one with `augment-market ingest`"
         )
     group = zarr.open_group(url, mode=mode, storage_options=dict(storage_options or {}) or None)
-    if group.attrs.get("format") not in (FORMAT, FORMAT_V1):
+    found = group.attrs.get("format")
+    if found not in (FORMAT, FORMAT_V1):
+        if isinstance(found, str) and found.startswith("augment-market/"):
+            raise StoreValidationError(
+                f"{url} is an augment-market store of format {found}, which augment-market "
+                f"{__version__} cannot read (it reads {FORMAT_V1} and {FORMAT}); use the "
+                "version that wrote it, or a newer one"
+            )
         raise StoreValidationError(f"{url} is a Zarr group but not an augment-market store")
+    _check_shape(url, group)
     return PersonStore(url, group, mode=mode)
+
+
+def _check_shape(url: str, group: zarr.Group) -> None:
+    """The store's attributes are whole and every per-image array has ``n_images`` rows.
+
+    Raises:
+        DamagedStoreError: naming the store's ``zarr.json`` or the array that disagrees.
+    """
+    attrs: dict[str, Any] = dict(group.attrs)
+    try:
+        n_images = int(attrs["n_images"])
+        for name in ("height", "width", "block_size"):
+            int(attrs[name])
+    except (KeyError, TypeError, ValueError) as error:
+        raise DamagedStoreError(
+            f"{url}/zarr.json lacks a whole attribute ({type(error).__name__}: {error}); the "
+            "store's attributes were edited or cut: restore the store from a copy or ingest "
+            "again with --overwrite"
+        ) from None
+    with warnings.catch_warnings():  # stamps/, locks/, tables/ are ours, not Zarr's
+        warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
+        arrays = dict(group.arrays())
+    for name in (*INDEX_COLUMNS, "images", "masks", "parsing"):
+        if name in INDEX_COLUMNS and name not in arrays:
+            raise DamagedStoreError(
+                f"store {url} has no index array {name!r}; restore the store from a copy or "
+                "ingest again with --overwrite"
+            )
+        if name in arrays and arrays[name].shape[0] != n_images:
+            raise DamagedStoreError(
+                f"store {url} is damaged: its zarr.json says n_images {n_images} but "
+                f"{name} has {arrays[name].shape[0]} rows; restore the store from a copy or "
+                "ingest again with --overwrite"
+            )

@@ -10,7 +10,10 @@ import torch
 from foundation.errors import UserError
 from foundation.weights import (
     UnreadableWeightsError,
+    WrongNetworkError,
+    check_fits,
     check_torch_file,
+    load_into,
     load_state_dict,
     load_torch_file,
 )
@@ -72,3 +75,25 @@ def test_pickled_code_is_refused_and_never_run(files, capfd):
 def test_a_missing_file_stays_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         check_torch_file(tmp_path / "absent.pth")
+
+
+def test_a_state_dict_of_another_network_is_named_and_not_loaded():
+    """Missing, unexpected and reshaped tensors are counted with their first name; a BatchNorm
+    count that older files lack is not missing; the module keeps its weights."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fitting = {k: torch.ones_like(v) for k, v in before.items() if "num_batches" not in k}
+    load_into(net, fitting, path="ok.pth", network="toy")
+    assert torch.equal(net[0].weight, torch.ones(4, 3, 3, 3))
+    wrong = {**fitting, "0.weight": torch.zeros(4, 3, 5, 5), "head.weight": torch.zeros(2)}
+    del wrong["1.bias"]
+    with pytest.raises(WrongNetworkError) as raised:
+        load_into(net, wrong, path="other.pth", network="toy", official="toy.pth")
+    assert str(raised.value) == (
+        "weights file other.pth is not a toy file: 1 of its 7 tensors missing (1.bias...); "
+        "1 it does not have (head.weight...); 1 of other shapes (0.weight is [4, 3, 5, 5], "
+        "not [4, 3, 3, 3]); give the official file (toy.pth)"
+    )
+    assert isinstance(raised.value, UserError)
+    assert torch.equal(net[0].weight, torch.ones(4, 3, 3, 3))
+    check_fits(wrong, {"0.bias": (4,)}, path="part.pth", network="toy", extra=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from foundation.runs import RunFolderInUseError
 from foundation.weights import MissingWeightsError
 from pipeline.pairs import NotEnoughPairsError, PairsConfig, sample_pairs
 from pipeline.train_generator import (
@@ -54,14 +55,21 @@ def test_image_size_mismatch_is_refused(small_store, tmp_path):
 
 
 def test_a_checkpoint_trained_on_other_inputs_is_never_resumed(small_store, tmp_path):
-    """Pairs of seed 0, then of seed 1: the second run must not continue the first's weights,
-    and it equals a run that started on seed 1's pairs; a longer schedule on the same inputs
-    still continues."""
+    """Pairs of seed 0, then of seed 1: the second run must not continue the first's weights;
+    it is refused unless asked to replace them, then equals a run that started on seed 1's
+    pairs; a longer schedule on the same inputs still continues."""
     config = SANConfig.tiny(use_perceptual=False)
     sample_pairs(small_store, PairsConfig(test_pairs=None, seed=0))
     train_generator(small_store, tmp_path / "run", config=config, max_steps=2)
+    checkpoint = tmp_path / "run" / "checkpoints" / "latest.pt"
+    first = checkpoint.read_bytes()
     sample_pairs(small_store, PairsConfig(test_pairs=None, seed=1))
-    switched = train_generator(small_store, tmp_path / "run", config=config, max_steps=4)
+    with pytest.raises(RunFolderInUseError, match="other inputs .*--overwrite"):
+        train_generator(small_store, tmp_path / "run", config=config, max_steps=4)
+    assert checkpoint.read_bytes() == first
+    switched = train_generator(
+        small_store, tmp_path / "run", config=config, max_steps=4, overwrite=True
+    )
     assert switched.report["resumed_at_step"] is None
     train_generator(small_store, tmp_path / "fresh", config=config, max_steps=4)
     a, b = load_checkpoint(tmp_path / "run"), load_checkpoint(tmp_path / "fresh")

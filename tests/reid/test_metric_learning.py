@@ -12,8 +12,11 @@ from reid.metric_learning import (
     KISSME,
     XQDA,
     Euclidean,
+    UnfittableMetricError,
     build_metric,
+    check_fittable,
     cross_set_covariances,
+    kissme_max_dim,
     kissme_training_pairs,
     pair_scatter,
     xqda_training_pairs,
@@ -205,3 +208,40 @@ def test_build_metric_and_errors():
         XQDA().fit(torch.randn(4, 2), labels, one_camera)
     with pytest.raises(ValueError, match="KISSME: no identity has two images from different"):
         KISSME().fit(torch.randn(4, 2), labels, one_camera)
+
+
+def test_kissme_bound_is_the_rank_of_its_dissimilar_pairs():
+    """At kissme_max_dim Sigma_D has full rank; one dimension more and it is singular, which
+    is what made KISSME's distances explode: check_fittable refuses exactly there."""
+    gen = np.random.default_rng(0)
+    labels, cams = np.repeat(np.arange(4), 4), np.tile([1, 2, 3, 4], 4)
+    x = torch.from_numpy(gen.normal(size=(16, 64)))
+    limit = kissme_max_dim(labels, cams)
+    assert 0 < limit <= 15
+    first, second, same = kissme_training_pairs(labels, cams, np.random.default_rng(0))
+    centred = x - x.mean(0)
+    axes = torch.linalg.svd(centred, full_matrices=False).Vh
+    for size, rank in ((limit, limit), (limit + 1, limit)):
+        sigma_d = pair_scatter(centred @ axes[:size].T, first[~same], second[~same])
+        assert int(torch.linalg.matrix_rank(sigma_d)) == rank
+    options = {"kissme": {"pca_dim": limit}}
+    check_fittable(["kissme"], options, labels=labels, cameras=cams, feature_dim=64)
+    fitted = KISSME(pca_dim=limit).fit(x, torch.from_numpy(labels), torch.from_numpy(cams))
+    assert torch.isfinite(fitted.distance(x.float(), x.float())).all()
+    for too_big in ({"pca_dim": limit + 1}, {"pca_dim": None}, {}):
+        with pytest.raises(UnfittableMetricError, match=f"use --kissme-pca {limit} or less"):
+            check_fittable(
+                ["euclidean", "kissme"],
+                {"kissme": too_big},
+                labels=labels,
+                cameras=cams,
+                feature_dim=64,
+            )
+
+
+def test_metrics_without_cross_camera_pairs_are_refused():
+    labels, one_camera = np.repeat(np.arange(3), 4), np.ones(12, int)
+    for metric in ("xqda", "kissme"):
+        with pytest.raises(UnfittableMetricError, match=r"leave it out \(--metrics euclidean\)"):
+            check_fittable([metric], {}, labels=labels, cameras=one_camera, feature_dim=8)
+    check_fittable(["euclidean"], {}, labels=labels, cameras=one_camera, feature_dim=8)

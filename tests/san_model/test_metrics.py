@@ -12,7 +12,7 @@ import torch
 import torchvision
 from torchvision.models.inception import Inception3, InceptionA, InceptionC, InceptionE
 
-from foundation.weights import MissingWeightsError
+from foundation.weights import MissingWeightsError, WrongNetworkError
 from san_model.fid_inception import FID_INCEPTION_SPECS, InceptionFeatures
 from san_model.metrics import (
     ALEXNET_WEIGHTS,
@@ -175,7 +175,7 @@ def test_extractor_strict_load_round_trip(extractors, variant, tmp_path, monkeyp
         torch.testing.assert_close(state[key], value, rtol=0, atol=0)
     unexpected = dict(official, **{"extra.weight": torch.zeros(1)})
     torch.save(unexpected, tmp_path / "bad.pth")
-    with pytest.raises(RuntimeError, match="extra.weight"):
+    with pytest.raises(WrongNetworkError, match=r"bad.pth is not a FID .*\(extra.weight"):
         build_fid_extractor(variant=variant, weights_path=tmp_path / "bad.pth")
 
 
