@@ -45,10 +45,9 @@ from pipeline.datasets import (
     FolderDataset,
     msmt17_labels,
 )
-from pipeline.synthesize import generated_run_name
 from storage import MissingInputError, PersonStore
 from storage.encoding import JPEG_MAGIC
-from storage.store import FORMAT_V1, decode_elements
+from storage.store import FORMAT_V1, decode_elements, generated_run_name
 
 JPEG_QUALITY = 95
 MANIFEST = "export_manifest.json"

@@ -29,7 +29,6 @@ from matplotlib.figure import Figure
 
 from foundation.errors import SettingsError
 from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights
-from pipeline.synthesize import generated_run_name
 from reid.checkpoint import IMAGENET_WEIGHTS
 from reid.evaluate import evaluate_ranking
 from reid.metric_learning import build_metric
@@ -43,6 +42,7 @@ from reid.train import (
     training_settings,
 )
 from storage import MissingInputError, PersonStore, StageStamp
+from storage.store import generated_run_name
 
 # Market-1501 without augmentation, (rank-1, mAP): the IDE-baseline repository's ResNet-50, and
 # the strong baseline a reviewer asks for.

@@ -24,11 +24,7 @@ from pipeline.train_generator import generator_checkpoint
 from san_model.checkpoint import load_generator
 from san_model.generator import generate
 from storage import PersonStore, StageRun, StageStamp
-
-
-def generated_run_name(alpha: int) -> str:
-    """The store group of an alpha-augmented set, e.g. ``alpha2``."""
-    return f"alpha{alpha}"
+from storage.store import generated_run_name
 
 
 def draw_target_poses(person_ids: np.ndarray, alpha: int, rng: np.random.Generator) -> np.ndarray:
