@@ -720,14 +720,15 @@ def synthesize(
 ) -> None:
     """Write an augmentation set into the store: the generator's alpha-augmented training set
     (the paper's), or a control made from the same assignments."""
-    from pipeline.synthesize import set_group
-    from pipeline.synthesize import synthesize as run_synthesis
-    from pipeline.synthesize import write_pairs as write_plan
+    from pipeline.augmentation_sets import set_group
+    from pipeline.augmentation_sets import write_pairs as write_plan
 
     if write_pairs is not None:
         count = _on_store(store, write_plan, write_pairs, alpha=alpha, seed=seed, write=False)
         typer.echo(f"wrote {count} pairs (alpha {alpha}, seed {seed}) to {write_pairs}")
         return
+    from pipeline.synthesize import synthesize as run_synthesis
+
     stamp: StageStamp = _on_store(
         store,
         run_synthesis,
@@ -839,7 +840,7 @@ def _set_alpha(store: str, set_name: str, alpha: int | None) -> int | None:
     """``alpha``, or for an augmentation set without one, the alpha of its last synthesis."""
     if set_name == "original" or alpha is not None:
         return alpha
-    from pipeline.synthesize import synthesis_stage_name
+    from pipeline.augmentation_sets import synthesis_stage_name
     from storage import open_store
 
     with _naming(f"store {store}"):

@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.report import machine, write_section
+from pipeline.augmentation_sets import synthesis_plan
 from pipeline.fanout import FanOut
 from pipeline.ingest import ingest
 from pipeline.segmentation import import_provided
-from pipeline.synthesize import synthesis_plan, synthesize
+from pipeline.synthesize import synthesize
 from pipeline.synthetic import generate_synthetic
 from san_model.checkpoint import load_generator, save_checkpoint
 from san_model.config import SANConfig

@@ -97,8 +97,8 @@ def pairs_settings(params: AugmentMarketParams) -> dict[str, Any]:
 
 def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list[Node]:
     """The DAG's tasks in topological order: the one place where parameters become arguments."""
+    from pipeline.augmentation_sets import synthesis_stage_name
     from pipeline.reid_stage import reid_stage_name
-    from pipeline.synthesize import synthesis_stage_name
 
     seg, devices, gen, reid = params.segmentation, params.devices, params.generator, params.reid
     dataset = params.dataset

@@ -316,7 +316,8 @@ def synthesize_stage(
 ) -> StageStamp:
     """One augmentation set: the generator's (``synthesize``), or a control made from the
     same target-pose draw (``synthesize_copies``...; named and cached by :func:`named`)."""
-    from pipeline.synthesize import synthesis_stage_name, synthesize
+    from pipeline.augmentation_sets import synthesis_stage_name
+    from pipeline.synthesize import synthesize
 
     def run(progress: StageProgress) -> StageStamp:
         with dask_fan_out(fan_out) as blocks:

@@ -38,6 +38,7 @@ import pandas as pd
 from PIL import Image
 
 from foundation.errors import UserError
+from pipeline.augmentation_sets import finished_set_group
 from pipeline.datasets import (
     FOLDER_DATASETS,
     MARKET1501,
@@ -45,7 +46,6 @@ from pipeline.datasets import (
     FolderDataset,
     msmt17_labels,
 )
-from pipeline.synthesize import finished_set_group
 from storage import PersonStore
 from storage.encoding import JPEG_MAGIC
 from storage.store import FORMAT_V1, decode_elements

@@ -38,8 +38,8 @@ from matplotlib.lines import Line2D
 from scipy import stats
 
 from foundation.errors import SettingsError
+from pipeline.augmentation_sets import BUILT_IN_SETS, ORIGINAL, check_set_name, finished_set_group
 from pipeline.reid_stage import REFERENCE_ROWS, reid_stage_name, train_reid_baseline
-from pipeline.synthesize import BUILT_IN_SETS, ORIGINAL, check_set_name, finished_set_group
 from reid.train import TrainConfig, steps_per_epoch
 from storage import PersonStore, StageStamp
 

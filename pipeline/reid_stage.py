@@ -31,7 +31,7 @@ from foundation.cost import TrainingCost
 from foundation.errors import SettingsError
 from foundation.runs import check_checkpoint_kept
 from foundation.weights import MissingWeightsError, check_torch_file, resolve_weights
-from pipeline.synthesize import ORIGINAL, finished_set_group, synthesis_stage_name
+from pipeline.augmentation_sets import ORIGINAL, finished_set_group, synthesis_stage_name
 from reid.checkpoint import IMAGENET_WEIGHTS
 from reid.cost import training_cost
 from reid.evaluate import evaluate_ranking

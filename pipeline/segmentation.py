@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from PIL import Image
 
 from foundation.errors import UserError
@@ -49,6 +48,8 @@ def seeded_init(seed: int = 0) -> Iterator[None]:
     """Draw the random weights of models built inside from ``seed``, so every fan-out worker
     (process or thread) builds the same random model; torch's global generator is restored
     after, and a lock keeps threads from drawing from it at the same time."""
+    import torch  # here: importing provided files (ingest --annotations) needs no torch
+
     with _SEEDED_INIT, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from foundation.cpu import training_threads
 from reid.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, save_checkpoint
 from reid.losses import batch_hard_triplet_loss, identification_loss, verification_loss
 from reid.models import (
@@ -389,9 +390,39 @@ def train_reid(
             kept in the checkpoint; a checkpoint with another tag is never resumed: training
             starts afresh (``TrainResult.resumed_at`` None) and a warning is logged.
 
+    On the CPU the steps run on one intra-op thread (:func:`foundation.cpu.training_threads`).
+
     Returns:
         :class:`TrainResult`.
     """
+    with training_threads(device):
+        return _train_reid(
+            config,
+            images,
+            labels,
+            run_dir,
+            device=device,
+            resume=resume,
+            max_steps=max_steps,
+            weights=weights,
+            progress=progress,
+            run_tag=run_tag,
+        )
+
+
+def _train_reid(
+    config: TrainConfig,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    run_dir: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    resume: bool = True,
+    max_steps: int | None = None,
+    weights: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    run_tag: str | None = None,
+) -> TrainResult:
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
     if labels.shape != images.shape[:1]:

@@ -31,6 +31,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from foundation.cpu import training_threads
+
 from .blocks import POOL_STREAM, derived_seed
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import SANConfig
@@ -300,9 +302,39 @@ def train_san(
             kept in the checkpoint; a checkpoint with another tag is never resumed: the run
             starts afresh and says so (``TrainResult.resumed_at`` is None, a warning is logged).
 
+    On the CPU the steps run on one intra-op thread (:func:`foundation.cpu.training_threads`).
+
     Returns:
         A :class:`TrainResult`. A checkpoint is always written at the end of the call.
     """
+    with training_threads(device):
+        return _train_san(
+            config,
+            data,
+            run_dir,
+            device=device,
+            resume=resume,
+            max_steps=max_steps,
+            pretrained_vgg=pretrained_vgg,
+            vgg_weights=vgg_weights,
+            progress=progress,
+            run_tag=run_tag,
+        )
+
+
+def _train_san(
+    config: SANConfig,
+    data: SANTrainData,
+    run_dir: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    max_steps: int | None = None,
+    pretrained_vgg: bool = True,
+    vgg_weights: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    run_tag: str | None = None,
+) -> TrainResult:
     run_dir = Path(run_dir)
     height, width = config.image_size
     if tuple(data.images.shape[1:3]) != (height, width):

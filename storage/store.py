@@ -680,6 +680,11 @@ class RowReader:
         return out
 
 
+def generated_run_name(alpha: int) -> str:
+    """The run name of an alpha-augmented set under ``generated/``, e.g. ``alpha2``."""
+    return f"alpha{alpha}"
+
+
 def zeroed(shape: tuple[int, ...]) -> np.ndarray:
     """A zero-filled uint8 array of ``shape``; a large one in fresh anonymous memory of
     ordinary pages.

@@ -112,6 +112,8 @@ def test_sources_write_pairs_and_compare(capsys, snapshot, small_store, tmp_path
         "1",
         "--batch-size",
         "4",
+        "--metrics",
+        "euclidean",
     )
     assert code == 0, err
     assert small_store.stamp("reid_ide_copies_s0").report["set"] == "copies"

@@ -211,11 +211,13 @@ def test_an_edited_image_count(capsys, small_store):
 def test_a_generator_run_of_other_settings_is_kept(capsys, snapshot, small_store, tmp_path):
     sample_pairs(small_store, PairsConfig(test_pairs=None))
     run = tmp_path / "run"
-    code, _, err = cli(capsys, "train", small_store.url, "--out", run, *GENERATOR_TINY)
+    # The whole (tiny) schedule: a --max-steps short of it would add its own note line.
+    whole = ("--preset", "tiny", "--no-perceptual", "--epochs")
+    code, _, err = cli(capsys, "train", small_store.url, "--out", run, *whole, 2)
     assert code == 0, err
     checkpoint = run / "checkpoints" / "latest.pt"
     first = checkpoint.read_bytes()
-    args = ("train", small_store.url, "--out", run, *GENERATOR_TINY, "--epochs", 3)
+    args = ("train", small_store.url, "--out", run, *whole, 3)
     line = refused(capsys, snapshot, small_store, *args)
     assert line == (
         f"{checkpoint} is a generator checkpoint trained under other settings (epochs 2 -> 3); "
@@ -236,12 +238,12 @@ def test_a_reid_run_of_another_alpha_is_kept(
     args = ("reid", "train", small_store.url, "--out", out, *REID_TINY, "--metrics", "euclidean")
     code, _, err = cli(capsys, *args, "--alpha", 2)
     assert code == 0, err
-    checkpoint = out / "reid_ide_augmented" / "checkpoint" / "last.pt"
+    checkpoint = out / "reid_ide_generator_s0" / "checkpoint" / "last.pt"
     first = checkpoint.read_bytes()
     add_generated(small_store, 3)
     line = refused(capsys, snapshot, small_store, *args, "--alpha", 3)
     assert line.startswith(f"{checkpoint} is a Re-ID checkpoint trained under other inputs")
-    assert "another --alpha" in line and line.endswith("add --overwrite to replace it")
+    assert "another --set or --alpha" in line and line.endswith("add --overwrite to replace it")
     assert checkpoint.read_bytes() == first
 
 
@@ -314,7 +316,7 @@ def test_an_error_after_a_progress_line_starts_its_own_line(capsys, small_store,
     monkeypatch.setattr("pipeline.masks.compute_masks", compute_masks)
     code, _, err = cli(capsys, "segment", "masks", small_store.url)
     assert code == EXIT_USER
-    assert err == f"\rmasks: block 1/6\nerror: masks failed on {small_store.url}\n"
+    assert err == f"masks: 1/6 blocks (17%)\nerror: masks failed on {small_store.url}\n"
 
 
 def test_a_full_disk_during_export_says_how_to_rerun_it(capsys, small_store, tmp_path, monkeypatch):

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from foundation.weights import UnreadableWeightsError
+from pipeline.augmentation_sets import draw_target_poses
 from pipeline.pairs import PairsConfig, sample_pairs
-from pipeline.synthesize import draw_target_poses, synthesize
+from pipeline.synthesize import synthesize
 from pipeline.train_generator import MissingRunError, train_generator
 from san_model.config import SANConfig
 from storage import MissingInputError
@@ -172,8 +173,8 @@ def _method_outputs(store, pairs_file, folder, *, skip=()):
 def test_folder_source_reads_another_methods_outputs_for_the_listed_pairs(
     small_store, tmp_path, snapshot
 ):
+    from pipeline.augmentation_sets import write_pairs
     from pipeline.evaluate_folder import FolderError
-    from pipeline.synthesize import write_pairs
 
     pairs_file = tmp_path / "pairs.csv"
     count = write_pairs(small_store, pairs_file, alpha=3, seed=2)
@@ -205,7 +206,7 @@ def test_folder_source_reads_another_methods_outputs_for_the_listed_pairs(
 
 
 def test_a_set_of_another_alpha_is_named(small_store):
-    from pipeline.synthesize import finished_set_group
+    from pipeline.augmentation_sets import finished_set_group
 
     synthesize(small_store, source="flip", alpha=3)
     assert finished_set_group(small_store, "flip", 3, stage="x") == "generated/flip-alpha3"

@@ -64,6 +64,30 @@ def test_exact_resume(tmp_path):
         train_reid(dataclasses.replace(TINY, lr=0.5), images, labels, tmp_path / "split")
 
 
+def test_cpu_training_runs_on_one_thread_whatever_the_callers_count(tmp_path):
+    """The steps run on one intra-op thread (foundation.cpu): a resume under another thread
+    count continues the uninterrupted run exactly, and the caller's count comes back."""
+    images, labels = toy_set()
+    before = torch.get_num_threads()
+    seen = set()
+    try:
+        torch.set_num_threads(2)
+        full = train_reid(
+            TINY, images, labels, tmp_path / "full", max_steps=4,
+            progress=lambda done, total: seen.add(torch.get_num_threads()),
+        )  # fmt: skip
+        assert torch.get_num_threads() == 2
+        train_reid(TINY, images, labels, tmp_path / "split", max_steps=2)
+        torch.set_num_threads(1)
+        resumed = train_reid(TINY, images, labels, tmp_path / "split", max_steps=4)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {1}
+    assert resumed.losses == full.losses[2:]
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+
 def test_siamese_trains_and_reloads(tmp_path):
     images, labels = toy_set()
     config = dataclasses.replace(

@@ -59,6 +59,38 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     assert any(not torch.equal(weights[k], a["generator"][k]) for k in weights)
 
 
+def test_cpu_training_runs_on_one_thread_whatever_the_callers_count(tmp_path: Path) -> None:
+    """The steps run on one intra-op thread (foundation.cpu), so a run resumed under another
+    thread count still continues the uninterrupted run exactly; the caller's count comes back."""
+    config = SANConfig.tiny()
+    data = make_data(config)
+    before = torch.get_num_threads()
+    seen: set[int] = set()
+
+    def progress(done: int, total: int) -> None:
+        seen.add(torch.get_num_threads())
+
+    try:
+        torch.set_num_threads(2)
+        straight = train_san(
+            config, data, tmp_path / "straight", max_steps=4, pretrained_vgg=False,
+            progress=progress,
+        )  # fmt: skip
+        assert torch.get_num_threads() == 2
+        train_san(config, data, tmp_path / "split", max_steps=2, pretrained_vgg=False)
+        torch.set_num_threads(1)
+        resumed = train_san(
+            config, data, tmp_path / "split", resume=True, max_steps=4, pretrained_vgg=False
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {1}
+    a, b = load_checkpoint(straight.run_dir), load_checkpoint(resumed.run_dir)
+    for part in ("generator", "discriminator"):
+        assert_same_state(a[part], b[part])
+    assert straight.losses == resumed.losses
+
+
 def test_checkpoint_contents_and_linear_lr_decay(tmp_path: Path) -> None:
     config = SANConfig.tiny()
     result = train_san(config, make_data(config), tmp_path, max_steps=4, pretrained_vgg=False)
