@@ -14,7 +14,8 @@ at alpha 2), the confound of the earlier comparison, so its size shows beside th
 result.
 
 Writes the "Re-ID: augmentation sources (synthetic)" section of BENCHMARKS.md and, with
-``--out``, the comparison pages. A benchmark, not a test: about an hour per model on 2 cores.
+``--out``, the comparison pages. A benchmark, not a test: 1.6 h for both models and 3 seeds on
+2 loaded cores (the section gives the load).
 
     python -m benchmarks.reid_augmentation [--ids 200] [--seeds 3] [--epochs 5]
         [--models ide,siamese] [--out DIR] [--no-write]
@@ -154,13 +155,16 @@ def main() -> None:
         f"{counts.get('gallery_images')} gallery images), the demo-preset generator trained "
         f"with seed k ({args.generator_steps or SANConfig.demo().total_steps} steps, offline), "
         f"alpha {args.alpha} sets from one target-pose draw, and Re-ID ({', '.join(kinds)}: "
-        f"ResNet-18 from random weights, 128x64, batch 16, SGD lr 0.01, {args.epochs} epochs of "
+        f"ResNet-18 from random weights, 128x64, batch 16, SGD lr 0.01, {args.epochs} epoch(s) of "
         "the original set, equal steps for every set) with seed k. KISSME after PCA to 64. "
         "`python -m benchmarks.reid_augmentation --ids "
         f"{args.ids} --seeds {args.seeds} --epochs {args.epochs} --models {args.models}`."
     )
     page = render_markdown(rows, title=SECTION, note=note)
-    body = page.split("\n", 2)[2]  # without the title: the section heading is BENCHMARKS'
+    # Without the title (the section heading is BENCHMARKS'), its headings one level down.
+    body = "\n".join(
+        "#" + line if line.startswith("## ") else line for line in page.split("\n")[2:]
+    )
     ide_rows = [row for row in rows if row["model"] == "ide" and row["set"] == "generator"]
     summary = summarize(ide_rows + confound)
     body += (
