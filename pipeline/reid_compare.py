@@ -509,6 +509,22 @@ def write_comparison(
     return page
 
 
+def _canonical(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Rows in reading order: model, then original, copies, flip, paint by parts, generator and
+    folder sets by name, then the distances as the IDE baseline lists them, then the seed."""
+    sets = (ORIGINAL, "copies", "flip", "paint-by-parts", "generator")
+    distances = ("euclidean", "xqda", "kissme")
+    set_name, distance = row["set"], row["distance"]
+    return (
+        row["model"],
+        sets.index(set_name) if set_name in sets else len(sets),
+        set_name,
+        distances.index(distance) if distance in distances else len(distances),
+        distance,
+        row["seed"],
+    )
+
+
 def reid_stamps(store: PersonStore) -> list[StageStamp]:
     """Every finished Re-ID stage of the store, in name order."""
     return [
@@ -521,7 +537,7 @@ def reid_stamps(store: PersonStore) -> list[StageStamp]:
 def compare_store_runs(store: PersonStore, out_dir: str | Path) -> Path:
     """The comparison page of every finished Re-ID run of the store (``reid evaluate``, the
     report)."""
-    rows = comparison_rows(reid_stamps(store))
+    rows = sorted(comparison_rows(reid_stamps(store)), key=_canonical)
     note = ""
     if len({row["seed"] for row in rows}) == 1:
         note = (
