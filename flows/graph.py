@@ -43,13 +43,9 @@ INPUTS: dict[StageName, tuple[StageName, ...]] = {
     "reid_augmented": ("ingest", "synthesize"),
     "report": STAGES[:-1],
 }
-# Order without data: a Re-ID task reads only ingest and its own set (the controls need no
-# generator), but starting every one after all synthesis keeps the GPU for the generator and
-# lets the Re-ID trainings run side by side.
-AFTER: dict[StageName, tuple[StageName, ...]] = {
-    "reid_original": ("synthesize",),
-    "reid_augmented": ("synthesize",),
-}
+# Order without data: reid_original reads only ingest, but starting it after synthesis keeps
+# the GPU for the generator and lets the original and augmented trainings run side by side.
+AFTER: dict[StageName, tuple[StageName, ...]] = {"reid_original": ("synthesize",)}
 
 
 @dataclass(frozen=True)
