@@ -180,7 +180,13 @@ def generate_synthetic(
             write(shot)
     else:
         with ProcessPoolExecutor(workers) as pool:
-            list(pool.map(write, shots, chunksize=64))
+            try:
+                list(pool.map(write, shots, chunksize=64))
+            except BaseException:
+                # Ctrl-C or a failed image: drop the queued images instead of waiting for all
+                # of them as leaving the pool would (minutes for a large set).
+                pool.shutdown(cancel_futures=True)
+                raise
     (root / GALLERY_DIR / "Thumbs.db").write_bytes(_THUMBS_DB)
     count = {
         folder: sum(shot.folder == folder for shot in shots)

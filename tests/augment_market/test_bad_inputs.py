@@ -264,7 +264,14 @@ def test_ctrl_c_says_how_to_resume_with_debug(capsys, small_store, monkeypatch):
 def test_ctrl_c_of_the_installed_command(tmp_path):
     out = tmp_path / "synthetic"
     command = [sys.executable, "-m", "augment_market.cli", "synth", str(out), "--ids", "4000"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: a suite started in the background by a shell without job control
+    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    process = subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not any(out.rglob("*.jpg")) and time.monotonic() < deadline:  # it is writing
         time.sleep(0.05)
