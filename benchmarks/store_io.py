@@ -31,7 +31,8 @@ from numcodecs import Blosc
 from PIL import Image
 
 from benchmarks.report import machine, write_section
-from pipeline.ingest import decode_image, ingest, scan_market1501
+from pipeline.datasets.market1501 import scan_market1501
+from pipeline.ingest import decode_image, ingest
 from pipeline.streaming import StreamingPairSampler
 from pipeline.synthetic import generate_synthetic
 from san_model.train import ModelBatch, PairSampler, SANTrainData

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from foundation.weights import resolve_weights, sha256_of
-from pipeline.datasets import DATASET_TITLES
+from pipeline.datasets import CUSTOM, dataset_title
 from pipeline.pairs import TEST_TABLE, describe_test_pairs
 from pipeline.train_generator import generator_checkpoint
 from san_model.baselines import paint_by_parts
@@ -79,13 +79,13 @@ PSNR_CAP = 100.0  # identical images have infinite PSNR; cap so means stay finit
 
 def dataset_kind(store: PersonStore) -> str:
     """The kind the store was ingested as (``market1501`` for a store whose ingest stamp does
-    not say, as every store before DeepFashion), or ``custom`` for a set that is not the
-    official dataset (the synthetic demo set: ingest ``official=False``)."""
+    not say, as every store before DeepFashion), or :data:`pipeline.datasets.CUSTOM` for a set
+    that is not the official dataset (the synthetic demo set: ingest ``official=False``)."""
     stamp = store.stamp("ingest")
     if stamp is None:
         return "market1501"
     if stamp.config.get("official", True) is False:
-        return "custom"
+        return CUSTOM
     return str(stamp.config.get("kind", "market1501"))
 
 
@@ -95,10 +95,11 @@ def paper_comparison(dataset: str, rows: dict[str, dict[str, Any]]) -> list[str]
     FID / LPIPS / mask-LPIPS.
 
     Args:
-        dataset: a :data:`pipeline.datasets.DatasetKind`.
+        dataset: a dataset kind (:func:`pipeline.datasets.dataset_names`) or
+            :data:`pipeline.datasets.CUSTOM`.
         rows: results with ``fid``, ``lpips``, ``mask_lpips`` (a missing one shows n/a).
     """
-    title = DATASET_TITLES.get(dataset, dataset)
+    title = dataset_title(dataset)
 
     def cell(row: dict[str, Any], key: str) -> str:
         return f"{row[key]:.{METRIC_DIGITS[key]}f}" if key in row else "n/a"
@@ -429,7 +430,7 @@ def results_markdown(
         level: Markdown heading level of the page's title (2 inside the run's report).
     """
     dataset = results.get("dataset", "market1501")
-    title = DATASET_TITLES.get(dataset, dataset)
+    title = dataset_title(dataset)
     lines = [
         f"{'#' * level} Generator evaluation on {title} ({results['test_pairs']} test pairs)",
         "",

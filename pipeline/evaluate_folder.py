@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from foundation.errors import UserError
-from pipeline.datasets import DATASET_TITLES
+from pipeline.datasets import dataset_title
 from pipeline.evaluate import PairScorer, dataset_kind, paper_comparison, pixel_table
 from pipeline.pairs import TEST_TABLE, describe_test_pairs
 from san_model.fid_inception import FIDVariant
@@ -37,7 +37,7 @@ from storage import PersonStore
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Store (height, width) -> the narrower width another method's images may have at that height:
 # PATN's DeepFashion images are 256x176, the In-shop photo without its side bars
-# (pipeline.ingest.crop_bars), which a 256x256 store holds stretched.
+# (pipeline.datasets.deepfashion.crop_bars), which a 256x256 store holds stretched.
 NARROW_WIDTHS = {(256, 256): 176}
 # {source}___{target}[_vis] or {source}_2_{target}[_vis]; "___" is tried first.
 SEPARATORS = ("___", "_2_")
@@ -252,7 +252,7 @@ def add_to_comparison(results: dict[str, Any], out_dir: str | Path) -> Path:
 
     lines = ["# Generated images compared under one protocol"]
     for dataset, group in by_dataset.items():
-        lines += ["", f"## {DATASET_TITLES.get(dataset, dataset)}", ""]
+        lines += ["", f"## {dataset_title(dataset)}", ""]
         lines += [*paper_comparison(dataset, group), ""]
         lines += [
             "FID above is each row's first variant (torchvision, GFLA's protocol, unless "

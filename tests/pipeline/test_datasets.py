@@ -8,15 +8,9 @@ import pytest
 from PIL import Image
 
 from augment_market.cli import main
-from pipeline.datasets import (
-    CUHK03_NP_DETECTED,
-    FOLDER_DATASETS,
-    DatasetLayoutError,
-    msmt17_labels,
-    msmt17_person_ids,
-    scan_folders,
-    scan_msmt17,
-)
+from pipeline.datasets import FOLDER_DATASETS, DatasetLayoutError, scan_folders
+from pipeline.datasets.cuhk03 import CUHK03_NP_DETECTED
+from pipeline.datasets.msmt17 import msmt17_labels, msmt17_person_ids, scan_msmt17
 from pipeline.export import MANIFEST, export_market
 from pipeline.ingest import ingest
 from pipeline.pairs import PairsConfig, sample_pairs

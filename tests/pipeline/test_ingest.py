@@ -7,18 +7,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline.evaluate import dataset_kind
-from pipeline.ingest import (
-    DatasetLayoutError,
+from pipeline.datasets import DatasetLayoutError
+from pipeline.datasets.deepfashion import (
     DeepFashionName,
-    decode_image,
     flatten_inshop_path,
-    ingest,
     parse_deepfashion_name,
-    parse_market_name,
     scan_deepfashion,
-    scan_market1501,
 )
+from pipeline.datasets.market1501 import parse_market_name, scan_market1501
+from pipeline.evaluate import dataset_kind
+from pipeline.ingest import decode_image, ingest
 from pipeline.pairs import PairsConfig, PairsFileError, sample_pairs
 from storage import open_store
 
@@ -357,9 +355,10 @@ def test_ingest_compares_each_split_with_the_official_count(real_market, tmp_pat
 
 
 def test_official_counts_of_a_complete_copy_give_no_warning():
-    from pipeline.datasets import OFFICIAL_COUNTS, official_count_differences
+    from pipeline.datasets import DATASETS, official_count_differences
 
-    assert official_count_differences("market1501", OFFICIAL_COUNTS["market1501"]) == []
+    market = DATASETS["market1501"].official_counts
+    assert official_count_differences("market1501", market) == []
     msmt17 = {"train": 30_248, "query": 11_659, "gallery": 82_161}
     assert official_count_differences("msmt17", msmt17) == []
     (line,) = official_count_differences("msmt17", msmt17, with_val=True)

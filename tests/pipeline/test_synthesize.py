@@ -66,8 +66,8 @@ def test_synthesize_resumes_missing_blocks(small_store, trained_run):
 
 
 def test_export_market_layout(small_store, trained_run, tmp_path):
+    from pipeline.datasets.market1501 import parse_market_name, scan_market1501
     from pipeline.export import export_market
-    from pipeline.ingest import parse_market_name, scan_market1501
 
     synthesize(small_store, trained_run, alpha=2)
     out = tmp_path / "exported"

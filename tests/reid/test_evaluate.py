@@ -100,7 +100,7 @@ def test_real_market_sample(real_market):
     colour-histogram distances equals the per-query stable-argsort reference."""
     from PIL import Image
 
-    from pipeline.ingest import parse_market_name
+    from pipeline.datasets.market1501 import parse_market_name
 
     def load(folder):
         paths = sorted((real_market / folder).glob("*.jpg"))  # *.jpg.jpg included
