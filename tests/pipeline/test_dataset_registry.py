@@ -1,9 +1,11 @@
-"""The dataset registry: each kind declared once, looked up by name."""
+"""The dataset registry is the one list of dataset kinds; the rest is derived from it."""
 
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from flows.config import DatasetSettings
 from pipeline.datasets import (
     DATASETS,
     FOLDER_DATASETS,
@@ -11,6 +13,16 @@ from pipeline.datasets import (
     dataset_title,
     get_dataset,
 )
+
+
+def test_the_flow_settings_offer_the_registry_kinds():
+    schema = DatasetSettings.model_json_schema()["properties"]["kind"]
+    assert schema["enum"] == list(dataset_names())
+    assert schema["default"] == dataset_names()[0] == "market1501"
+    for name in dataset_names():
+        assert DatasetSettings(source="x", kind=name).kind == name
+    with pytest.raises(ValidationError, match="did you mean 'msmt17'"):
+        DatasetSettings(source="x", kind="msmt-17")
 
 
 def test_each_kind_declares_itself_once():
