@@ -16,9 +16,10 @@ import dataclasses
 import torch
 
 from foundation.cost import TrainingCost, count_flops
+from reid.config import TrainConfig
 from reid.models import build_reid_model
 from reid.sampling import BatchSampler
-from reid.train import TrainConfig, _Objective
+from reid.train import _Objective
 
 
 def training_cost(
