@@ -25,8 +25,8 @@ import torch
 from PIL import Image, ImageFilter
 
 from benchmarks.report import machine, write_section
-from pipeline.evaluate import PSNR_CAP
 from pipeline.pairs import TEST_TABLE, describe_test_pairs
+from pipeline.scoring import PSNR_CAP
 from san_model.metrics import l1_distance, psnr, ssim
 from storage import open_store
 

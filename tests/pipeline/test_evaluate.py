@@ -84,7 +84,7 @@ def test_each_dataset_is_compared_with_its_own_row_of_table_1():
 
 
 def test_cached_fid_statistics_are_keyed_by_the_inception_weights(small_store):
-    from pipeline.evaluate import real_statistics
+    from pipeline.scoring import real_statistics
     from san_model.metrics import build_fid_extractor
 
     extractor = build_fid_extractor(variant="torchvision", pretrained=False)

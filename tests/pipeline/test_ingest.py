@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline.evaluate import dataset_kind
 from pipeline.ingest import (
     DatasetLayoutError,
     DeepFashionName,
@@ -20,6 +19,7 @@ from pipeline.ingest import (
     scan_market1501,
 )
 from pipeline.pairs import PairsConfig, PairsFileError, sample_pairs
+from pipeline.scoring import dataset_kind
 from storage import open_store
 
 
