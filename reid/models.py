@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -167,28 +167,17 @@ class SiameseNet(IDENet):
 
     The "square layer" f_s = (f_1 - f_2)^2 is symmetric in the two images; a linear 2-way
     classifier on it (the paper's 1x1 convolution) predicts same / different identity.
+
+    Args:
+        verification_dropout: see :class:`ReIDModelConfig`.
+        generator, ide: as :class:`IDENet` (the verifier's weights are drawn after its own).
     """
 
     def __init__(
-        self,
-        *,
-        backbone: nn.Module,
-        feature_dim: int,
-        num_classes: int,
-        bottleneck_dim: int | None,
-        dropout: float,
-        verification_dropout: float,
-        generator: torch.Generator | None = None,
+        self, *, verification_dropout: float, generator: torch.Generator | None = None, **ide: Any
     ) -> None:
-        super().__init__(
-            backbone=backbone,
-            feature_dim=feature_dim,
-            num_classes=num_classes,
-            bottleneck_dim=bottleneck_dim,
-            dropout=dropout,
-            generator=generator,
-        )
-        verifier = nn.Linear(feature_dim, 2)
+        super().__init__(generator=generator, **ide)
+        verifier = nn.Linear(ide["feature_dim"], 2)
         nn.init.normal_(verifier.weight, std=0.001, generator=generator)
         nn.init.zeros_(verifier.bias)
         self.verifier = nn.Sequential(SeededDropout(verification_dropout), verifier)
@@ -302,30 +291,17 @@ def build_reid_model(
                 nn.init.kaiming_normal_(
                     module.weight, mode="fan_out", nonlinearity="relu", generator=generator
                 )
-    if config.kind == "siamese":
-        return SiameseNet(
-            backbone=backbone,
-            feature_dim=config.feature_dim,
-            num_classes=num_classes,
-            bottleneck_dim=config.bottleneck_dim,
-            dropout=config.dropout,
-            verification_dropout=config.verification_dropout,
-            generator=generator,
-        )
+    network: dict[str, Any] = {
+        "backbone": backbone,
+        "feature_dim": config.feature_dim,
+        "num_classes": num_classes,
+        "generator": generator,
+    }
     if config.kind == "bot":
-        return BoTNet(
-            backbone=backbone,
-            feature_dim=config.feature_dim,
-            num_classes=num_classes,
-            generator=generator,
-        )
-    if config.kind != "ide":
+        return BoTNet(**network)
+    if config.kind not in ("ide", "siamese"):
         raise ValueError(f"unknown model kind {config.kind!r}")
-    return IDENet(
-        backbone=backbone,
-        feature_dim=config.feature_dim,
-        num_classes=num_classes,
-        bottleneck_dim=config.bottleneck_dim,
-        dropout=config.dropout,
-        generator=generator,
-    )
+    network.update(bottleneck_dim=config.bottleneck_dim, dropout=config.dropout)
+    if config.kind == "siamese":
+        return SiameseNet(verification_dropout=config.verification_dropout, **network)
+    return IDENet(**network)

@@ -96,6 +96,28 @@ def steps_per_epoch(config: TrainConfig, n_images: int) -> int:
     return n_images // per_step
 
 
+def batch_sampler(
+    config: TrainConfig, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, BatchSampler]:
+    """The recipe's sampler over ``labels`` int64 [N] (any identity integers).
+
+    Returns:
+        (classes int64 [C], sorted identities; targets int64 [N], each image's class index;
+        the :class:`reid.sampling.BatchSampler` of ``config``: Siamese pairs, PK or random).
+    """
+    classes, targets = torch.unique(labels.cpu(), return_inverse=True)
+    siamese = config.model.kind == "siamese"
+    sampler = BatchSampler(
+        targets,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        mode="siamese" if siamese else "pk" if config.instances_per_id else "random",
+        positive_fraction=config.positive_fraction,
+        instances_per_id=config.instances_per_id or 1,
+    )
+    return classes, targets, sampler
+
+
 def lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     """Learning-rate factor of each step: a linear warmup from ``warmup_factor`` over
     ``warmup_epochs`` (Goyal et al. 2017; BoT), then x ``lr_gamma`` at each milestone epoch."""
@@ -239,27 +261,17 @@ def train_reid(
         world, rank, device, created_group = _distributed(torch.device(device))
         if config.batch_size % (2 * world if config.model.kind == "siamese" else world):
             raise ValueError(f"batch_size {config.batch_size} does not split over {world} ranks")
-        classes, targets = torch.unique(labels.cpu(), return_inverse=True)
-        siamese = config.model.kind == "siamese"
-        sampler = BatchSampler(
-            targets,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            mode="siamese" if siamese else "pk" if config.instances_per_id else "random",
-            positive_fraction=config.positive_fraction,
-            instances_per_id=config.instances_per_id or 1,
-        )
+        classes, targets, sampler = batch_sampler(config, labels)
         steps_per_epoch = config.epoch_steps or sampler.steps_per_epoch
         total_steps = config.epochs * steps_per_epoch
         stop = total_steps if max_steps is None else min(total_steps, max_steps)
 
+        # The seed draws the new layers' (and a random backbone's) initial weights.
         model = build_reid_model(
             config=config.model,
             num_classes=len(classes),
             weights=weights,
-            seed=step_seed(
-                config.seed, 4
-            ),  # the new layers' (and a random backbone's) initialisation
+            seed=step_seed(config.seed, 4),
         )
         model = model.to(device)
         if device.type == "cuda":
