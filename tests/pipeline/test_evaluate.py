@@ -7,18 +7,11 @@ import json
 import pytest
 
 from pipeline.evaluate import evaluate_generator, paper_comparison, results_markdown
-from pipeline.pairs import PairsConfig, sample_pairs
-from pipeline.train_generator import train_generator
-from san_model.config import SANConfig
 
 
 @pytest.fixture
-def trained_run(small_store, tmp_path):
-    sample_pairs(small_store, PairsConfig(test_pairs=4))
-    train_generator(
-        small_store, tmp_path / "run", config=SANConfig.tiny(use_perceptual=False), max_steps=2
-    )
-    return tmp_path / "run"
+def trained_run(trained_generator):
+    return trained_generator(test_pairs=4)
 
 
 def test_offline_evaluation_reports_pixel_metrics_only(small_store, trained_run):
