@@ -189,7 +189,7 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 0,
 ) -> None:
     """Write the synthetic dataset (Market-1501 layout, with ground-truth masks/parsing)."""
-    from pipeline.synthetic import generate_synthetic
+    from pipeline.synthetic_dataset import generate_synthetic
 
     with _naming(str(out), "it writes every file again"):
         summary = generate_synthetic(out, ids=ids, images_per_id=images_per_id, seed=seed)

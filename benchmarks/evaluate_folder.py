@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.report import machine, write_section
+from benchmarks.report import machine_and_load, publish
 from pipeline.evaluate import generate_pairs
 from pipeline.evaluate_folder import evaluate_folder
 from san_model.baselines import paint_by_parts
@@ -102,9 +102,9 @@ def main() -> None:
 
     pairs = rows[0][1]["test_pairs"]
     lines = [
-        f"Machine: {machine()}; load average {load[0]:.1f} at the start, {load[1]:.1f} at the "
-        f"end; {args.threads} threads. Store `{args.store}` and generator `{args.run}` of "
-        f"`make demo`: {pairs} held-out test pairs. `python -m benchmarks.evaluate_folder`.",
+        f"{machine_and_load(load)}; {args.threads} threads. Store `{args.store}` and generator "
+        f"`{args.run}` of `make demo`: {pairs} held-out test pairs. "
+        "`python -m benchmarks.evaluate_folder`.",
         "",
         "| folder | scored | seconds | matched | L1 | masked L1 | SSIM | PSNR | part-colour "
         "error | FID (torchvision) | LPIPS |",
@@ -127,10 +127,7 @@ def main() -> None:
         'networks (rates: "Evaluation and synthesis"); with `--full` and random networks '
         "they only time the protocol.",
     ]
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_write:
-        write_section("evaluate-folder", body)
+    publish("evaluate-folder", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pipeline.fanout import FanOut
 from pipeline.ingest import ingest
 from pipeline.segmentation import import_provided
 from pipeline.synthesize import synthesize
-from pipeline.synthetic import generate_synthetic
+from pipeline.synthetic_dataset import generate_synthetic
 from san_model.checkpoint import load_generator, save_checkpoint
 from san_model.config import SANConfig
 from san_model.generator import build_generator

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from benchmarks.report import machine, write_section
-from pipeline.evaluate import PSNR_CAP
+from benchmarks.report import machine_and_load, publish
 from pipeline.pairs import TEST_TABLE, describe_test_pairs
+from pipeline.scoring import PSNR_CAP
 from san_model.metrics import l1_distance, psnr, ssim
 from storage import open_store
 
@@ -91,9 +91,9 @@ def main() -> None:
             )
     load.append(os.getloadavg()[0])
     lines = [
-        f"Machine: {machine()}; load average {load[0]:.1f} at the start, {load[1]:.1f} at the "
-        f"end; 1 thread. Store `{args.store}` ({store.height}x{store.width}), the first "
-        f"{len(table)} test pairs ({describe_test_pairs(store.stamp('pairs'))}). "
+        f"{machine_and_load(load)}; 1 thread. Store `{args.store}` "
+        f"({store.height}x{store.width}), the first {len(table)} test pairs "
+        f"({describe_test_pairs(store.stamp('pairs'))}). "
         "`python -m benchmarks.jpeg_scoring`.",
         "",
         "| output | file | L1 | SSIM | PSNR | L1 - PNG's | SSIM - PNG's | PSNR - PNG's |",
@@ -105,10 +105,7 @@ def main() -> None:
         "PNG scores the output exactly (the PSNR of a perfect output is capped at 100 dB); "
         "each JPEG row's difference to its PNG row is what the file format alone changes.",
     ]
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_write:
-        write_section("JPEG vs PNG outputs", body)
+    publish("JPEG vs PNG outputs", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

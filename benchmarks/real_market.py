@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.report import machine, write_section
+from benchmarks.report import machine_and_load, publish
 from pipeline.export import export_market
 from pipeline.ingest import ingest
 from pipeline.pairs import PairsConfig, sample_pairs
@@ -194,22 +194,21 @@ def main() -> None:
         )
     )
     load.append(os.getloadavg()[0])
-    body = "\n".join(
+    publish(
+        "real Market-1501",
         [
-            f"Machine: {machine()}; load average {load[0]:.1f} at the start, {load[1]:.1f} at "
-            f"the end (2 cores shared with other benchmarks). Source: {args.source.name}, "
-            "complete. Masks and parsing are a fixed placeholder template imported as provided "
-            "annotations (no Mask R-CNN / SCHP weights here), and the Re-ID network has random "
-            "weights: the figures measure the pipeline at real scale, not the method. "
+            f"{machine_and_load(load)} (2 cores shared with other benchmarks). "
+            f"Source: {args.source.name}, complete. Masks and parsing are a fixed placeholder "
+            "template imported as provided annotations (no Mask R-CNN / SCHP weights here), and "
+            "the Re-ID network has random weights: the figures measure the pipeline at real "
+            "scale, not the method. "
             f"`python -m benchmarks.real_market SOURCE --steps {args.steps}`.",
             "",
             "| stage | figure |",
             "|---|---|",
             *[f"| {stage} | {figure} |" for stage, figure in rows],
-        ]
+        ],
     )
-    print(body)
-    write_section("real Market-1501", body)
     if args.work is None:
         shutil.rmtree(work)
 

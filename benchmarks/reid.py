@@ -17,18 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid.evaluate import compute_distance  # noqa: E402
+from benchmarks.reid_evaluator import evaluator_lines  # noqa: E402
 from reid.metric_learning import XQDA  # noqa: E402
 from reid.models import ReIDModelConfig, build_reid_model  # noqa: E402
 from reid.train import TrainConfig, extract_features, train_reid  # noqa: E402
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-NUM_QUERY, NUM_GALLERY, NUM_TRAIN, TRAIN_IDS = 3368, 15913, 12936, 751
+NUM_TRAIN, TRAIN_IDS = 12936, 751
 
 
 def best_of(repeats: int, run) -> float:
@@ -39,28 +38,6 @@ def best_of(repeats: int, run) -> float:
         run()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def market_like_distances(seed: int = 0):
-    """Market-1501 test split sizes without junk: 750 ids, ~17 gallery images each, 2,793
-    distractors (pid 0), 3,368 queries, cameras 1-6; distances from noisy identity centres
-    (a weak model: rank-1 ~40%, so true matches spread far down the ranking)."""
-    rng = np.random.default_rng(seed)
-    distractors = NUM_GALLERY - 750 * 17
-    g_pids = np.concatenate([np.repeat(np.arange(1, 751), 17), np.zeros(distractors, np.int64)])
-    g_cams = rng.integers(1, 7, NUM_GALLERY)
-    q_pids, q_cams = rng.integers(1, 751, NUM_QUERY), rng.integers(1, 7, NUM_QUERY)
-    gen = torch.Generator().manual_seed(seed)
-    centres = torch.randn(751, 64, generator=gen)
-    gf = centres[g_pids] + 1.5 * torch.randn(NUM_GALLERY, 64, generator=gen)
-    qf = centres[q_pids] + 1.5 * torch.randn(NUM_QUERY, 64, generator=gen)
-    return compute_distance(qf, gf), q_pids, g_pids, q_cams, g_cams
-
-
-def bench_evaluator() -> list[str]:
-    from benchmarks.reid_evaluator import evaluator_lines
-
-    return evaluator_lines()
 
 
 def bench_xqda() -> list[str]:
@@ -147,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(machine, flush=True)
     lines = [machine]
-    benches = [bench_evaluator, bench_xqda, lambda: bench_network("cpu")]
+    benches = [evaluator_lines, bench_xqda, lambda: bench_network("cpu")]
     if args.device.startswith("cuda") and torch.cuda.is_available():
         benches.append(
             lambda: [f"- GPU: {torch.cuda.get_device_name()}"] + bench_network(args.device)

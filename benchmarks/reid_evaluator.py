@@ -13,9 +13,27 @@ import os
 import time
 
 import numpy as np
+import torch
 
-from benchmarks.reid import NUM_GALLERY, NUM_QUERY, market_like_distances
-from reid.evaluate import DEFAULT_CHUNK_ELEMENTS, evaluate_ranking
+from reid.evaluate import DEFAULT_CHUNK_ELEMENTS, compute_distance, evaluate_ranking
+
+NUM_QUERY, NUM_GALLERY = 3368, 15913  # Market-1501's query and gallery sizes
+
+
+def market_like_distances(seed: int = 0):
+    """Market-1501 test split sizes without junk: 750 ids, ~17 gallery images each, 2,793
+    distractors (pid 0), 3,368 queries, cameras 1-6; distances from noisy identity centres
+    (a weak model: rank-1 ~40%, so true matches spread far down the ranking)."""
+    rng = np.random.default_rng(seed)
+    distractors = NUM_GALLERY - 750 * 17
+    g_pids = np.concatenate([np.repeat(np.arange(1, 751), 17), np.zeros(distractors, np.int64)])
+    g_cams = rng.integers(1, 7, NUM_GALLERY)
+    q_pids, q_cams = rng.integers(1, 751, NUM_QUERY), rng.integers(1, 7, NUM_QUERY)
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(751, 64, generator=gen)
+    gf = centres[g_pids] + 1.5 * torch.randn(NUM_GALLERY, 64, generator=gen)
+    qf = centres[q_pids] + 1.5 * torch.randn(NUM_QUERY, 64, generator=gen)
+    return compute_distance(qf, gf), q_pids, g_pids, q_cams, g_cams
 
 
 def argsort_loop(distmat, q_pids, g_pids, q_cams, g_cams) -> tuple[float, float]:

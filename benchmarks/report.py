@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -24,6 +25,22 @@ def machine() -> str:
         f"{platform.node()} ({cpu}, {os.cpu_count()} cores, {gpu}), torch "
         f"{torch.__version__}, {datetime.date.today().isoformat()}"
     )
+
+
+def machine_and_load(load: Sequence[float]) -> str:
+    """The machine line with the 1-minute load average at the start and end of the run,
+    ``load`` = [start, end] (the CI machines are shared: how busy the cores were)."""
+    return (
+        f"Machine: {machine()}; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end"
+    )
+
+
+def publish(title: str, lines: Sequence[str], *, write: bool = True) -> None:
+    """Print ``lines`` and, with ``write``, make them section ``## {title}`` of BENCHMARKS.md."""
+    body = "\n".join(lines)
+    print(body)
+    if write:
+        write_section(title, body)
 
 
 def write_section(title: str, body: str) -> None:

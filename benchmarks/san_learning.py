@@ -31,7 +31,7 @@ from pipeline.evaluate import evaluate_generator, pixel_table
 from pipeline.ingest import ingest
 from pipeline.pairs import PairsConfig, sample_pairs
 from pipeline.segmentation import import_provided
-from pipeline.synthetic import generate_synthetic
+from pipeline.synthetic_dataset import generate_synthetic
 from pipeline.train_generator import train_generator
 from san_model.config import SANConfig
 from storage import PersonStore, open_store
@@ -46,7 +46,8 @@ def build_synthetic_store(
 ) -> PersonStore:
     """Synthetic set -> store with its ground-truth masks/parsing and every training pair.
 
-    ``synthetic`` goes to :func:`pipeline.synthetic.generate_synthetic` (e.g. queries_per_id).
+    ``synthetic`` goes to :func:`pipeline.synthetic_dataset.generate_synthetic` (e.g.
+    queries_per_id).
     """
     generate_synthetic(work / "data", ids=ids, images_per_id=images_per_id, seed=seed, **synthetic)
     ingest(work / "data", str(work / "store"))

@@ -24,12 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.report import BENCHMARKS, machine, write_section  # noqa: E402
+from san_model.batches import ModelBatch, PairSampler, SANTrainData  # noqa: E402
 from san_model.config import SANConfig  # noqa: E402
-from san_model.discriminator import build_discriminator  # noqa: E402
-from san_model.generator import build_generator  # noqa: E402
-from san_model.image_pool import ImagePool  # noqa: E402
-from san_model.losses import build_perceptual_loss  # noqa: E402
-from san_model.train import ModelBatch, PairSampler, SANTrainData, train_step  # noqa: E402
+from san_model.train import SANTrainer  # noqa: E402
 
 TITLE = "SAN training"
 TABLE_HEAD = (
@@ -90,40 +87,21 @@ def step_rate(
     bf16: bool = False,
     compile_models: bool = False,
 ) -> float:
-    """Seconds per training step (one G and one D update) on ``device``; bf16 autocast is
-    for CUDA (the trainer keeps the CPU in fp32)."""
-    generator = build_generator(config=config).to(device)
-    discriminator = build_discriminator(config=config).to(device)
-    perceptual = build_perceptual_loss(config=config, pretrained=False)
-    if perceptual is not None:
-        perceptual = perceptual.to(device)
-    if channels_last:
-        for module in (generator, discriminator, perceptual):
-            if module is not None:
-                module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    pool = ImagePool(config.pool_size, seed=0)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
-    g_model: torch.nn.Module = torch.compile(generator) if compile_models else generator  # type: ignore[assignment]
-    d_model: torch.nn.Module = torch.compile(discriminator) if compile_models else discriminator  # type: ignore[assignment]
+    """Seconds per training step (one G and one D update, :meth:`SANTrainer.step`) on
+    ``device``; bf16 autocast is for CUDA (the trainer keeps the CPU in fp32)."""
+    trainer = SANTrainer(
+        config,
+        device,
+        pretrained_vgg=False,
+        channels_last=channels_last,
+        autocast_dtype=torch.bfloat16 if bf16 else None,
+    )
+    if compile_models:
+        trainer.g_model = torch.compile(trainer.generator)  # type: ignore[assignment]
+        trainer.d_model = torch.compile(trainer.discriminator)  # type: ignore[assignment]
 
     def one_step() -> None:
-        batch = ModelBatch.from_pairs(
-            sampler.gather(sampler.next_pairs(), device),
-            num_classes=config.parsing_classes,
-            channels_last=channels_last,
-        )
-        train_step(
-            generator=g_model,
-            discriminator=d_model,
-            perceptual=perceptual,
-            opt_g=opt_g,
-            opt_d=opt_d,
-            batch=batch,
-            config=config,
-            pool=pool,
-            autocast_dtype=torch.bfloat16 if bf16 else None,
-        )
+        trainer.step(sampler)
 
     if compile_models:  # compilation happens in the first calls, keep it out of the timing
         started = time.perf_counter()

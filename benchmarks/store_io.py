@@ -34,7 +34,7 @@ from benchmarks.report import machine, write_section
 from pipeline.datasets.market1501 import scan_market1501
 from pipeline.ingest import decode_image, ingest
 from pipeline.streaming import StreamingPairSampler
-from pipeline.synthetic import generate_synthetic
+from pipeline.synthetic_dataset import generate_synthetic
 from san_model.train import ModelBatch, PairSampler, SANTrainData
 from storage import PersonStore, open_store
 from storage.encoding import decode_element, encode_labels, encode_rgb

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 import json
-import re
 import typing
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -41,9 +39,10 @@ from pydantic import (
     model_validator,
 )
 
+from foundation.fields import field_descriptions
 from pipeline.datasets import dataset_names, get_dataset
+from reid.config import TrainConfig
 from reid.models import ReIDModelConfig
-from reid.train import TrainConfig
 from san_model.config import SANConfig
 
 StageName = Literal[
@@ -120,50 +119,17 @@ class _Settings(BaseModel):
         return values
 
 
-def field_comments(config: type) -> dict[str, str]:
-    """Field name -> the comment lines right above it in the dataclass ``config``'s source
-    (its "reason" comment), joined into one line."""
-    found: dict[str, str] = {}
-    block: list[str] = []
-    for line in inspect.getsourcelines(config)[0][1:]:
-        text = line.strip()
-        if text.startswith("#"):
-            block.append(text.lstrip("#").strip())
-            continue
-        if (match := re.match(r"(\w+)\s*:", text)) and block:
-            found[match.group(1)] = " ".join(block)
-        block = []
-    return found
-
-
-# Fields whose dataclass has no comment right above them (the one above covers a group).
-_MORE_DESCRIPTIONS = {
-    "beta": "Weight of the L1 loss in eq. 7.",
-    "gamma": "Weight of the perceptual loss in eq. 7.",
-    "betas": "Adam (beta1, beta2) of section 4.2, for G and D.",
-    "sample_interval": "Steps between training sample grids (`samples/step_*.png`, in the UI).",
-    "log_interval": "Steps between TensorBoard loss logs.",
-    "momentum": "SGD momentum.",
-    "weight_decay": "L2 weight decay of every layer.",
-    "lr_gamma": "Learning-rate factor at each milestone.",
-    "log_every": "Steps between loss log lines.",
-    "width": "Input width in pixels (see height).",
-    "warmup_factor": "Learning-rate factor at the start of the warmup (see warmup_epochs).",
-    "triplet_margin": "Margin of the batch-hard triplet loss (see triplet_weight).",
-}
-
-
 def _overrides_model(name: str, config: type, *, preset: str, exclude: tuple[str, ...] = ()) -> Any:
     """A settings model with every field of the frozen dataclass ``config`` optional.
 
     A field left unset (None) keeps the preset's value. Values are validated and coerced to the
     field's type (``1`` -> ``1.0`` for a float), so equal settings hash equally whatever the UI
     or a YAML file wrote. Generated from the dataclass so the two never drift apart; the
-    descriptions are the dataclass's field comments and the value of ``preset`` (the
+    descriptions are the dataclass's field descriptions and the value of ``preset`` (the
     dataclass defaults).
     """
     hints = typing.get_type_hints(config)
-    comments = {**_MORE_DESCRIPTIONS, **field_comments(config)}
+    comments = field_descriptions(config)
     defaults = {f.name: getattr(config(), f.name) for f in dataclasses.fields(config)}
     fields = {
         f.name: (

@@ -102,7 +102,7 @@ def run_stage(
 def make_synthetic(source: str, *, ids: int, images_per_id: int, seed: int) -> str:
     """Write the synthetic dataset to ``source`` unless it is already there (bytes are a pure
     function of the arguments, so keeping it keeps the ingest cache valid)."""
-    from pipeline.synthetic import generate_synthetic
+    from pipeline.synthetic_dataset import generate_synthetic
 
     root = Path(source)
     if not (root / "bounding_box_train").is_dir():

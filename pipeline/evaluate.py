@@ -1,11 +1,9 @@
 """Evaluation stage: a trained generator on the test pairs, measured as in the paper's table 1.
 
-FID (generated test images against the whole training set, Inception variant named), LPIPS
-(AlexNet, v0.1) and mask-LPIPS (target's binary segmentation mask; GFLA used a keypoint mask),
-plus pixel metrics (L1, SSIM, PSNR) for the generator and for the "copy the source image"
-baseline. In the declared offline mode (no pretrained Inception/AlexNet on the machine) only
-the pixel metrics are computed, and every output says so. Real-set FID statistics are cached in
-the store (``fid/<variant>/``) with their own stamp, so a second evaluation skips them.
+The generator's images of every test pair are scored by :class:`pipeline.scoring.PairScorer`
+(FID, LPIPS, mask-LPIPS and pixel metrics beside two baselines). In the declared offline mode
+(no pretrained Inception/AlexNet on the machine) only the pixel metrics are computed, and every
+output says so. The results page (:func:`results_markdown`) sets them beside the paper's table.
 """
 
 from __future__ import annotations
@@ -18,28 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from foundation.weights import resolve_weights, sha256_of
-from pipeline.datasets import CUSTOM, dataset_title
-from pipeline.pairs import TEST_TABLE, describe_test_pairs
+from foundation.weights import sha256_of
+from pipeline.datasets import dataset_title
+from pipeline.pairs import TEST_TABLE
+from pipeline.scoring import BASELINES, PairScorer
 from pipeline.train_generator import generator_checkpoint
-from san_model.baselines import paint_by_parts
 from san_model.checkpoint import load_generator
-from san_model.fid_inception import FID_INCEPTION_SPECS, FIDVariant, InceptionFeatures
-from san_model.generator import SANGenerator, generate, tensor_to_images
-from san_model.metrics import (
-    FeatureAccumulator,
-    FeatureStatistics,
-    build_fid_extractor,
-    build_lpips,
-    fid_from_statistics,
-    l1_distance,
-    lpips_distance,
-    masked_l1,
-    masked_lpips,
-    part_colour_error,
-    psnr,
-    ssim,
-)
+from san_model.fid_inception import FIDVariant
+from san_model.generator import SANGenerator, generate
 from san_model.visualize import sample_grid, save_png
 from storage import PersonStore, StageStamp
 
@@ -69,24 +53,8 @@ PAPER_TABLE: dict[str, tuple[tuple[str, ...], dict[str, tuple[float, ...]]]] = {
 }
 METRIC_NAMES = {"fid": "FID", "lpips": "LPIPS", "mask_lpips": "mask-LPIPS"}
 METRIC_DIGITS = {"fid": 3, "lpips": 4, "mask_lpips": 4}
-EXAMPLE_ROWS = 8
-# The baselines of every evaluation (san_model.baselines), and the prefix of their result keys.
-BASELINES = {"copy the source image": "copy_source_", "paint by parts": "paint_by_parts_"}
 # Pixel metric -> whether higher is better.
 PIXEL_METRICS = {"l1": False, "masked_l1": False, "ssim": True, "psnr": True, "part_colour": False}
-PSNR_CAP = 100.0  # identical images have infinite PSNR; cap so means stay finite
-
-
-def dataset_kind(store: PersonStore) -> str:
-    """The kind the store was ingested as (``market1501`` for a store whose ingest stamp does
-    not say, as every store before DeepFashion), or :data:`pipeline.datasets.CUSTOM` for a set
-    that is not the official dataset (the synthetic demo set: ingest ``official=False``)."""
-    stamp = store.stamp("ingest")
-    if stamp is None:
-        return "market1501"
-    if stamp.config.get("official", True) is False:
-        return CUSTOM
-    return str(stamp.config.get("kind", "market1501"))
 
 
 def paper_comparison(dataset: str, rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -136,161 +104,6 @@ def paper_comparison(dataset: str, rows: dict[str, dict[str, Any]]) -> list[str]
         for name, row in rows.items()
     ]
     return lines
-
-
-def _as_signed(images: np.ndarray) -> torch.Tensor:
-    """uint8 [B, H, W, 3] -> float [B, 3, H, W] in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
-def real_statistics(
-    store: PersonStore,
-    *,
-    extractor: InceptionFeatures,
-    weights: str,
-    device: str,
-    batch_size: int,
-) -> FeatureStatistics:
-    """Inception statistics of the store's whole training split, cached with a stamp.
-
-    Args:
-        extractor: the FID network (:func:`build_fid_extractor`), on ``device``.
-        weights: what identifies its weights: the weight file's sha256, or "random". The cache
-            is keyed by it, so statistics from another Inception file are never reused.
-    """
-    variant = extractor.variant
-    stage = f"fid_real_{variant}"
-    config = {"variant": variant, "weights": weights}
-    stamp = store.stamp(stage)
-    prefix = f"fid/{variant}"
-    if stamp is not None and stamp.config == config and store.has(f"{prefix}/mu"):
-        return FeatureStatistics(
-            mu=store.read(f"{prefix}/mu"),
-            sigma=store.read(f"{prefix}/sigma"),
-            n=stamp.counts["images"],
-            variant=variant,
-        )
-    train_rows = np.flatnonzero((store.index["split"] == "train").to_numpy())
-    accumulator = FeatureAccumulator(variant=variant)
-    with store.stage(stage, config=config, inputs=["ingest"], n_blocks=1) as run:
-        images = store.load_in_memory(("images",), rows=train_rows)["images"]
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                batch = _as_signed(images[start : start + batch_size]).to(device)
-                accumulator.update(extractor(batch))
-        statistics = accumulator.statistics()
-        store.write_array(f"{prefix}/mu", statistics.mu)
-        store.write_array(f"{prefix}/sigma", statistics.sigma)
-        run.mark_done(0)
-        run.finish(counts={"images": statistics.n})
-    return statistics
-
-
-class PairScorer:
-    """The evaluate stage's protocol over batches of generated test images.
-
-    Feed it the generated images of the test pairs batch by batch (:meth:`add`), then read
-    :meth:`results`: pixel metrics of the generated images and of both baselines, and, unless
-    offline, LPIPS, mask-LPIPS and FID against the store's training split (cached statistics)
-    for every Inception variant asked for. The evaluate stage and ``evaluate-folder`` (a
-    folder of another method's outputs) both score through it, so their numbers are comparable.
-
-    Args:
-        store: the store whose test pairs were generated.
-        arrays: the store's ``images``, ``masks`` and ``parsing`` in memory.
-        offline: pixel metrics only (no Inception/AlexNet weights).
-        pretrained: ImageNet Inception/AlexNet; False: random networks (tests only).
-        fid_variants: Inception variants to compute FID with; the first is ``results["fid"]``.
-    """
-
-    def __init__(
-        self,
-        store: PersonStore,
-        arrays: dict[str, np.ndarray],
-        *,
-        offline: bool,
-        pretrained: bool,
-        fid_variants: tuple[FIDVariant, ...] = ("torchvision",),
-        device: str = "cpu",
-        batch_size: int = 64,
-    ) -> None:
-        self.store, self.arrays, self.offline, self.pretrained = store, arrays, offline, pretrained
-        self.device, self.batch_size = device, batch_size
-        self.metrics: dict[str, list[torch.Tensor]] = {}
-        self.extractors: dict[FIDVariant, tuple[InceptionFeatures, str]] = {}
-        self.fake_features: dict[FIDVariant, FeatureAccumulator] = {}
-        self.lpips_net = None
-        if offline:
-            return
-        for variant in fid_variants:
-            weights_file = (
-                resolve_weights(FID_INCEPTION_SPECS[variant].weights) if pretrained else None
-            )
-            extractor = build_fid_extractor(
-                variant=variant, pretrained=pretrained, weights_path=weights_file
-            ).to(device)
-            # Real-set statistics are cached under the weight file's hash ("random" in tests).
-            identity = "random" if weights_file is None else sha256_of(weights_file)
-            self.extractors[variant] = (extractor, identity)
-            self.fake_features[variant] = FeatureAccumulator(variant=variant)
-        self.lpips_net = build_lpips(pretrained=pretrained).to(device)
-
-    def add(self, source: np.ndarray, target: np.ndarray, generated: np.ndarray) -> np.ndarray:
-        """Score one batch: store rows ``source``, ``target`` int [B], images uint8 [B, H, W, 3].
-
-        Returns:
-            The paint-by-parts baseline of the batch, uint8 [B, H, W, 3] (for example pictures).
-        """
-        arrays = self.arrays
-        fake_t, real_t = _as_signed(generated), _as_signed(arrays["images"][target])
-        copy_t = _as_signed(arrays["images"][source])
-        target_mask = torch.from_numpy(arrays["masks"][target])
-        target_parsing = torch.from_numpy(arrays["parsing"][target])
-        paint_t = paint_by_parts(
-            copy_t, torch.from_numpy(arrays["parsing"][source]), target_parsing
-        )
-        for prefix, images in (
-            ("", fake_t),
-            *zip(BASELINES.values(), (copy_t, paint_t), strict=True),
-        ):
-            for name, value in _pixel_metrics(
-                images, real_t, target_mask, target_parsing, prefix
-            ).items():
-                self.metrics.setdefault(name, []).append(value)
-        if self.lpips_net is not None:
-            with torch.no_grad():
-                mask = target_mask.float()[:, None].to(self.device)
-                a, b = fake_t.to(self.device), real_t.to(self.device)
-                self.metrics.setdefault("lpips", []).append(
-                    lpips_distance(self.lpips_net, a, b).cpu()
-                )
-                self.metrics.setdefault("mask_lpips", []).append(
-                    masked_lpips(self.lpips_net, a, b, mask).cpu()
-                )
-                for variant, (extractor, _) in self.extractors.items():
-                    self.fake_features[variant].update(extractor(a))
-        return tensor_to_images(paint_t).numpy()
-
-    def results(self) -> dict[str, Any]:
-        """Means over every pair added, FID per variant (``fid`` = the first), the mode."""
-        # nanmean: masked L1 and part-colour error are undefined for an empty target mask.
-        results: dict[str, Any] = {
-            name: float(torch.cat(values).nanmean()) for name, values in self.metrics.items()
-        }
-        for k, (variant, (extractor, identity)) in enumerate(self.extractors.items()):
-            real = real_statistics(
-                self.store,
-                extractor=extractor,
-                weights=identity,
-                device=self.device,
-                batch_size=self.batch_size,
-            )
-            fid = fid_from_statistics(real, self.fake_features[variant].statistics())
-            results[f"fid_{variant}"] = fid.value
-            if k == 0:
-                results.update(fid=fid.value, fid_variant=variant, fid_real_images=fid.n_real)
-        results["mode"] = _mode(self.offline, self.pretrained)
-        return results
 
 
 def generate_pairs(
@@ -352,34 +165,19 @@ def evaluate_generator(
         )
         pairs = store.read_table(TEST_TABLE)[["source", "target"]].to_numpy(np.int64)
         generator, _ = load_generator(checkpoint, device=device)
-        arrays = store.load_in_memory(("images", "masks", "parsing"))
         scorer = PairScorer(
             store,
-            arrays,
             offline=offline,
             pretrained=pretrained,
             fid_variants=(fid_variant,),
             device=device,
             batch_size=batch_size,
         )
-        examples = []
-        for start in range(0, len(pairs), batch_size):
-            source, target = pairs[start : start + batch_size].T
-            fake = generate_pairs(generator, arrays, source, target)
-            painted = scorer.add(source, target, fake)
-            if start == 0:
-                rows = slice(0, EXAMPLE_ROWS)
-                examples = [source[rows], target[rows], fake[rows], painted[rows]]
-            if progress is not None:
-                progress(min(start + batch_size, len(pairs)), len(pairs))
-        results = scorer.results()
-        results.update(
-            test_pairs=len(pairs),
-            dataset=dataset_kind(store),
-            test_pairs_source=describe_test_pairs(store.stamp("pairs")),
+        results = scorer.score(
+            pairs, lambda rows: generate_pairs(generator, scorer.arrays, *pairs[rows].T), progress
         )
         run.begin()  # the results go to the run folder, outside the store
-        _write_outputs(out, results, arrays, examples)
+        _write_outputs(out, results, scorer.arrays, scorer.examples)
         run.mark_done(0)
         return run.finish(
             counts={"test_pairs": len(pairs)},
@@ -389,34 +187,6 @@ def evaluate_generator(
                 "examples": str(out / "examples.png"),
             },
         )
-
-
-def _pixel_metrics(
-    images: torch.Tensor,
-    target: torch.Tensor,
-    target_mask: torch.Tensor,
-    target_parsing: torch.Tensor,
-    prefix: str,
-) -> dict[str, torch.Tensor]:
-    """Per-pair pixel metrics of ``images`` against the ground truth, keys prefixed."""
-    return {
-        f"{prefix}l1": l1_distance(images, target),
-        f"{prefix}masked_l1": masked_l1(images, target, target_mask),
-        f"{prefix}ssim": ssim(images, target),
-        f"{prefix}psnr": psnr(images, target).clamp(max=PSNR_CAP),
-        f"{prefix}part_colour": part_colour_error(images, target, target_parsing),
-    }
-
-
-def _mode(offline: bool, pretrained: bool) -> str:
-    if offline:
-        return (
-            "offline (declared): no pretrained Inception/AlexNet here, so FID, LPIPS and "
-            "mask-LPIPS are not computed; pixel metrics L1/SSIM/PSNR instead"
-        )
-    if not pretrained:
-        return "random Inception/AlexNet weights (test mode): FID/LPIPS not comparable to papers"
-    return "paper protocol"
 
 
 def results_markdown(

@@ -13,7 +13,7 @@ test pairs:
 
 ``source`` and ``target`` are the images' file names in the store, with or without their
 extension. Files that name no test pair are reported, as are test pairs without a file. Scores
-come from :class:`pipeline.evaluate.PairScorer`, so they equal the evaluate stage's on the same
+come from :class:`pipeline.scoring.PairScorer`, so they equal the evaluate stage's on the same
 images; each run becomes a named row of a comparison table beside the paper's.
 """
 
@@ -29,8 +29,9 @@ from PIL import Image
 
 from foundation.errors import UserError
 from pipeline.datasets import dataset_title
-from pipeline.evaluate import PairScorer, dataset_kind, paper_comparison, pixel_table
-from pipeline.pairs import TEST_TABLE, describe_test_pairs
+from pipeline.evaluate import paper_comparison, pixel_table
+from pipeline.pairs import TEST_TABLE
+from pipeline.scoring import PairScorer
 from san_model.fid_inception import FIDVariant
 from storage import PersonStore
 
@@ -205,25 +206,17 @@ def evaluate_folder(
             for path, is_panel in zip(match.files, match.panels, strict=True)
         ]
     )
-    arrays = store.load_in_memory(("images", "masks", "parsing"))
     scorer = PairScorer(
         store,
-        arrays,
         offline=offline,
         pretrained=pretrained,
         fid_variants=fid_variants,
         device=device,
         batch_size=batch_size,
     )
-    for start in range(0, len(pairs), batch_size):
-        source, target = pairs[start : start + batch_size].T
-        scorer.add(source, target, generated[start : start + batch_size])
-    results = scorer.results()
+    results = scorer.score(pairs, lambda rows: generated[rows])
     results.update(
         name=name,
-        dataset=dataset_kind(store),
-        test_pairs_source=describe_test_pairs(store.stamp("pairs")),
-        test_pairs=len(pairs),
         matched=len(match.files),
         unmatched=match.unmatched,
         missing_pairs=len(match.missing),

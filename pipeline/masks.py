@@ -35,7 +35,6 @@ from pipeline.segmentation import (
     ModelBlocks,
     Progress,
     run_image_stage,
-    seeded_init,
 )
 from storage import PersonStore, StageRun, StageStamp
 
@@ -302,20 +301,12 @@ def mask_model(
     pretrained: bool,
     device: torch.device,
 ) -> ImageModel:
-    """The masks stage's model: ``[B, H, W, 3]`` uint8 RGB -> ``[B, H, W]`` uint8 in {0, 1}.
-
-    Random weights (``pretrained=False``) are drawn from seed 0, so that every process that
-    builds the model (fan-out workers) gets the same one.
-    """
-    with seeded_init():
-        detector = build_detector(
-            backend=backend, config=config, weights=weights, pretrained=pretrained, device=device
-        )
-
-    def model(images: np.ndarray) -> np.ndarray:
-        return segment_persons(detector, images, device=device, config=config)
-
-    return model
+    """The masks stage's model: ``[B, H, W, 3]`` uint8 RGB -> ``[B, H, W]`` uint8 in {0, 1}
+    (built by :class:`pipeline.segmentation.ModelBlocks`, random weights from seed 0)."""
+    detector = build_detector(
+        backend=backend, config=config, weights=weights, pretrained=pretrained, device=device
+    )
+    return partial(segment_persons, detector, device=device, config=config)
 
 
 def compute_masks(

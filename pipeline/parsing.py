@@ -28,7 +28,6 @@ from pipeline.segmentation import (
     ModelBlocks,
     Progress,
     run_image_stage,
-    seeded_init,
 )
 from storage import PersonStore, StageRun, StageStamp
 
@@ -224,13 +223,9 @@ def parsing_model(
     flip: bool,
     device: torch.device,
 ) -> ImageModel:
-    """The parsing stage's model: ``[B, H, W, 3]`` uint8 RGB -> ``[B, H, W]`` uint8 LIP labels.
-
-    Random weights (``pretrained=False``) are drawn from seed 0, so that every process that
-    builds the model (fan-out workers) gets the same one.
-    """
-    with seeded_init():
-        network = build_schp(weights=weights, pretrained=pretrained).to(device)
+    """The parsing stage's model: ``[B, H, W, 3]`` uint8 RGB -> ``[B, H, W]`` uint8 LIP labels
+    (built by :class:`pipeline.segmentation.ModelBlocks`, random weights from seed 0)."""
+    network = build_schp(weights=weights, pretrained=pretrained).to(device)
 
     def model(images: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(images)).to(device)

@@ -63,7 +63,8 @@ class ModelBlocks:
         kind: the array written, ``masks`` or ``parsing``.
         build_model: picklable factory of the :data:`ImageModel`, called once per call of the
             writer (in the process that runs it), e.g. a ``functools.partial`` of a module-level
-            builder.
+            builder. It runs under :func:`seeded_init`: random weights (tests) are drawn from
+            seed 0, so every process that builds the model (fan-out workers) gets the same one.
         batch_size: images per model call; a call may span several store blocks.
     """
 
@@ -73,7 +74,8 @@ class ModelBlocks:
 
     def __call__(self, run: StageRun, blocks: list[int]) -> None:
         store = run.store
-        model = self.build_model()
+        with seeded_init():
+            model = self.build_model()
         per_call = max(1, self.batch_size // store.block_size)
         for start in range(0, len(blocks), per_call):
             group = blocks[start : start + per_call]

@@ -16,9 +16,9 @@ import dataclasses
 import torch
 
 from foundation.cost import TrainingCost, count_flops
+from reid.config import TrainConfig
 from reid.models import build_reid_model
-from reid.sampling import BatchSampler
-from reid.train import TrainConfig, _Objective
+from reid.train import _Objective, batch_sampler
 
 
 def training_cost(
@@ -39,16 +39,8 @@ def training_cost(
     Raises:
         ValueError: the images cannot fill one batch of the recipe.
     """
-    classes, targets = torch.unique(labels.cpu(), return_inverse=True)
+    classes, _, sampler = batch_sampler(config, labels)
     siamese = config.model.kind == "siamese"
-    sampler = BatchSampler(
-        targets,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        mode="siamese" if siamese else "pk" if config.instances_per_id else "random",
-        positive_fraction=config.positive_fraction,
-        instances_per_id=config.instances_per_id or 1,
-    )
     total = config.epochs * sampler.steps_per_epoch
     counted = dataclasses.replace(config, triplet_weight=0.0)
     with torch.device(device):

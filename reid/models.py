@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18, resnet50
 
+from foundation.fields import described
 from foundation.weights import check_fits, state_dict_of
 from reid.checkpoint import IMAGENET_WEIGHTS, imagenet_state_dict
 
@@ -33,25 +34,39 @@ _FEATURE_DIMS = {"resnet50": 2048, "resnet18": 512}
 class ReIDModelConfig:
     """Architecture of a Re-ID network (values as in the papers unless noted)."""
 
-    # "ide": classifier only; "siamese": adds the verification head (Zheng et al. 2017);
-    # "bot": BNNeck + bias-free classifier of the Bag of Tricks baseline (Luo et al. 2019).
-    kind: Literal["ide", "siamese", "bot"] = "ide"
-    # The paper's backbone is ResNet-50; resnet18 (512-d features) is for CPU demos and tests.
-    arch: Literal["resnet50", "resnet18"] = "resnet50"
-    # ImageNet initialisation, as both baselines; from scratch Market-1501 is far too small.
-    pretrained: bool = True
-    # 2 as torchvision; 1 keeps a 16x8 final map at 256x128 input (Sun et al. 2018, PCB), a
-    # common +1-2 rank-1 at 4x the cost of the last stage. The paper's baselines use 2.
-    last_stride: int = 2
-    # None: classifier directly on pool5 (the IDE baseline); e.g. 512: Linear + BatchNorm
-    # bottleneck before it (the widely used layumi/Person_reID_baseline_pytorch head).
-    bottleneck_dim: int | None = None
-    # Dropout before the identity classifier: 0.5 as the layumi PyTorch baseline; the
-    # IDE-baseline ResNet-50 has none (TrainConfig.ide_original sets 0).
-    dropout: float = 0.5
-    # Dropout on the squared difference before the verification classifier (Siamese only):
-    # 0.9 as the reference (layumi/2016_person_re-ID resnet52_2stream.m, 'dropout_D').
-    verification_dropout: float = 0.9
+    kind: Literal["ide", "siamese", "bot"] = described(
+        "ide",
+        '"ide": classifier only; "siamese": adds the verification head (Zheng et al. 2017); '
+        '"bot": BNNeck + bias-free classifier of the Bag of Tricks baseline (Luo et al. 2019).',
+    )
+    arch: Literal["resnet50", "resnet18"] = described(
+        "resnet50",
+        "The paper's backbone is ResNet-50; resnet18 (512-d features) is for CPU demos and tests.",
+    )
+    pretrained: bool = described(
+        True,
+        "ImageNet initialisation, as both baselines; from scratch Market-1501 is far too small.",
+    )
+    last_stride: int = described(
+        2,
+        "2 as torchvision; 1 keeps a 16x8 final map at 256x128 input (Sun et al. 2018, PCB), a "
+        "common +1-2 rank-1 at 4x the cost of the last stage. The paper's baselines use 2.",
+    )
+    bottleneck_dim: int | None = described(
+        None,
+        "None: classifier directly on pool5 (the IDE baseline); e.g. 512: Linear + BatchNorm "
+        "bottleneck before it (the widely used layumi/Person_reID_baseline_pytorch head).",
+    )
+    dropout: float = described(
+        0.5,
+        "Dropout before the identity classifier: 0.5 as the layumi PyTorch baseline; the "
+        "IDE-baseline ResNet-50 has none (TrainConfig.ide_original sets 0).",
+    )
+    verification_dropout: float = described(
+        0.9,
+        "Dropout on the squared difference before the verification classifier (Siamese only): "
+        "0.9 as the reference (layumi/2016_person_re-ID resnet52_2stream.m, 'dropout_D').",
+    )
 
     @property
     def feature_dim(self) -> int:
@@ -152,28 +167,17 @@ class SiameseNet(IDENet):
 
     The "square layer" f_s = (f_1 - f_2)^2 is symmetric in the two images; a linear 2-way
     classifier on it (the paper's 1x1 convolution) predicts same / different identity.
+
+    Args:
+        verification_dropout: see :class:`ReIDModelConfig`.
+        generator, ide: as :class:`IDENet` (the verifier's weights are drawn after its own).
     """
 
     def __init__(
-        self,
-        *,
-        backbone: nn.Module,
-        feature_dim: int,
-        num_classes: int,
-        bottleneck_dim: int | None,
-        dropout: float,
-        verification_dropout: float,
-        generator: torch.Generator | None = None,
+        self, *, verification_dropout: float, generator: torch.Generator | None = None, **ide: Any
     ) -> None:
-        super().__init__(
-            backbone=backbone,
-            feature_dim=feature_dim,
-            num_classes=num_classes,
-            bottleneck_dim=bottleneck_dim,
-            dropout=dropout,
-            generator=generator,
-        )
-        verifier = nn.Linear(feature_dim, 2)
+        super().__init__(generator=generator, **ide)
+        verifier = nn.Linear(ide["feature_dim"], 2)
         nn.init.normal_(verifier.weight, std=0.001, generator=generator)
         nn.init.zeros_(verifier.bias)
         self.verifier = nn.Sequential(SeededDropout(verification_dropout), verifier)
@@ -287,30 +291,17 @@ def build_reid_model(
                 nn.init.kaiming_normal_(
                     module.weight, mode="fan_out", nonlinearity="relu", generator=generator
                 )
-    if config.kind == "siamese":
-        return SiameseNet(
-            backbone=backbone,
-            feature_dim=config.feature_dim,
-            num_classes=num_classes,
-            bottleneck_dim=config.bottleneck_dim,
-            dropout=config.dropout,
-            verification_dropout=config.verification_dropout,
-            generator=generator,
-        )
+    network: dict[str, Any] = {
+        "backbone": backbone,
+        "feature_dim": config.feature_dim,
+        "num_classes": num_classes,
+        "generator": generator,
+    }
     if config.kind == "bot":
-        return BoTNet(
-            backbone=backbone,
-            feature_dim=config.feature_dim,
-            num_classes=num_classes,
-            generator=generator,
-        )
-    if config.kind != "ide":
+        return BoTNet(**network)
+    if config.kind not in ("ide", "siamese"):
         raise ValueError(f"unknown model kind {config.kind!r}")
-    return IDENet(
-        backbone=backbone,
-        feature_dim=config.feature_dim,
-        num_classes=num_classes,
-        bottleneck_dim=config.bottleneck_dim,
-        dropout=config.dropout,
-        generator=generator,
-    )
+    network.update(bottleneck_dim=config.bottleneck_dim, dropout=config.dropout)
+    if config.kind == "siamese":
+        return SiameseNet(verification_dropout=config.verification_dropout, **network)
+    return IDENet(**network)

@@ -1,16 +1,9 @@
 """Training IDE / Siamese Re-ID networks on in-memory images, and feature extraction.
 
-Two named recipes (:class:`TrainConfig` presets). ``modern`` (the defaults): the ResNet-50
-softmax baseline as trained today: resize to 256x128, random horizontal flip, zero-pad 10 +
-random crop, random erasing (Zhong et al. 2020), label smoothing, batch 32, SGD momentum 0.9 /
-weight decay 5e-4 with a 10x smaller learning rate on the pretrained backbone (or AMSGrad), step
-schedule. ``ide_original``: the IDE-baseline repository's ResNet-50 recipe (Zheng et al. 2016;
-zhunzhong07/IDE-baseline-Market-1501, Caffe): 224x224 inputs, flip only, batch 16, lr 1e-3 on
-every layer, about 50,000 iterations with a 10x step at 20,000, no dropout, BatchNorm
-statistics frozen; see :meth:`TrainConfig.ide_original` for what still differs. Siamese (Zheng
-et al. 2017): half a batch of anchors, each paired with a same-identity image (probability
-``positive_fraction``) or a different-identity one; identification loss on every image plus the
-verification loss on the pairs.
+The recipes (``modern``, ``ide_original``, ``bot``) are :class:`reid.config.TrainConfig`
+presets. Siamese (Zheng et al. 2017): half a batch of anchors, each paired with a
+same-identity image (probability ``positive_fraction``) or a different-identity one;
+identification loss on every image plus the verification loss on the pairs.
 
 Reproducibility: every random draw of step ``t`` (augmentation, sampling, dropout) comes from
 generators seeded by (seed, t, rank), and initial weights from one seeded by the config; torch's
@@ -29,9 +22,8 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -41,156 +33,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from foundation.cpu import training_threads
 from reid.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, save_checkpoint
+from reid.config import RESUMABLE_CHANGES, TrainConfig, config_from_dict, training_settings
+from reid.config import recipe as recipe  # callers still import it from here (flows, the CLI)
 from reid.losses import batch_hard_triplet_loss, identification_loss, verification_loss
-from reid.models import (
-    IDENet,
-    ReIDModelConfig,
-    SiameseNet,
-    build_reid_model,
-    set_dropout_generator,
-)
+from reid.models import IDENet, SiameseNet, build_reid_model, set_dropout_generator
 from reid.sampling import BatchSampler, step_seed
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Re-ID training settings (defaults: the ``modern`` recipe; see :meth:`ide_original`)."""
-
-    model: ReIDModelConfig = field(default_factory=ReIDModelConfig)
-    # Input size: Market-1501's 128x64 boxes upsampled 2x, the standard ResNet-50 Re-ID input.
-    height: int = 256
-    width: int = 128
-    # Horizontal flip: people are roughly left/right symmetric.
-    flip: bool = True
-    # Zero padding before a random crop back to the input size (translation jitter).
-    pad: int = 10
-    # Probability of random erasing (Zhong et al. 2020; the IDE baseline has none).
-    random_erasing: float = 0.5
-    # Label smoothing of the identification loss (the IDE baseline has none).
-    label_smoothing: float = 0.1
-    # Global batch over all ranks (IDE baseline: 16); Siamese: batch / 2 pairs.
-    batch_size: int = 32
-    # "sgd" (IDE baseline), "adam" (BoT) or "amsgrad" (Adam with AMSGrad); lr ~3.5e-4 with
-    # the Adam ones.
-    optimizer: Literal["sgd", "adam", "amsgrad"] = "sgd"
-    # Learning rate of the new layers; 0.05 with SGD as the layumi baseline.
-    lr: float = 0.05
-    # The pretrained backbone learns 10x slower: fine-tuning, not retraining.
-    backbone_lr_mult: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    # Epochs = passes over the images (Siamese: over the anchors).
-    epochs: int = 60
-    # Steps the schedule counts as one epoch (run length, milestones, warmup); None: one pass
-    # over the training images. Equal-step comparisons give every training set the original
-    # set's value, so a set alpha times larger gets the same optimiser steps, not alpha times.
-    epoch_steps: int | None = None
-    # Epochs at which the learning rate is multiplied by lr_gamma (step schedule).
-    lr_milestones: tuple[int, ...] = (40,)
-    lr_gamma: float = 0.1
-    # Linear warmup from warmup_factor x lr over the first epochs (BoT: 10 epochs from 0.1x).
-    warmup_epochs: int = 0
-    warmup_factor: float = 0.1
-    # Batch-hard triplet loss on the pooled features (Hermans et al. 2017), added to the
-    # identification loss with this weight (BoT: 1, margin 0.3); 0: none.
-    triplet_weight: float = 0.0
-    triplet_margin: float = 0.3
-    # K images per identity in a batch of batch_size / K identities (PK sampling, what
-    # triplet mining needs); None: random batches.
-    instances_per_id: int | None = None
-    # Weight of the verification loss against identification (Zheng et al. 2017: 1).
-    verification_weight: float = 1.0
-    # Share of same-identity pairs in a Siamese batch (1:1 as the paper).
-    positive_fraction: float = 0.5
-    # Backbone BatchNorm keeps its ImageNet statistics (eval mode) while its scale and shift
-    # still learn: Caffe's use_global_stats in the IDE baseline, sound at batch 16.
-    freeze_bn_stats: bool = False
-    seed: int = 0
-    # Steps between checkpoints (one is always written at the last step).
-    checkpoint_every: int = 1000
-    # Minutes between checkpoints as well, so a crash on a slow machine loses at most this
-    # much training whatever the step interval (0: by steps only).
-    checkpoint_minutes: float = 10.0
-    log_every: int = 50
-
-    @classmethod
-    def modern(cls, **overrides: Any) -> TrainConfig:
-        """The defaults: today's ResNet-50 softmax baseline (random erasing 0.5, label
-        smoothing 0.1, 256x128, batch 32, SGD 0.05 with the backbone at 0.1x, 60 epochs)."""
-        return dataclasses.replace(cls(), **overrides)
-
-    @classmethod
-    def ide_original(cls, **overrides: Any) -> TrainConfig:
-        """The IDE-baseline repository's ResNet-50 recipe (``ResNet_50_solver.prototxt``,
-        ``ResNet_50_train_val.prototxt``), whose Market-1501 numbers are the reference rows.
-
-        Same: 224x224 resize (aspect ratio not kept) with random mirroring and no crop jitter,
-        no random erasing or label smoothing, no dropout before the classifier, batch 16, SGD
-        lr 1e-3 on every layer, momentum 0.9, weight decay 5e-4, 10x step, BatchNorm statistics
-        frozen, classifier initialised N(0, 0.001). Still different: the schedule counts epochs,
-        62 of them with the step after 25, which on Market-1501's 12,936 training images is
-        50,096 iterations with the step at 20,200 (the reference: 50,000 and 20,000 iterations
-        on 11,642 images, a 90% split of the training set); the classifier bias learns at lr 1e-3
-        with weight decay (reference: 2e-3, no decay); torchvision's ImageNet ResNet-50 and its
-        mean/std normalisation instead of the MSRA Caffe model and BGR mean subtraction.
-        """
-        base = cls(
-            model=ReIDModelConfig(dropout=0.0),
-            height=224,
-            width=224,
-            pad=0,
-            random_erasing=0.0,
-            label_smoothing=0.0,
-            batch_size=16,
-            lr=1e-3,
-            backbone_lr_mult=1.0,
-            epochs=62,
-            lr_milestones=(25,),
-            freeze_bn_stats=True,
-        )
-        return dataclasses.replace(base, **overrides)
-
-    @classmethod
-    def bot(cls, **overrides: Any) -> TrainConfig:
-        """Bag of Tricks (Luo et al., CVPR-W 2019), the strong ResNet-50 baseline: Market-1501
-        94.1 rank-1 / 85.7 mAP with ImageNet weights (their table, without re-ranking or center
-        loss).
-
-        BNNeck (``kind="bot"``), last stride 1, 256x128 with flip, pad 10 + crop and random
-        erasing 0.5, ID loss with label smoothing 0.1 plus batch-hard triplet loss (margin 0.3)
-        on PK batches of 16 identities x 4 images, Adam lr 3.5e-4 with a 10-epoch linear
-        warmup from 0.1x, x0.1 at epochs 40 and 70 of 120, weight decay 5e-4. Not included:
-        center loss (the paper's optional last trick) and their test-time cosine distance (our
-        metrics use L2-normalised BNNeck features, the same ranking).
-        """
-        base = cls(
-            model=ReIDModelConfig(kind="bot", last_stride=1, dropout=0.0),
-            batch_size=64,
-            instances_per_id=4,
-            optimizer="adam",
-            lr=3.5e-4,
-            backbone_lr_mult=1.0,
-            epochs=120,
-            lr_milestones=(40, 70),
-            warmup_epochs=10,
-            triplet_weight=1.0,
-            triplet_margin=0.3,
-        )
-        return dataclasses.replace(base, **overrides)
-
-
-def recipe(kind: str, preset: str = "modern", **overrides: Any) -> TrainConfig:
-    """The training recipe of a Re-ID ``kind``: Bag of Tricks is a recipe as much as a network,
-    so ``bot`` always gets :meth:`TrainConfig.bot`; ``ide`` and ``siamese`` get ``preset``
-    (``modern`` or ``ide_original``). The model's kind is set to ``kind``."""
-    base = (
-        TrainConfig.bot(**overrides) if kind == "bot" else getattr(TrainConfig, preset)(**overrides)
-    )
-    return dataclasses.replace(base, model=dataclasses.replace(base.model, kind=kind))
 
 
 @dataclass(frozen=True)
@@ -245,6 +96,28 @@ def steps_per_epoch(config: TrainConfig, n_images: int) -> int:
     return n_images // per_step
 
 
+def batch_sampler(
+    config: TrainConfig, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, BatchSampler]:
+    """The recipe's sampler over ``labels`` int64 [N] (any identity integers).
+
+    Returns:
+        (classes int64 [C], sorted identities; targets int64 [N], each image's class index;
+        the :class:`reid.sampling.BatchSampler` of ``config``: Siamese pairs, PK or random).
+    """
+    classes, targets = torch.unique(labels.cpu(), return_inverse=True)
+    siamese = config.model.kind == "siamese"
+    sampler = BatchSampler(
+        targets,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        mode="siamese" if siamese else "pk" if config.instances_per_id else "random",
+        positive_fraction=config.positive_fraction,
+        instances_per_id=config.instances_per_id or 1,
+    )
+    return classes, targets, sampler
+
+
 def lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     """Learning-rate factor of each step: a linear warmup from ``warmup_factor`` over
     ``warmup_epochs`` (Goyal et al. 2017; BoT), then x ``lr_gamma`` at each milestone epoch."""
@@ -258,21 +131,6 @@ def lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], fl
         return decay
 
     return factor
-
-
-# Fields that may change between a run and its resume without changing what it learns.
-RESUMABLE_CHANGES = frozenset({"checkpoint_every", "checkpoint_minutes", "log_every"})
-
-
-def training_settings(config: TrainConfig) -> dict[str, Any]:
-    """``config`` as a dict without :data:`RESUMABLE_CHANGES`: what a checkpoint must match."""
-    values = dataclasses.asdict(config)
-    return {key: value for key, value in values.items() if key not in RESUMABLE_CHANGES}
-
-
-def config_from_dict(values: dict) -> TrainConfig:
-    """Inverse of ``dataclasses.asdict`` for :class:`TrainConfig` (checkpoints store the dict)."""
-    return TrainConfig(**{**values, "model": ReIDModelConfig(**values["model"])})
 
 
 def _to_input(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -395,162 +253,131 @@ def train_reid(
     Returns:
         :class:`TrainResult`.
     """
-    with training_threads(device):
-        return _train_reid(
-            config,
-            images,
-            labels,
-            run_dir,
-            device=device,
-            resume=resume,
-            max_steps=max_steps,
-            weights=weights,
-            progress=progress,
-            run_tag=run_tag,
-        )
-
-
-def _train_reid(
-    config: TrainConfig,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    run_dir: str | Path,
-    *,
-    device: str | torch.device = "cpu",
-    resume: bool = True,
-    max_steps: int | None = None,
-    weights: str | Path | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    run_tag: str | None = None,
-) -> TrainResult:
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
     if labels.shape != images.shape[:1]:
         raise ValueError(f"labels {tuple(labels.shape)} do not match {images.shape[0]} images")
-    world, rank, device, created_group = _distributed(torch.device(device))
-    if config.batch_size % (2 * world if config.model.kind == "siamese" else world):
-        raise ValueError(f"batch_size {config.batch_size} does not split over {world} ranks")
-    classes, targets = torch.unique(labels.cpu(), return_inverse=True)
-    siamese = config.model.kind == "siamese"
-    sampler = BatchSampler(
-        targets,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        mode="siamese" if siamese else "pk" if config.instances_per_id else "random",
-        positive_fraction=config.positive_fraction,
-        instances_per_id=config.instances_per_id or 1,
-    )
-    steps_per_epoch = config.epoch_steps or sampler.steps_per_epoch
-    total_steps = config.epochs * steps_per_epoch
-    stop = total_steps if max_steps is None else min(total_steps, max_steps)
+    with training_threads(device):
+        world, rank, device, created_group = _distributed(torch.device(device))
+        if config.batch_size % (2 * world if config.model.kind == "siamese" else world):
+            raise ValueError(f"batch_size {config.batch_size} does not split over {world} ranks")
+        classes, targets, sampler = batch_sampler(config, labels)
+        steps_per_epoch = config.epoch_steps or sampler.steps_per_epoch
+        total_steps = config.epochs * steps_per_epoch
+        stop = total_steps if max_steps is None else min(total_steps, max_steps)
 
-    model = build_reid_model(
-        config=config.model,
-        num_classes=len(classes),
-        weights=weights,
-        seed=step_seed(config.seed, 4),  # the new layers' (and a random backbone's) initialisation
-    )
-    model = model.to(device)
-    if device.type == "cuda":
-        # Faster bf16 convolutions; Module.to accepts memory_format, its stubs do not say so.
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimizer = _optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, steps_per_epoch))
-    checkpoint = Path(run_dir) / CHECKPOINT_NAME
-    step = 0
-    resumed_at = None
-    state = (
-        load_checkpoint(checkpoint, map_location=device) if resume and checkpoint.exists() else None
-    )
-    if state is not None and run_tag is not None and state.get("run_tag") != run_tag:
-        logger.warning(
-            "%s was trained on other settings or inputs (tag %s, this run %s): starting afresh",
-            checkpoint,
-            state.get("run_tag"),
-            run_tag,
+        # The seed draws the new layers' (and a random backbone's) initial weights.
+        model = build_reid_model(
+            config=config.model,
+            num_classes=len(classes),
+            weights=weights,
+            seed=step_seed(config.seed, 4),
         )
-        state = None
-    if state is not None:
-        saved = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
-        if saved != training_settings(config) or not torch.equal(state["classes"], classes):
-            raise ValueError(f"{checkpoint} was written with another config or label set")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = resumed_at = int(state["step"])
-        logger.info("resumed %s at step %d", checkpoint, step)
-
-    objective: nn.Module = _Objective(model, config)
-    if world > 1:
-        objective = DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    size = (config.height, config.width)
-    losses: list[tuple[int, float]] = []
-    model.train()
-    saved_at = time.monotonic()
-    if config.freeze_bn_stats:
-        for module in model.backbone.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.eval()
-    while step < stop:
-        indices, same = sampler(step)
-        # Each rank takes every world-th sample (Siamese: every world-th pair, both images).
-        if same is not None:
-            pairs = len(same)
-            same = same[rank::world]
-            anchors, partners = indices[:pairs][rank::world], indices[pairs:][rank::world]
-            indices = torch.cat([anchors, partners])
-        else:
-            indices = indices[rank::world]
-        gen = torch.Generator().manual_seed(step_seed(config.seed, step, 2, rank))
-        dropout = torch.Generator(device).manual_seed(step_seed(config.seed, step, 3, rank))
-        set_dropout_generator(model, dropout)
-        x = _augment(_to_input(images[indices].to(device), size), config, gen)
+        model = model.to(device)
         if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = objective(
-                x, targets[indices].to(device), None if same is None else same.to(device)
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        if progress is not None and rank == 0:
-            progress(step, stop)
-        if step % config.log_every == 0 or step == stop:
-            losses.append((step, float(loss.detach())))
-            logger.info("step %d/%d loss %.4f", step, total_steps, losses[-1][1])
-        overdue = 0 < config.checkpoint_minutes * 60 <= time.monotonic() - saved_at
-        if (step % config.checkpoint_every == 0 or step == stop or overdue) and rank == 0:
-            saved_at = time.monotonic()
-            save_checkpoint(
+            # Faster bf16 convolutions; Module.to accepts memory_format, its stubs do not say so.
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        optimizer = _optimizer(model, config)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_schedule(config, steps_per_epoch)
+        )
+        checkpoint = Path(run_dir) / CHECKPOINT_NAME
+        step = 0
+        resumed_at = None
+        state = (
+            load_checkpoint(checkpoint, map_location=device)
+            if resume and checkpoint.exists()
+            else None
+        )
+        if state is not None and run_tag is not None and state.get("run_tag") != run_tag:
+            logger.warning(
+                "%s was trained on other settings or inputs (tag %s, this run %s): starting afresh",
                 checkpoint,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "step": step,
-                    "config": dataclasses.asdict(config),
-                    "classes": classes,
-                    "run_tag": run_tag,
-                },
+                state.get("run_tag"),
+                run_tag,
             )
-    if world > 1:
-        dist.barrier()  # the last checkpoint is on disk before any rank returns
-        if created_group:
-            dist.destroy_process_group()
-    model.eval()
-    return TrainResult(
-        model=model,
-        steps=step,
-        losses=tuple(losses),
-        checkpoint=checkpoint,
-        classes=classes,
-        resumed_at=resumed_at,
-    )
+            state = None
+        if state is not None:
+            saved = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
+            if saved != training_settings(config) or not torch.equal(state["classes"], classes):
+                raise ValueError(f"{checkpoint} was written with another config or label set")
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            step = resumed_at = int(state["step"])
+            logger.info("resumed %s at step %d", checkpoint, step)
+
+        objective: nn.Module = _Objective(model, config)
+        if world > 1:
+            objective = DistributedDataParallel(
+                objective, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        size = (config.height, config.width)
+        losses: list[tuple[int, float]] = []
+        model.train()
+        saved_at = time.monotonic()
+        if config.freeze_bn_stats:
+            for module in model.backbone.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+        while step < stop:
+            indices, same = sampler(step)
+            # Each rank takes every world-th sample (Siamese: every world-th pair, both images).
+            if same is not None:
+                pairs = len(same)
+                same = same[rank::world]
+                anchors, partners = indices[:pairs][rank::world], indices[pairs:][rank::world]
+                indices = torch.cat([anchors, partners])
+            else:
+                indices = indices[rank::world]
+            gen = torch.Generator().manual_seed(step_seed(config.seed, step, 2, rank))
+            dropout = torch.Generator(device).manual_seed(step_seed(config.seed, step, 3, rank))
+            set_dropout_generator(model, dropout)
+            x = _augment(_to_input(images[indices].to(device), size), config, gen)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss = objective(
+                    x, targets[indices].to(device), None if same is None else same.to(device)
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            if progress is not None and rank == 0:
+                progress(step, stop)
+            if step % config.log_every == 0 or step == stop:
+                losses.append((step, float(loss.detach())))
+                logger.info("step %d/%d loss %.4f", step, total_steps, losses[-1][1])
+            overdue = 0 < config.checkpoint_minutes * 60 <= time.monotonic() - saved_at
+            if (step % config.checkpoint_every == 0 or step == stop or overdue) and rank == 0:
+                saved_at = time.monotonic()
+                save_checkpoint(
+                    checkpoint,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "step": step,
+                        "config": dataclasses.asdict(config),
+                        "classes": classes,
+                        "run_tag": run_tag,
+                    },
+                )
+        if world > 1:
+            dist.barrier()  # the last checkpoint is on disk before any rank returns
+            if created_group:
+                dist.destroy_process_group()
+        model.eval()
+        return TrainResult(
+            model=model,
+            steps=step,
+            losses=tuple(losses),
+            checkpoint=checkpoint,
+            classes=classes,
+            resumed_at=resumed_at,
+        )
 
 
 def load_trained_model(

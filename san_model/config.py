@@ -6,8 +6,10 @@ Every value the paper fixes (section 4.2) has a preset; the three ablations of s
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
+
+from foundation.fields import described
 
 # Optimiser steps of the demo preset: about four minutes on 2 CPU cores (BENCHMARKS.md).
 DEMO_STEPS = 1200
@@ -32,50 +34,74 @@ class SANConfig:
     :meth:`tiny` rather than spelling fields out.
     """
 
-    # (height, width) of every image: 128x64 Market-1501, 256x256 DeepFashion (section 4.2).
-    image_size: tuple[int, int] = (128, 64)
-    # T, the number of Semantic Attention Blocks: 5 for both datasets (section 4.2), an ablation.
-    num_blocks: int = 5
-    # Generator base width: PATN's ngf; the attention blocks run at 4 * ngf channels.
-    ngf: int = 64
-    # Discriminator base width (PATN's ndf).
-    ndf: int = 64
-    # Ablation "without segmentation mask": pathways take 23 / 20 channels instead of 24 / 21.
-    use_mask_inputs: bool = True
-    # L, the LIP parsing labels one-hot encoded as inputs (section 4.2: L = 20).
-    parsing_classes: int = 20
-    # Weights of eq. 7: alpha * L_adv + beta * L_l1 + gamma * L_perc.
-    alpha: float = 10.0
-    beta: float = 15.0
-    gamma: float = 5.0
-    # Ablation "without perceptual loss": also skips building VGG-19 at all.
-    use_perceptual: bool = True
-    # VGG-19 layer rho of eq. 6; PATN's public code uses relu1_2.
-    perceptual_layer: str = "relu1_2"
-    # Eq. 6's distance between activations: "l2" (squared difference) as the formula; the
-    # paper's text calls it a perceptual L1 and PATN's code uses "l1".
-    perceptual_distance: Literal["l2", "l1"] = "l2"
-    # PATN's pool of past fakes that D also sees (pix2pix ImagePool; PATN's Market runs: 50,
-    # its DeepFashion runs: 0, as the deepfashion preset); 0 turns it off.
-    pool_size: int = 50
-    # Adam settings of section 4.2, used for both G and D.
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    # Global batch over all DDP ranks (section 4.2: 32 Market, 8 DeepFashion).
-    batch_size: int = 32
-    # The learning rate decays linearly to 0 over this many epochs (section 4.2).
-    epochs: int = 300
-    # Pairs per epoch. The paper does not define an epoch; PATN's reference code (which SAN
-    # builds on) draws 4,000 random training pairs per epoch, with replacement, and so do we.
-    epoch_length: int = 4000
-    # Steps between atomic checkpoints (resume granularity), sample grids and scalar logs.
-    checkpoint_interval: int = 1000
-    sample_interval: int = 500
-    log_interval: int = 50
-    # Seeds model initialisation and the batch sampler (restored exactly on resume).
-    seed: int = 0
-    # Free-form name shown in logs and kept in checkpoints.
-    name: str = field(default="market1501")
+    image_size: tuple[int, int] = described(
+        (128, 64),
+        "(height, width) of every image: 128x64 Market-1501, 256x256 DeepFashion (section 4.2).",
+    )
+    num_blocks: int = described(
+        5,
+        "T, the number of Semantic Attention Blocks: 5 for both datasets (section 4.2), an "
+        "ablation.",
+    )
+    ngf: int = described(
+        64, "Generator base width: PATN's ngf; the attention blocks run at 4 * ngf channels."
+    )
+    ndf: int = described(64, "Discriminator base width (PATN's ndf).")
+    use_mask_inputs: bool = described(
+        True,
+        'Ablation "without segmentation mask": pathways take 23 / 20 channels instead of 24 / 21.',
+    )
+    parsing_classes: int = described(
+        20, "L, the LIP parsing labels one-hot encoded as inputs (section 4.2: L = 20)."
+    )
+    alpha: float = described(
+        10.0,
+        "Weight of the adversarial loss in eq. 7: alpha * L_adv + beta * L_l1 + gamma * L_perc.",
+    )
+    beta: float = described(15.0, "Weight of the L1 loss in eq. 7.")
+    gamma: float = described(5.0, "Weight of the perceptual loss in eq. 7.")
+    use_perceptual: bool = described(
+        True, 'Ablation "without perceptual loss": also skips building VGG-19 at all.'
+    )
+    perceptual_layer: str = described(
+        "relu1_2", "VGG-19 layer rho of eq. 6; PATN's public code uses relu1_2."
+    )
+    perceptual_distance: Literal["l2", "l1"] = described(
+        "l2",
+        'Eq. 6\'s distance between activations: "l2" (squared difference) as the formula; the '
+        "paper's text calls it a perceptual L1 and PATN's code uses \"l1\".",
+    )
+    pool_size: int = described(
+        50,
+        "PATN's pool of past fakes that D also sees (pix2pix ImagePool; PATN's Market runs: 50, "
+        "its DeepFashion runs: 0, as the deepfashion preset); 0 turns it off.",
+    )
+    lr: float = described(2e-4, "Adam learning rate of section 4.2, for G and D.")
+    betas: tuple[float, float] = described(
+        (0.5, 0.999), "Adam (beta1, beta2) of section 4.2, for G and D."
+    )
+    batch_size: int = described(
+        32, "Global batch over all DDP ranks (section 4.2: 32 Market, 8 DeepFashion)."
+    )
+    epochs: int = described(
+        300, "The learning rate decays linearly to 0 over this many epochs (section 4.2)."
+    )
+    epoch_length: int = described(
+        4000,
+        "Pairs per epoch. The paper does not define an epoch; PATN's reference code (which SAN "
+        "builds on) draws 4,000 random training pairs per epoch, with replacement, and so do we.",
+    )
+    checkpoint_interval: int = described(
+        1000, "Steps between atomic checkpoints (the resume granularity)."
+    )
+    sample_interval: int = described(
+        500, "Steps between training sample grids (`samples/step_*.png`, in the UI)."
+    )
+    log_interval: int = described(50, "Steps between TensorBoard loss logs.")
+    seed: int = described(
+        0, "Seeds model initialisation and the batch sampler (restored exactly on resume)."
+    )
+    name: str = described("market1501", "Free-form name shown in logs and kept in checkpoints.")
 
     def __post_init__(self) -> None:
         height, width = self.image_size

@@ -65,7 +65,15 @@ class SANGenerator(nn.Module):
         target_mask: torch.Tensor,
         target_parsing: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stack each pathway's inputs on channels and encode: ``(F_ps^0, F_pt^0)``."""
+        """Stack each pathway's inputs on channels and encode: ``(F_ps^0, F_pt^0)``.
+
+        Args:
+            source_image: ``[B, 3, H, W]`` float in [-1, 1], the reference image I_ps.
+            source_mask: ``[B, 1, H, W]`` float in {0, 1} (ignored when use_mask_inputs=False).
+            source_parsing: ``[B, L, H, W]`` one-hot float.
+            target_mask: ``[B, 1, H, W]`` float in {0, 1} (ignored when use_mask_inputs=False).
+            target_parsing: ``[B, L, H, W]`` one-hot float.
+        """
         if self.config.use_mask_inputs:
             appearance = torch.cat([source_image, source_mask, source_parsing], dim=1)
             semantic = torch.cat([target_mask, target_parsing], dim=1)
@@ -74,29 +82,14 @@ class SANGenerator(nn.Module):
             semantic = target_parsing
         return self.appearance_encoder(appearance), self.semantic_encoder(semantic)
 
-    def forward(
-        self,
-        source_image: torch.Tensor,
-        source_mask: torch.Tensor,
-        source_parsing: torch.Tensor,
-        target_mask: torch.Tensor,
-        target_parsing: torch.Tensor,
-    ) -> torch.Tensor:
-        """Generate the source person in the target pose.
-
-        Args:
-            source_image: ``[B, 3, H, W]`` float in [-1, 1], the reference image I_ps.
-            source_mask: ``[B, 1, H, W]`` float in {0, 1} (ignored when use_mask_inputs=False).
-            source_parsing: ``[B, L, H, W]`` one-hot float.
-            target_mask: ``[B, 1, H, W]`` float in {0, 1} (ignored when use_mask_inputs=False).
-            target_parsing: ``[B, L, H, W]`` one-hot float.
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Generate the source person in the target pose from :meth:`encode`'s five inputs
+        (source image, mask and parsing; target mask and parsing).
 
         Returns:
             ``[B, 3, H, W]`` float in [-1, 1] (tanh), the generated image.
         """
-        appearance, semantic = self.encode(
-            source_image, source_mask, source_parsing, target_mask, target_parsing
-        )
+        appearance, semantic = self.encode(*inputs)
         for block in self.blocks:  # eq. 1-3, T times
             appearance, semantic = block(appearance, semantic)
         a1, a2, a3 = self.conv_a(appearance)

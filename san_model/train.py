@@ -1,8 +1,10 @@
 """Training the SAN generator (paper section 4.2): in-memory pairs, Adam, linear decay, DDP.
 
 The caller loads images, masks, parsing and the pairs table into memory (Market-1501 is about
-1.3 GB decoded) and passes them as :class:`SANTrainData`; batches are gathered by index from
-those arrays, which is faster than any file-backed loader (no worker processes needed).
+1.3 GB decoded) and passes them as :class:`san_model.batches.SANTrainData`; batches are
+gathered by index from those arrays, which is faster than any file-backed loader (no worker
+processes needed). :class:`SANTrainer` holds what a step updates; its :meth:`SANTrainer.step`
+is the step of every caller (this loop, the throughput benchmark).
 
 Under ``torchrun`` (``WORLD_SIZE > 1``) the process group is initialised here (NCCL on CUDA,
 Gloo on CPU), G and D are wrapped in DDP, every rank draws the same global batch from the same
@@ -33,17 +35,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from foundation.cpu import training_threads
 
+from .batches import ModelBatch, PairSampler, RandomPairs, SANTrainData
 from .blocks import POOL_STREAM, derived_seed
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import SANConfig
 from .discriminator import build_discriminator
-from .generator import (
-    build_generator,
-    images_to_tensor,
-    masks_to_tensor,
-    parsing_to_one_hot,
-    tensor_to_images,
-)
+from .generator import build_generator, tensor_to_images
 from .image_pool import ImagePool
 from .losses import VGGPerceptualLoss, build_perceptual_loss, discriminator_loss, generator_loss
 from .visualize import sample_grid, save_png
@@ -53,132 +50,6 @@ logger = logging.getLogger(__name__)
 # Config fields that may change between a run and its resume without changing the result.
 RESUMABLE_CHANGES = {"checkpoint_interval", "sample_interval", "log_interval", "name"}
 SAMPLE_ROWS = 4
-
-
-@dataclass(frozen=True)
-class SANTrainData:
-    """All training arrays, in memory (numpy arrays or CPU tensors).
-
-    Attributes:
-        images: uint8 ``[N, H, W, 3]`` RGB.
-        masks: uint8 ``[N, H, W]``, non-zero = person.
-        parsing: uint8 ``[N, H, W]``, LIP labels 0..19.
-        pairs: int64 ``[P, 2]``, rows of (source index, target index) into the arrays above.
-    """
-
-    images: np.ndarray | torch.Tensor
-    masks: np.ndarray | torch.Tensor
-    parsing: np.ndarray | torch.Tensor
-    pairs: np.ndarray | torch.Tensor
-
-    def __post_init__(self) -> None:
-        n = self.images.shape[0]
-        if tuple(self.images.shape[3:]) != (3,) or len(self.images.shape) != 4:
-            raise ValueError(f"images must be [N, H, W, 3], got {tuple(self.images.shape)}")
-        for name in ("masks", "parsing"):
-            shape = tuple(getattr(self, name).shape)
-            if shape != tuple(self.images.shape[:3]):
-                raise ValueError(f"{name} must be [N, H, W] = {self.images.shape[:3]}, got {shape}")
-        if len(self.pairs.shape) != 2 or self.pairs.shape[1] != 2 or self.pairs.shape[0] == 0:
-            raise ValueError(
-                f"pairs must be a non-empty [P, 2] table, got {tuple(self.pairs.shape)}"
-            )
-        pairs = torch.as_tensor(self.pairs)
-        if int(pairs.min()) < 0 or int(pairs.max()) >= n:
-            raise ValueError(f"pair indices must lie in [0, {n})")
-        for name in ("images", "masks", "parsing"):
-            dtype = torch.as_tensor(getattr(self, name)[:1]).dtype
-            if dtype != torch.uint8:
-                raise ValueError(f"{name} must be uint8, got {dtype}")
-
-
-@dataclass(frozen=True)
-class PairBatch:
-    """One batch in the stored layout, uint8 tensors on the training device."""
-
-    source_image: torch.Tensor  # [B, H, W, 3]
-    source_mask: torch.Tensor  # [B, H, W]
-    source_parsing: torch.Tensor  # [B, H, W]
-    target_image: torch.Tensor  # [B, H, W, 3]
-    target_mask: torch.Tensor  # [B, H, W]
-    target_parsing: torch.Tensor  # [B, H, W]
-
-
-class PairSampler:
-    """Draws random pairs (PATN: uniform, with replacement) and gathers them from memory.
-
-    Every rank holds an identically seeded generator and draws the same global batch of
-    ``batch_size`` pairs, then keeps rows ``rank::world_size``: ranks never overlap and the
-    sampler's state is the same everywhere, so rank 0's checkpoint restores all ranks.
-    """
-
-    def __init__(
-        self, data: SANTrainData, *, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
-    ) -> None:
-        if batch_size % world_size:
-            raise ValueError(f"batch_size {batch_size} not divisible by world size {world_size}")
-        # Gathered with numpy: its fancy indexing copies whole rows in one thread, while
-        # torch's indexing kernels spin OpenMP threads and slow down 10-100x on a busy machine.
-        self.images = np.asarray(data.images)
-        self.masks = np.asarray(data.masks)
-        self.parsing = np.asarray(data.parsing)
-        self.pairs = torch.as_tensor(data.pairs, dtype=torch.int64)
-        self.batch_size = batch_size
-        self.rank = rank
-        self.world_size = world_size
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def next_pairs(self) -> torch.Tensor:
-        """This rank's ``[batch_size / world_size, 2]`` rows of the next global batch."""
-        rows = torch.randint(len(self.pairs), (self.batch_size,), generator=self.generator)
-        return self.pairs[rows[self.rank :: self.world_size]]
-
-    def gather(self, pairs: torch.Tensor, device: torch.device) -> PairBatch:
-        """Index the in-memory arrays by ``pairs`` ``[B, 2]`` and move the uint8 batch."""
-        source, target = pairs[:, 0].numpy(), pairs[:, 1].numpy()
-
-        def take(array: np.ndarray, index: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(array[index]).to(device, non_blocking=True)
-
-        return PairBatch(
-            take(self.images, source),
-            take(self.masks, source),
-            take(self.parsing, source),
-            take(self.images, target),
-            take(self.masks, target),
-            take(self.parsing, target),
-        )
-
-
-@dataclass(frozen=True)
-class ModelBatch:
-    """A batch in model layout (see :mod:`san_model.generator`), float tensors."""
-
-    source_image: torch.Tensor  # [B, 3, H, W] in [-1, 1]
-    source_mask: torch.Tensor  # [B, 1, H, W] in {0, 1}
-    source_parsing: torch.Tensor  # [B, L, H, W] one-hot
-    target_image: torch.Tensor  # [B, 3, H, W] in [-1, 1]
-    target_mask: torch.Tensor  # [B, 1, H, W] in {0, 1}
-    target_parsing: torch.Tensor  # [B, L, H, W] one-hot
-
-    @classmethod
-    def from_pairs(
-        cls, batch: PairBatch, *, num_classes: int, channels_last: bool = False
-    ) -> ModelBatch:
-        """Convert on the batch's device (uint8 travels to the GPU, 4x less than float)."""
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-
-        def convert(t: torch.Tensor) -> torch.Tensor:
-            return t.contiguous(memory_format=fmt)
-
-        return cls(
-            convert(images_to_tensor(batch.source_image)),
-            convert(masks_to_tensor(batch.source_mask)),
-            convert(parsing_to_one_hot(batch.source_parsing, num_classes)),
-            convert(images_to_tensor(batch.target_image)),
-            convert(masks_to_tensor(batch.target_mask)),
-            convert(parsing_to_one_hot(batch.target_parsing, num_classes)),
-        )
 
 
 def train_step(
@@ -257,6 +128,86 @@ def train_step(
     return fake.detach(), {name: value.detach() for name, value in losses.items()}
 
 
+class SANTrainer:
+    """What a training step updates: G, D, the image pool, both Adam optimisers and their
+    linear decay to 0 over ``config.total_steps`` (section 4.2), and the eq. 6 VGG-19.
+
+    Initial weights come from ``config.seed`` (identical on every rank), the pool's draws from
+    (seed, rank), never from torch's global RNG. :attr:`g_model` and :attr:`d_model` are what
+    the step runs: the networks themselves, or a wrapper around them (DDP, ``torch.compile``).
+
+    Args:
+        device: where the networks live and batches are gathered to.
+        rank: this process's rank (seeds its image pool).
+        pretrained_vgg, vgg_weights: as :func:`train_san`.
+        channels_last: NHWC networks and batches (the fast layout for bf16 on CUDA).
+        autocast_dtype: the forward passes' autocast type (``torch.bfloat16``); None: fp32.
+    """
+
+    def __init__(
+        self,
+        config: SANConfig,
+        device: torch.device,
+        *,
+        rank: int = 0,
+        pretrained_vgg: bool = True,
+        vgg_weights: str | Path | None = None,
+        channels_last: bool = False,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        self.config, self.device = config, device
+        self.channels_last, self.autocast_dtype = channels_last, autocast_dtype
+        self.generator = build_generator(config=config).to(device)
+        self.discriminator = build_discriminator(config=config).to(device)
+        self.pool = ImagePool(config.pool_size, seed=derived_seed(config.seed, POOL_STREAM, rank))
+        perceptual = build_perceptual_loss(
+            config=config, pretrained=pretrained_vgg, weights_path=vgg_weights
+        )
+        self.perceptual = None if perceptual is None else perceptual.to(device)
+        if channels_last:
+            for module in (self.generator, self.discriminator, self.perceptual):
+                if module is not None:
+                    module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=config.betas)
+        self.opt_d = torch.optim.Adam(
+            self.discriminator.parameters(), lr=config.lr, betas=config.betas
+        )
+        total = config.total_steps
+
+        def decay(step: int) -> float:  # linear to 0 over the whole schedule (section 4.2)
+            return max(0.0, 1.0 - step / total)
+
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, decay)
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, decay)
+        self.g_model: nn.Module = self.generator
+        self.d_model: nn.Module = self.discriminator
+
+    def step(
+        self, sampler: RandomPairs
+    ) -> tuple[ModelBatch, torch.Tensor, dict[str, torch.Tensor]]:
+        """Draw the next batch from ``sampler``, run :func:`train_step` on it and advance both
+        learning-rate schedules; returns (the batch, the generated images, detached losses)."""
+        batch = ModelBatch.from_pairs(
+            sampler.gather(sampler.next_pairs(), self.device),
+            num_classes=self.config.parsing_classes,
+            channels_last=self.channels_last,
+        )
+        fake, losses = train_step(
+            batch=batch,
+            generator=self.g_model,
+            discriminator=self.d_model,
+            perceptual=self.perceptual,
+            opt_g=self.opt_g,
+            opt_d=self.opt_d,
+            config=self.config,
+            pool=self.pool,
+            autocast_dtype=self.autocast_dtype,
+        )
+        self.sched_g.step()
+        self.sched_d.step()
+        return batch, fake, losses
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """What one :func:`train_san` call did."""
@@ -307,34 +258,6 @@ def train_san(
     Returns:
         A :class:`TrainResult`. A checkpoint is always written at the end of the call.
     """
-    with training_threads(device):
-        return _train_san(
-            config,
-            data,
-            run_dir,
-            device=device,
-            resume=resume,
-            max_steps=max_steps,
-            pretrained_vgg=pretrained_vgg,
-            vgg_weights=vgg_weights,
-            progress=progress,
-            run_tag=run_tag,
-        )
-
-
-def _train_san(
-    config: SANConfig,
-    data: SANTrainData,
-    run_dir: str | Path,
-    *,
-    device: str | torch.device = "cpu",
-    resume: bool = False,
-    max_steps: int | None = None,
-    pretrained_vgg: bool = True,
-    vgg_weights: str | Path | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    run_tag: str | None = None,
-) -> TrainResult:
     run_dir = Path(run_dir)
     height, width = config.image_size
     if tuple(data.images.shape[1:3]) != (height, width):
@@ -344,130 +267,96 @@ def _train_san(
     # Checked once here: per batch on the GPU, the check would cost a synchronisation.
     if int(torch.as_tensor(data.parsing).max()) >= config.parsing_classes:
         raise ValueError(f"parsing labels must be < parsing_classes = {config.parsing_classes}")
-    rank, world_size, dev, own_group = _setup_distributed(torch.device(device))
-    sampler = PairSampler(
-        data, batch_size=config.batch_size, seed=config.seed, rank=rank, world_size=world_size
-    )
-    cuda = dev.type == "cuda"
-    # Initial weights come from config.seed (identical on every rank), not torch's global RNG.
-    generator = build_generator(config=config).to(dev)
-    discriminator = build_discriminator(config=config).to(dev)
-    pool = ImagePool(config.pool_size, seed=derived_seed(config.seed, POOL_STREAM, rank))
-    perceptual = build_perceptual_loss(
-        config=config, pretrained=pretrained_vgg, weights_path=vgg_weights
-    )
-    if perceptual is not None:
-        perceptual = perceptual.to(dev)
-    if cuda:  # NHWC convolutions are the fast path for bf16 tensor cores
-        for module in (generator, discriminator, perceptual):
-            if module is not None:
-                module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
-    total = config.total_steps
-
-    def decay(step: int) -> float:  # linear to 0 over the whole schedule (section 4.2)
-        return max(0.0, 1.0 - step / total)
-
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, decay)
-    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, decay)
-    ckpt_file = run_dir / "checkpoints" / CHECKPOINT_NAME
-    step = 0
-    resumed_at = None
-    state = load_checkpoint(ckpt_file) if resume and ckpt_file.is_file() else None
-    if state is not None and run_tag is not None and state.get("run_tag") != run_tag:
-        logger.warning(
-            "%s was trained on other settings or inputs (tag %s, this run %s): starting afresh",
-            ckpt_file,
-            state.get("run_tag"),
-            run_tag,
+    with training_threads(device):
+        rank, world_size, dev, own_group = _setup_distributed(torch.device(device))
+        sampler = PairSampler(
+            data, batch_size=config.batch_size, seed=config.seed, rank=rank, world_size=world_size
         )
-        state = None
-    if state is not None:
-        _check_resumable(config, SANConfig.from_dict(state["config"]))
-        generator.load_state_dict(state["generator"])
-        discriminator.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        sched_g.load_state_dict(state["sched_g"])
-        sched_d.load_state_dict(state["sched_d"])
-        sampler.generator.set_state(state["sampler_rng"])
-        pool.load_state_dict(state["image_pool"], dev)
-        step = resumed_at = int(state["step"])
-    g_model: nn.Module = generator
-    d_model: nn.Module = discriminator
-    if world_size > 1:
-        ids = [dev.index] if cuda else None
-        g_model = DistributedDataParallel(generator, device_ids=ids)
-        d_model = DistributedDataParallel(discriminator, device_ids=ids)
-
-    def snapshot() -> dict[str, Any]:
-        return {
-            "config": config.to_dict(),
-            "step": step,
-            "generator": generator.state_dict(),
-            "discriminator": discriminator.state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "sched_g": sched_g.state_dict(),
-            "sched_d": sched_d.state_dict(),
-            "sampler_rng": sampler.generator.get_state(),
-            "image_pool": pool.state_dict(),
-            "run_tag": run_tag,
-        }
-
-    stop = total if max_steps is None else min(max_steps, total)
-    writer = _open_writer(run_dir) if rank == 0 else None
-    autocast_dtype = torch.bfloat16 if cuda else None  # CPU stays fp32: exact resume, no bf16 win
-    losses: dict[str, torch.Tensor] = {}
-    start_step, started = step, time.perf_counter()
-    window_step, window_start = step, started
-    while step < stop:
-        pairs = sampler.next_pairs()
-        batch = ModelBatch.from_pairs(
-            sampler.gather(pairs, dev), num_classes=config.parsing_classes, channels_last=cuda
+        cuda = dev.type == "cuda"
+        trainer = SANTrainer(
+            config,
+            dev,
+            rank=rank,
+            pretrained_vgg=pretrained_vgg,
+            vgg_weights=vgg_weights,
+            channels_last=cuda,  # NHWC convolutions are the fast path for bf16 tensor cores
+            autocast_dtype=torch.bfloat16 if cuda else None,  # CPU: fp32, exact resume
         )
-        fake, losses = train_step(
-            generator=g_model,
-            discriminator=d_model,
-            perceptual=perceptual,
-            opt_g=opt_g,
-            opt_d=opt_d,
-            batch=batch,
-            config=config,
-            pool=pool,
-            autocast_dtype=autocast_dtype,
-        )
-        sched_g.step()
-        sched_d.step()
-        step += 1
-        if writer is None:  # ranks other than 0 neither log nor write
-            continue
-        if progress is not None:
-            progress(step, stop)
-        if step % config.log_interval == 0 or step == stop:
-            now = time.perf_counter()
-            rate = (step - window_step) * config.batch_size / max(now - window_start, 1e-9)
-            for name, value in losses.items():
-                writer.add_scalar(f"loss/{name}", value.item(), step)
-            writer.add_scalar("lr", sched_g.get_last_lr()[0], step)
-            writer.add_scalar("pairs_per_second", rate, step)
-            window_step, window_start = step, now
-        if step % config.sample_interval == 0 or step == stop:
-            grid = _sample_grid(batch, fake)
-            save_png(grid, run_dir / "samples" / f"step_{step:07d}.png")
-            writer.add_image("samples", grid, step, dataformats="HWC")
-        if step % config.checkpoint_interval == 0:
+        ckpt_file = run_dir / "checkpoints" / CHECKPOINT_NAME
+        step = 0
+        resumed_at = None
+        state = load_checkpoint(ckpt_file) if resume and ckpt_file.is_file() else None
+        if state is not None and run_tag is not None and state.get("run_tag") != run_tag:
+            logger.warning(
+                "%s was trained on other settings or inputs (tag %s, this run %s): starting afresh",
+                ckpt_file,
+                state.get("run_tag"),
+                run_tag,
+            )
+            state = None
+        if state is not None:
+            _check_resumable(config, SANConfig.from_dict(state["config"]))
+            for name in ("generator", "discriminator", "opt_g", "opt_d", "sched_g", "sched_d"):
+                getattr(trainer, name).load_state_dict(state[name])
+            sampler.generator.set_state(state["sampler_rng"])
+            trainer.pool.load_state_dict(state["image_pool"], dev)
+            step = resumed_at = int(state["step"])
+        if world_size > 1:
+            ids = [dev.index] if cuda else None
+            trainer.g_model = DistributedDataParallel(trainer.generator, device_ids=ids)
+            trainer.d_model = DistributedDataParallel(trainer.discriminator, device_ids=ids)
+
+        def snapshot() -> dict[str, Any]:
+            return {
+                "config": config.to_dict(),
+                "step": step,
+                "generator": trainer.generator.state_dict(),
+                "discriminator": trainer.discriminator.state_dict(),
+                "opt_g": trainer.opt_g.state_dict(),
+                "opt_d": trainer.opt_d.state_dict(),
+                "sched_g": trainer.sched_g.state_dict(),
+                "sched_d": trainer.sched_d.state_dict(),
+                "sampler_rng": sampler.generator.get_state(),
+                "image_pool": trainer.pool.state_dict(),
+                "run_tag": run_tag,
+            }
+
+        total = config.total_steps
+        stop = total if max_steps is None else min(max_steps, total)
+        writer = _open_writer(run_dir) if rank == 0 else None
+        losses: dict[str, torch.Tensor] = {}
+        start_step, started = step, time.perf_counter()
+        window_step, window_start = step, started
+        while step < stop:
+            batch, fake, losses = trainer.step(sampler)
+            step += 1
+            if writer is None:  # ranks other than 0 neither log nor write
+                continue
+            if progress is not None:
+                progress(step, stop)
+            if step % config.log_interval == 0 or step == stop:
+                now = time.perf_counter()
+                rate = (step - window_step) * config.batch_size / max(now - window_start, 1e-9)
+                for name, value in losses.items():
+                    writer.add_scalar(f"loss/{name}", value.item(), step)
+                writer.add_scalar("lr", trainer.sched_g.get_last_lr()[0], step)
+                writer.add_scalar("pairs_per_second", rate, step)
+                window_step, window_start = step, now
+            if step % config.sample_interval == 0 or step == stop:
+                grid = _sample_grid(batch, fake)
+                save_png(grid, run_dir / "samples" / f"step_{step:07d}.png")
+                writer.add_image("samples", grid, step, dataformats="HWC")
+            if step % config.checkpoint_interval == 0:
+                save_checkpoint(snapshot(), ckpt_file)
+        elapsed = time.perf_counter() - started
+        if rank == 0:
             save_checkpoint(snapshot(), ckpt_file)
-    elapsed = time.perf_counter() - started
-    if rank == 0:
-        save_checkpoint(snapshot(), ckpt_file)
-        if writer is not None:
-            writer.close()
-    if world_size > 1:
-        dist.barrier()  # nobody returns before rank 0's checkpoint is on disk
-        if own_group:
-            dist.destroy_process_group()
+            if writer is not None:
+                writer.close()
+        if world_size > 1:
+            dist.barrier()  # nobody returns before rank 0's checkpoint is on disk
+            if own_group:
+                dist.destroy_process_group()
     return TrainResult(
         run_dir=run_dir,
         checkpoint=ckpt_file,

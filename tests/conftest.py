@@ -85,6 +85,23 @@ def store_builder() -> Callable[..., PersonStore]:
     return build_store
 
 
+@pytest.fixture
+def trained_generator(small_store, tmp_path) -> Callable[[int], Path]:
+    """``trained_generator(test_pairs)``: samples ``small_store``'s pairs with that many test
+    pairs and trains the tiny generator (no VGG-19) for 2 steps; returns its run folder."""
+    from pipeline.pairs import PairsConfig, sample_pairs
+    from pipeline.train_generator import train_generator
+    from san_model.config import SANConfig
+
+    def train(test_pairs: int) -> Path:
+        sample_pairs(small_store, PairsConfig(test_pairs=test_pairs))
+        config = SANConfig.tiny(use_perceptual=False)
+        train_generator(small_store, tmp_path / "run", config=config, max_steps=2)
+        return tmp_path / "run"
+
+    return train
+
+
 def store_state(store: PersonStore) -> dict[str, str]:
     """Digest of every array in the store (data, done flags with their settings, generated
     sets), every table and every stamp: equal before and after a call means the call changed

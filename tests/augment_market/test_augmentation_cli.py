@@ -5,21 +5,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
-from augment_market.cli import main
-
-
-@pytest.fixture(autouse=True)
-def no_debug(monkeypatch):
-    monkeypatch.delenv("AUGMENT_MARKET_DEBUG", raising=False)
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main([str(arg) for arg in args])
-    out, err = capsys.readouterr()
-    return exited.value.code, out, err
+from tests.augment_market.commands import cli
 
 
 def error_line(err: str) -> str:

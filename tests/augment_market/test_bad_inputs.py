@@ -21,45 +21,20 @@ import pytest
 import torch
 import zarr
 
-from augment_market.cli import main
 from foundation.errors import UserError
 from pipeline.pairs import PairsConfig, sample_pairs
-from storage import PersonStore
+from tests.augment_market.commands import (
+    EXIT_USER,
+    cli,
+    fails_cleanly,
+    one_error_line,
+    refused_parameters,
+)
 
-EXIT_USER, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 # Tiny Re-ID and generator runs: CPU, random init, a few steps.
 REID_TINY = ("--arch", "resnet18", "--no-pretrained", "--epochs", 1, "--batch-size", 8)
 GENERATOR_TINY = ("--preset", "tiny", "--no-perceptual", "--max-steps", 2)
-
-
-@pytest.fixture(autouse=True)
-def no_debug(monkeypatch):
-    monkeypatch.delenv("AUGMENT_MARKET_DEBUG", raising=False)
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    """Run ``augment-market ARGS`` in this process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exited:
-        main([str(arg) for arg in args])
-    out, err = capsys.readouterr()
-    return exited.value.code, out, err
-
-
-def one_error_line(err: str) -> str:
-    """The single ``error: ...`` line of a failed command, without the prefix; short."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err and len(lines[0]) < 400, err
-    return lines[0].removeprefix("error: ")
-
-
-def refused(capsys, snapshot, store: PersonStore, *args, code: int = EXIT_USER) -> str:
-    """Run a command that must fail without changing ``store``; its error line."""
-    before = snapshot(store)
-    exit_code, _, err = cli(capsys, *args)
-    assert exit_code == code, err
-    assert snapshot(store) == before, "a refused command changed the store"
-    return one_error_line(err)
 
 
 def files_digest(folder: Path) -> dict[str, str]:
@@ -100,7 +75,7 @@ def wrong_network(tmp_path) -> Path:
 def test_segmentation_weights_of_another_network(
     capsys, snapshot, small_store, wrong_network, command, network
 ):
-    line = refused(
+    line = fails_cleanly(
         capsys, snapshot, small_store, *command, small_store.url, "--weights", wrong_network
     )
     assert line.startswith(f"weights file {wrong_network} is not a {network} file: ")
@@ -110,7 +85,7 @@ def test_segmentation_weights_of_another_network(
 def test_vgg_weights_of_another_network(capsys, snapshot, small_store, wrong_network, tmp_path):
     sample_pairs(small_store, PairsConfig(test_pairs=None))
     args = ("train", small_store.url, "--out", tmp_path / "run", "--preset", "tiny")
-    line = refused(capsys, snapshot, small_store, *args, "--weights", wrong_network)
+    line = fails_cleanly(capsys, snapshot, small_store, *args, "--weights", wrong_network)
     assert line.startswith(f"weights file {wrong_network} is not a VGG-19 (ImageNet) file")
     assert line.endswith("give the official file (vgg19-dcbfe2b4.pth)")
     assert not (tmp_path / "run").exists()
@@ -124,7 +99,7 @@ def test_pair_counts_below_one_keep_the_finished_pairs(
     capsys, snapshot, small_store, option, count
 ):
     sample_pairs(small_store, PairsConfig(test_pairs=None))
-    line = refused(
+    line = fails_cleanly(
         capsys, snapshot, small_store, "pairs", small_store.url, option, count, code=EXIT_USAGE
     )
     assert line.startswith(f"Invalid value for '{option}': ")
@@ -142,7 +117,7 @@ def test_pairs_config_refuses_counts_below_one():
 def test_an_unfittable_kissme_is_refused_before_training(capsys, snapshot, small_store, tmp_path):
     out = tmp_path / "reid"
     args = ("reid", "train", small_store.url, "--out", out, *REID_TINY)
-    line = refused(capsys, snapshot, small_store, *args)
+    line = fails_cleanly(capsys, snapshot, small_store, *args)
     assert line.startswith(f"store {small_store.url}: KISSME cannot be fitted in 12 dimensions")
     assert "use --kissme-pca 11 or less, or leave it out (--metrics euclidean,xqda)" in line
     assert not out.exists()
@@ -218,7 +193,7 @@ def test_a_generator_run_of_other_settings_is_kept(capsys, snapshot, small_store
     checkpoint = run / "checkpoints" / "latest.pt"
     first = checkpoint.read_bytes()
     args = ("train", small_store.url, "--out", run, *whole, 3)
-    line = refused(capsys, snapshot, small_store, *args)
+    line = fails_cleanly(capsys, snapshot, small_store, *args)
     assert line == (
         f"{checkpoint} is a generator checkpoint trained under other settings (epochs 2 -> 3); "
         "this run would replace it: give another run folder (--out), or add --overwrite to "
@@ -241,7 +216,7 @@ def test_a_reid_run_of_another_alpha_is_kept(
     checkpoint = out / "reid_ide_generator_s0" / "checkpoint" / "last.pt"
     first = checkpoint.read_bytes()
     add_generated(small_store, 3)
-    line = refused(capsys, snapshot, small_store, *args, "--alpha", 3)
+    line = fails_cleanly(capsys, snapshot, small_store, *args, "--alpha", 3)
     assert line.startswith(f"{checkpoint} is a Re-ID checkpoint trained under other inputs")
     assert "another --set or --alpha" in line and line.endswith("add --overwrite to replace it")
     assert checkpoint.read_bytes() == first
@@ -341,10 +316,7 @@ def test_a_full_disk_during_export_says_how_to_rerun_it(capsys, small_store, tmp
 
 def test_a_parameters_file_that_is_no_mapping_is_named_once(capsys, tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text("- store_url\n- run_dir\n")
-    code, _, err = cli(capsys, "run", "--config", params)
-    assert code == EXIT_USER
-    line = one_error_line(err)
+    line = refused_parameters(capsys, params, "- store_url\n- run_dir\n")
     assert line.startswith(f"{params}: expected a YAML mapping of parameters")
     assert line.count(str(params)) == 1
 

@@ -21,51 +21,18 @@ import pytest
 import torch
 from PIL import Image
 
-from augment_market.cli import main
 from pipeline.pairs import PairsConfig, sample_pairs
 from storage import PersonStore
+from tests.annotations import write_pngs
+from tests.augment_market.commands import (
+    EXIT_USER,
+    cli,
+    fails_cleanly,
+    one_error_line,
+    refused_parameters,
+)
 
-EXIT_USER, EXIT_USAGE, EXIT_BUG = 1, 2, 70
-
-
-@pytest.fixture(autouse=True)
-def no_debug(monkeypatch):
-    monkeypatch.delenv("AUGMENT_MARKET_DEBUG", raising=False)
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    """Run ``augment-market ARGS`` in this process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exited:
-        main([str(arg) for arg in args])
-    out, err = capsys.readouterr()
-    return exited.value.code, out, err
-
-
-def one_error_line(err: str) -> str:
-    """The single ``error: ...`` line a failed command prints, without the prefix."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0].removeprefix("error: ")
-
-
-def fails_cleanly(capsys, snapshot, store: PersonStore, *args, code: int = EXIT_USER) -> str:
-    """Run a command that must fail on ``store`` without changing it; its error line."""
-    before = snapshot(store)
-    exit_code, _, err = cli(capsys, *args)
-    assert exit_code == code, err
-    assert snapshot(store) == before, "a failed command changed the store"
-    return one_error_line(err)
-
-
-def write_pngs(store: PersonStore, folder, kind: str) -> list:
-    folder.mkdir(parents=True)
-    paths = []
-    for name, labels in zip(store.index["filename"], store.read(kind), strict=True):
-        path = folder / name.replace(".jpg", ".png")
-        Image.fromarray(labels * 255 if kind == "masks" else labels).save(path)
-        paths.append(path)
-    return paths
+EXIT_USAGE, EXIT_BUG = 2, 70
 
 
 class _Exploit:
@@ -275,10 +242,7 @@ def test_missing_vgg_weights_say_how_to_train_without(capsys, snapshot, small_st
 
 def test_parameters_that_do_not_validate_name_the_file(capsys, tmp_path):
     params = tmp_path / "bad.yaml"
-    params.write_text("store_url: s\nno_such_setting: 1\n")
-    code, _, err = cli(capsys, "run", "--config", params)
-    assert code == EXIT_USER
-    line = one_error_line(err)
+    line = refused_parameters(capsys, params, "store_url: s\nno_such_setting: 1\n")
     assert line.startswith(f"{params}: ") and "no_such_setting" in line
 
 

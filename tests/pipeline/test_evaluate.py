@@ -7,18 +7,11 @@ import json
 import pytest
 
 from pipeline.evaluate import evaluate_generator, paper_comparison, results_markdown
-from pipeline.pairs import PairsConfig, sample_pairs
-from pipeline.train_generator import train_generator
-from san_model.config import SANConfig
 
 
 @pytest.fixture
-def trained_run(small_store, tmp_path):
-    sample_pairs(small_store, PairsConfig(test_pairs=4))
-    train_generator(
-        small_store, tmp_path / "run", config=SANConfig.tiny(use_perceptual=False), max_steps=2
-    )
-    return tmp_path / "run"
+def trained_run(trained_generator):
+    return trained_generator(test_pairs=4)
 
 
 def test_offline_evaluation_reports_pixel_metrics_only(small_store, trained_run):
@@ -84,7 +77,7 @@ def test_each_dataset_is_compared_with_its_own_row_of_table_1():
 
 
 def test_cached_fid_statistics_are_keyed_by_the_inception_weights(small_store):
-    from pipeline.evaluate import real_statistics
+    from pipeline.scoring import real_statistics
     from san_model.metrics import build_fid_extractor
 
     extractor = build_fid_extractor(variant="torchvision", pretrained=False)

@@ -15,9 +15,9 @@ from pipeline.datasets.deepfashion import (
     scan_deepfashion,
 )
 from pipeline.datasets.market1501 import parse_market_name, scan_market1501
-from pipeline.evaluate import dataset_kind
 from pipeline.ingest import decode_image, ingest
 from pipeline.pairs import PairsConfig, PairsFileError, sample_pairs
+from pipeline.scoring import dataset_kind
 from storage import open_store
 
 

@@ -133,18 +133,20 @@ def test_a_list_for_one_side_and_a_draw_for_the_other(tmp_path):
     assert "train_pairs_sha256" not in store.stamp("pairs").config
 
 
-def test_list_names_match_a_double_suffix_by_stem(tmp_path):
+def _ingested(tmp_path, person_ids: list[int], splits: list[str], filenames: list[str]):
+    """A store of four 2x2 images from cameras 1, 2, 1, 2, with ingest stamped."""
     index = pd.DataFrame(
-        {
-            "person_id": [1, 1, 2, 2],
-            "camera": [1, 2, 1, 2],
-            "split": ["train", "train", "gallery", "gallery"],
-            "filename": ["a.jpg", "b.jpg", "c.jpg.jpg", "d.jpg"],
-        }
+        {"person_id": person_ids, "camera": [1, 2, 1, 2], "split": splits, "filename": filenames}
     )
     store = create_store(str(tmp_path / "s"), index=index, height=2, width=2)
     with store.stage("ingest", config={}, n_blocks=0) as run:
         run.finish(counts={})
+    return store
+
+
+def test_list_names_match_a_double_suffix_by_stem(tmp_path):
+    splits = ["train", "train", "gallery", "gallery"]
+    store = _ingested(tmp_path, [1, 1, 2, 2], splits, ["a.jpg", "b.jpg", "c.jpg.jpg", "d.jpg"])
     listed = _list(tmp_path / "test.csv", [("c.jpg", "d.jpg"), ("d.jpg.jpg", "c.jpg.jpg")])
     sample_pairs(store, PairsConfig(test_pairs_file=listed))
     assert store.read_table("pairs_test")[["source", "target"]].to_numpy().tolist() == [
@@ -211,17 +213,8 @@ def test_empty_masks_are_left_out(tmp_path):
 
 
 def test_overlapping_identities_are_refused(tmp_path):
-    index = pd.DataFrame(
-        {
-            "person_id": [1, 1, 1, 1],
-            "camera": [1, 2, 1, 2],
-            "split": ["train", "train", "gallery", "query"],
-            "filename": ["a", "b", "c", "d"],
-        }
-    )
-    store = create_store(str(tmp_path / "s"), index=index, height=2, width=2)
-    with store.stage("ingest", config={}, n_blocks=0) as run:
-        run.finish(counts={})
+    splits = ["train", "train", "gallery", "query"]
+    store = _ingested(tmp_path, [1, 1, 1, 1], splits, ["a", "b", "c", "d"])
     with pytest.raises(ValueError, match="overlap"):
         sample_pairs(store)
 

@@ -17,18 +17,10 @@ from pipeline.reid_compare import (
     write_comparison,
 )
 from pipeline.synthesize import synthesize
-from reid.models import ReIDModelConfig
-from reid.train import TrainConfig
 from storage import MissingInputError
+from tests.reid_recipes import tiny_recipe
 
-TINY = TrainConfig(
-    model=ReIDModelConfig(arch="resnet18", pretrained=False),
-    height=64,
-    width=32,
-    batch_size=4,
-    epochs=1,
-    random_erasing=0.0,
-)
+TINY = tiny_recipe(batch_size=4)
 
 
 def test_interval_is_student_t_over_seeds():

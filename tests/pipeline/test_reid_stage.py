@@ -20,15 +20,9 @@ from reid.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 from reid.models import IDENet, ReIDModelConfig
 from reid.train import TrainConfig
 from storage import MissingInputError
+from tests.reid_recipes import STORE_INPUT, tiny_recipe
 
-TINY = TrainConfig(
-    model=ReIDModelConfig(arch="resnet18", pretrained=False),
-    height=64,
-    width=32,
-    batch_size=8,
-    epochs=1,
-    random_erasing=0.0,
-)
+TINY = tiny_recipe()
 
 
 def test_original_then_augmented(small_store, tmp_path, snapshot):
@@ -128,8 +122,7 @@ def _fake_generated(store):
 def test_bag_of_tricks_through_the_stage(small_store, tmp_path):
     config = TrainConfig.bot(
         model=ReIDModelConfig(kind="bot", arch="resnet18", pretrained=False, last_stride=1),
-        height=64,
-        width=32,
+        **STORE_INPUT,
         batch_size=4,
         instances_per_id=2,
         epochs=2,

@@ -9,17 +9,7 @@ from PIL import Image
 from foundation.weights import UnreadableWeightsError
 from pipeline.masks import compute_masks
 from pipeline.segmentation import ProvidedAnnotationError, import_provided
-
-
-def write_pngs(store, folder, kind):
-    """The store's own masks (0/255) or parsing as provided PNGs; returns the file paths."""
-    folder.mkdir(parents=True)
-    paths = []
-    for name, labels in zip(store.index["filename"], store.read(kind), strict=True):
-        path = folder / name.replace(".jpg", ".png")
-        Image.fromarray(labels * 255 if kind == "masks" else labels).save(path)
-        paths.append(path)
-    return paths
+from tests.annotations import write_pngs
 
 
 def test_a_bad_provided_png_writes_nothing(small_store, tmp_path, snapshot):

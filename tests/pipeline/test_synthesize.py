@@ -10,10 +10,8 @@ import torch
 
 from foundation.weights import UnreadableWeightsError
 from pipeline.augmentation_sets import draw_target_poses
-from pipeline.pairs import PairsConfig, sample_pairs
 from pipeline.synthesize import synthesize
-from pipeline.train_generator import MissingRunError, train_generator
-from san_model.config import SANConfig
+from pipeline.train_generator import MissingRunError
 from storage import MissingInputError
 
 
@@ -32,12 +30,8 @@ def test_draw_target_poses_rules():
 
 
 @pytest.fixture
-def trained_run(small_store, tmp_path):
-    sample_pairs(small_store, PairsConfig(test_pairs=6))
-    train_generator(
-        small_store, tmp_path / "run", config=SANConfig.tiny(use_perceptual=False), max_steps=2
-    )
-    return tmp_path / "run"
+def trained_run(trained_generator):
+    return trained_generator(test_pairs=6)
 
 
 def test_synthesize_writes_generated_group(small_store, trained_run):

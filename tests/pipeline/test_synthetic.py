@@ -1,4 +1,4 @@
-"""Tests for pipeline/synthetic.py: Market-1501 layout, determinism and ground-truth parsing."""
+"""pipeline/synthetic_dataset*.py: Market-1501 layout, determinism and ground-truth parsing."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.synthetic import LIP_LABELS, SyntheticSummary, generate_synthetic
-from pipeline.synthetic_draw import Canvas, Pose, draw_person, sample_look
+from pipeline.synthetic_dataset import LIP_LABELS, SyntheticSummary, generate_synthetic
+from pipeline.synthetic_dataset_people import Canvas, Pose, draw_person, sample_look
 
 # Written independently of the generator: the pattern Market-1501 loaders use.
 MARKET_RE = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")

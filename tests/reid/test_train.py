@@ -23,16 +23,14 @@ from reid.train import (
     load_trained_model,
     train_reid,
 )
+from tests.reid_recipes import TOY_INPUT, tiny_recipe
 
-TINY = TrainConfig(
-    model=ReIDModelConfig(arch="resnet18", pretrained=False),
-    height=32,
-    width=16,
-    pad=2,
-    batch_size=8,
+TINY = tiny_recipe(
+    **TOY_INPUT,
     epochs=4,
     lr_milestones=(2,),
     lr=0.01,
+    random_erasing=TrainConfig.random_erasing,
     checkpoint_every=1000,
     log_every=1,
 )
@@ -341,10 +339,7 @@ def test_bot_recipe_trains_with_pk_batches_and_triplet_loss(tmp_path):
     images, labels = toy_set(num_ids=4, per_id=6)
     config = TrainConfig.bot(
         model=ReIDModelConfig(kind="bot", arch="resnet18", pretrained=False, last_stride=1),
-        height=32,
-        width=16,
-        pad=2,
-        batch_size=8,
+        **TOY_INPUT,
         instances_per_id=2,
         epochs=8,
         warmup_epochs=1,

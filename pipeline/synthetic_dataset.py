@@ -7,7 +7,7 @@ distractors pid ``0000``) plus ground truth for every image: ``annotations/masks
 ``LIP_LABELS``), with ``mask == (parsing != 0)`` exactly. Train and test identities are
 disjoint, query identities are test identities with gallery images from other cameras, and
 distractors and junk live in ``bounding_box_test`` only, as in Market-1501. The people are drawn
-by :mod:`pipeline.synthetic_draw`.
+by :mod:`pipeline.synthetic_dataset_people` and :mod:`pipeline.synthetic_dataset_scene`.
 
 Every image is rendered from its own ``numpy.random.Generator`` keyed by (seed, identity, image
 index), so output is byte-identical for a seed whatever the order or number of workers.
@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.synthetic_draw import LIP_LABELS, camera, render, sample_look
+from pipeline.synthetic_dataset_people import LIP_LABELS, sample_look
+from pipeline.synthetic_dataset_scene import camera, render
 
 __all__ = ["LIP_LABELS", "NUM_CAMERAS", "SyntheticSummary", "generate_synthetic"]
 
