@@ -41,8 +41,7 @@ from pydantic import (
 
 from foundation.fields import field_descriptions
 from pipeline.datasets import dataset_names, get_dataset
-from reid.config import TrainConfig
-from reid.models import ReIDModelConfig
+from reid.config import ReIDModelConfig, TrainConfig
 from san_model.config import SANConfig
 
 StageName = Literal[

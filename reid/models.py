@@ -14,64 +14,17 @@ One interface, no mode-dependent return types: ``forward_features`` -> embedding
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18, resnet50
 
-from foundation.fields import described
 from foundation.weights import check_fits, state_dict_of
 from reid.checkpoint import IMAGENET_WEIGHTS, imagenet_state_dict
-
-_FEATURE_DIMS = {"resnet50": 2048, "resnet18": 512}
-
-
-@dataclass(frozen=True)
-class ReIDModelConfig:
-    """Architecture of a Re-ID network (values as in the papers unless noted)."""
-
-    kind: Literal["ide", "siamese", "bot"] = described(
-        "ide",
-        '"ide": classifier only; "siamese": adds the verification head (Zheng et al. 2017); '
-        '"bot": BNNeck + bias-free classifier of the Bag of Tricks baseline (Luo et al. 2019).',
-    )
-    arch: Literal["resnet50", "resnet18"] = described(
-        "resnet50",
-        "The paper's backbone is ResNet-50; resnet18 (512-d features) is for CPU demos and tests.",
-    )
-    pretrained: bool = described(
-        True,
-        "ImageNet initialisation, as both baselines; from scratch Market-1501 is far too small.",
-    )
-    last_stride: int = described(
-        2,
-        "2 as torchvision; 1 keeps a 16x8 final map at 256x128 input (Sun et al. 2018, PCB), a "
-        "common +1-2 rank-1 at 4x the cost of the last stage. The paper's baselines use 2.",
-    )
-    bottleneck_dim: int | None = described(
-        None,
-        "None: classifier directly on pool5 (the IDE baseline); e.g. 512: Linear + BatchNorm "
-        "bottleneck before it (the widely used layumi/Person_reID_baseline_pytorch head).",
-    )
-    dropout: float = described(
-        0.5,
-        "Dropout before the identity classifier: 0.5 as the layumi PyTorch baseline; the "
-        "IDE-baseline ResNet-50 has none (TrainConfig.ide_original sets 0).",
-    )
-    verification_dropout: float = described(
-        0.9,
-        "Dropout on the squared difference before the verification classifier (Siamese only): "
-        "0.9 as the reference (layumi/2016_person_re-ID resnet52_2stream.m, 'dropout_D').",
-    )
-
-    @property
-    def feature_dim(self) -> int:
-        """Dimension D of ``forward_features``: the backbone's pooled features."""
-        return _FEATURE_DIMS[self.arch]
+from reid.config import FEATURE_DIMS, ReIDModelConfig
 
 
 class SeededDropout(nn.Module):
@@ -277,8 +230,8 @@ def build_reid_model(
     Raises:
         MissingWeightsError: ``pretrained`` and the ImageNet file is unavailable.
     """
-    if config.arch not in _FEATURE_DIMS:
-        raise ValueError(f"unknown arch {config.arch!r}; choose from {sorted(_FEATURE_DIMS)}")
+    if config.arch not in FEATURE_DIMS:
+        raise ValueError(f"unknown arch {config.arch!r}; choose from {sorted(FEATURE_DIMS)}")
     if num_classes < 2:
         raise ValueError(f"need at least 2 identities, got {num_classes}")
     generator = torch.Generator().manual_seed(seed)
