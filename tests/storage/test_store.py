@@ -182,7 +182,7 @@ def test_jpegs_are_stored_verbatim_and_checked(tmp_path):
 
 
 def test_reads_decode_only_the_rows_asked_for(tmp_path, monkeypatch):
-    import storage.store as module
+    import storage.elements as module
 
     rng = np.random.default_rng(3)
     store = create_store(str(tmp_path / "s"), index=_index(9), height=6, width=4, block_size=4)
