@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import simplejpeg
 import torch
-import zarr
 from numcodecs import Blosc
 from PIL import Image
 
@@ -35,9 +34,14 @@ from pipeline.ingest import decode_image, ingest, scan_market1501
 from pipeline.streaming import StreamingPairSampler
 from pipeline.synthetic import generate_synthetic
 from san_model.train import ModelBatch, PairSampler, SANTrainData
-from storage import PersonStore, open_store
-from storage.encoding import decode_element, encode_labels, encode_rgb
-from storage.store import _COMPRESSOR, FORMAT_V1
+from storage import (
+    PersonStore,
+    create_store,
+    decode_element,
+    encode_labels,
+    encode_rgb,
+    open_store,
+)
 
 BATCH, BATCHES = 32, 100
 
@@ -61,25 +65,11 @@ def legacy_ingest(paths: list[str], index: Any, url: str) -> None:
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(decode, paths))
-    group = zarr.open_group(url, mode="w")
-    n = len(paths)
-    group.attrs.update(
-        {"n_images": n, "height": 128, "width": 64, "block_size": 64, "format": FORMAT_V1}
-    )
-    for name, shape in (("images", (128, 64, 3)), ("masks", (128, 64)), ("parsing", (128, 64))):
-        group.create_array(
-            name, shape=(n, *shape), dtype="uint8", chunks=(64, *shape), compressors=_COMPRESSOR
-        )
-    group.create_array("person_id", data=index["person_id"].to_numpy(np.int32), chunks=(n,))
-    group.create_array("camera", data=index["camera"].to_numpy(np.int8), chunks=(n,))
-    for column in ("split", "filename"):
-        array = group.create_array(column, shape=(n,), dtype=str, chunks=(n,))
-        array[:] = index[column].astype(str).to_numpy(dtype=object)
-    images = group["images"]
-    for start in range(0, n, 64):
+    store = create_store(url, index=index, height=128, width=64, format_version=1)
+    for block in range(store.n_blocks):
+        rows = store.block_slice(block)
         with ThreadPoolExecutor(4) as pool:
-            block = list(pool.map(decode, paths[start : start + 64]))
-        images[start : start + len(block)] = np.stack(block)
+            store.write("images", block, np.stack(list(pool.map(decode, paths[rows]))))
 
 
 def label_maps(work: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
