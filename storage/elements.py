@@ -37,6 +37,9 @@ ITEM_SHAPE = "item_shape"
 DEFAULT_THREADS = min(4, os.cpu_count() or 1)
 # Below this many rows a thread pool costs more than it saves.
 _POOL_MIN_ROWS = 256
+# madvise(2) advice that maps every page of a range at once (Linux 5.14 and later); the mmap
+# module of Python 3.11 has no name for it.
+_MADV_POPULATE_WRITE = 23
 
 
 def is_elements(array: zarr.Array) -> bool:
@@ -95,19 +98,28 @@ def create_pixels(
 
 
 def zeroed(shape: tuple[int, ...]) -> np.ndarray:
-    """A zero-filled uint8 array of ``shape``; a large one in fresh anonymous memory of
-    ordinary pages.
+    """A zero-filled uint8 array of ``shape``; a large one (16 MiB and more, on Linux) in
+    fresh anonymous memory of ordinary 4 KiB pages, all mapped by the kernel in one call.
 
-    numpy asks the kernel for transparent huge pages for large arrays (madvise). Where the
-    kernel then compacts memory on every fault (THP defrag ``madvise``, a common default),
-    that costs more than decoding into the array: loading Market-1501's 885 MB of images took
-    2.9-3.7 s of system time that way against 0.5-0.6 s here, beside 2 s of decoding
-    (BENCHMARKS.md, "Storage").
+    Chosen by measurement on the 2-core machines (transparent huge pages: enabled madvise,
+    defrag madvise; BENCHMARKS.md, "Storage: whole-set loads"): a whole-set load into this
+    buffer took 0.99-1.11x the CPU time of a bare simplejpeg decode of the same bytes into
+    fresh arrays, steady from round to round. Decoding into pages faulted in one at a time as
+    the decoder writes them (a plain mmap, the earlier choice) took 1.3-1.4x; into numpy's own
+    buffers, which ask for huge pages, from 0.7x to 2.1x: fast when huge pages that another
+    buffer has just freed are taken again, slow otherwise (system time; no compaction was
+    counted). ``MADV_NOHUGEPAGE`` keeps ordinary pages whatever the huge-page setting.
     """
     nbytes = int(np.prod(shape))
-    if nbytes < 1 << 24:
+    if nbytes < 1 << 24 or not hasattr(mmap, "MADV_NOHUGEPAGE"):
         return np.zeros(shape, np.uint8)
-    return np.frombuffer(mmap.mmap(-1, nbytes), np.uint8).reshape(shape)
+    memory = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
+    memory.madvise(mmap.MADV_NOHUGEPAGE)
+    try:
+        memory.madvise(_MADV_POPULATE_WRITE)
+    except OSError:  # a kernel before 5.14: the pages fault in as they are written
+        pass
+    return np.frombuffer(memory, np.uint8).reshape(shape)
 
 
 def decode_elements(
