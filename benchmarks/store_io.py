@@ -8,14 +8,21 @@ parsing. Measures size, ingest, whole-set load (1 and 2 threads), random batches
 exactness against PIL for every image, lossless codecs for generated images and label maps,
 and the streaming pair sampler. Run: ``python -m benchmarks.store_io [--source DIR]``; writes
 the "Storage" section of BENCHMARKS.md.
+
+With ``--loads`` it measures only whole-set loads, in CPU time as well as wall time (the
+machines are shared): a bare simplejpeg decode of the store's JPEG bytes into fresh arrays
+against :meth:`storage.PersonStore.load_in_memory` on 1 and 2 threads, medians of
+``--repeats`` interleaved rounds; it writes the "Storage: whole-set loads" section.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import mmap
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,7 +33,6 @@ from typing import Any
 import numpy as np
 import simplejpeg
 import torch
-import zarr
 from numcodecs import Blosc
 from PIL import Image
 
@@ -36,9 +42,14 @@ from pipeline.ingest import decode_image, ingest
 from pipeline.streaming import StreamingPairSampler
 from pipeline.synthetic_dataset import generate_synthetic
 from san_model.train import ModelBatch, PairSampler, SANTrainData
-from storage import PersonStore, open_store
-from storage.encoding import decode_element, encode_labels, encode_rgb
-from storage.store import _COMPRESSOR, FORMAT_V1
+from storage import (
+    PersonStore,
+    create_store,
+    decode_element,
+    encode_labels,
+    encode_rgb,
+    open_store,
+)
 
 BATCH, BATCHES = 32, 100
 
@@ -62,25 +73,11 @@ def legacy_ingest(paths: list[str], index: Any, url: str) -> None:
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(decode, paths))
-    group = zarr.open_group(url, mode="w")
-    n = len(paths)
-    group.attrs.update(
-        {"n_images": n, "height": 128, "width": 64, "block_size": 64, "format": FORMAT_V1}
-    )
-    for name, shape in (("images", (128, 64, 3)), ("masks", (128, 64)), ("parsing", (128, 64))):
-        group.create_array(
-            name, shape=(n, *shape), dtype="uint8", chunks=(64, *shape), compressors=_COMPRESSOR
-        )
-    group.create_array("person_id", data=index["person_id"].to_numpy(np.int32), chunks=(n,))
-    group.create_array("camera", data=index["camera"].to_numpy(np.int8), chunks=(n,))
-    for column in ("split", "filename"):
-        array = group.create_array(column, shape=(n,), dtype=str, chunks=(n,))
-        array[:] = index[column].astype(str).to_numpy(dtype=object)
-    images = group["images"]
-    for start in range(0, n, 64):
+    store = create_store(url, index=index, height=128, width=64, format_version=1)
+    for block in range(store.n_blocks):
+        rows = store.block_slice(block)
         with ThreadPoolExecutor(4) as pool:
-            block = list(pool.map(decode, paths[start : start + 64]))
-        images[start : start + len(block)] = np.stack(block)
+            store.write("images", block, np.stack(list(pool.map(decode, paths[rows]))))
 
 
 def label_maps(work: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -227,13 +224,105 @@ def loader_rows(store: PersonStore, encoded_bytes: int) -> list[str]:
     return [f"| {name} | {value:,.0f} |" for name, value in rows]
 
 
+def cpu_and_wall(run: Callable[[], Any]) -> tuple[float, float]:
+    """(CPU seconds of this process, every thread; wall seconds) of one call."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    run()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def load_rows(store: PersonStore, repeats: int) -> list[str]:
+    """Whole-set image loads against a bare simplejpeg decode of the same bytes (held in
+    memory) into fresh arrays, and the same decode into one buffer of each kind the load could
+    use: medians of ``repeats`` interleaved rounds."""
+    elements = store.read_encoded("images")
+    shape = (len(elements), *store.item_shape("images"))
+
+    def into(buffer: np.ndarray) -> None:
+        for row, element in enumerate(elements):
+            simplejpeg.decode_jpeg(element, colorspace="RGB", buffer=buffer[row])
+
+    candidates: dict[str, Callable[[], Any]] = {
+        "bare simplejpeg decode into fresh arrays": lambda: [
+            simplejpeg.decode_jpeg(e, colorspace="RGB") for e in elements
+        ],
+        "decode into np.empty (numpy asks for huge pages)": lambda: into(np.empty(shape, np.uint8)),
+        "decode into a plain mmap (4 KiB pages faulted one by one)": lambda: into(
+            np.frombuffer(mmap.mmap(-1, int(np.prod(shape))), np.uint8).reshape(shape)
+        ),
+        "load_in_memory, 1 thread": lambda: store.load_in_memory(("images",), threads=1),
+        "load_in_memory, 2 threads": lambda: store.load_in_memory(("images",), threads=2),
+    }
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, run in candidates.items():
+            runs[name].append(cpu_and_wall(run))
+    cpu = {name: statistics.median(c for c, _ in values) for name, values in runs.items()}
+    wall = {name: statistics.median(w for _, w in values) for name, values in runs.items()}
+    bare, *_, one, two = candidates
+    return [
+        f"| {name} | {cpu[name]:.3f} s ({cpu[name] / cpu[bare]:.2f}x) | "
+        f"{wall[name]:.3f} s ({wall[name] / wall[bare]:.2f}x) | "
+        f"{min(c for c, _ in runs[name]):.3f}-{max(c for c, _ in runs[name]):.3f} s |"
+        for name in candidates
+    ] + [
+        f"| load_in_memory, 2 threads against 1 | {cpu[two] / cpu[one]:.2f}x the CPU time | "
+        f"{wall[one] / wall[two]:.2f}x faster | |"
+    ]
+
+
+def huge_pages() -> str:
+    """The kernel's transparent huge page settings, e.g. ``enabled madvise, defrag madvise``."""
+    settings = []
+    for name in ("enabled", "defrag"):
+        path = Path("/sys/kernel/mm/transparent_hugepage") / name
+        text = path.read_text() if path.exists() else "[unknown]"
+        settings.append(f"{name} {text[text.find('[') + 1 : text.find(']')]}")
+    return ", ".join(settings)
+
+
+def loads_section(work: Path, images: int, repeats: int) -> str:
+    """The "Storage: whole-set loads" section: a synthetic Market-layout set of ``images``
+    128x64 JPEGs ingested into a store under ``work``."""
+    loads = [os.getloadavg()[0]]
+    generate_synthetic(work / "data", ids=max(2, images // 20), images_per_id=20, seed=0)
+    ingest(work / "data", str(work / "store"))
+    store = open_store(str(work / "store"))
+    rows = load_rows(store, repeats)
+    loads.append(os.getloadavg()[0])
+    return "\n".join(
+        [
+            f"Machine: {machine()}; load average {loads[0]:.1f} at the start, {loads[1]:.1f} "
+            f"at the end (2 cores shared with other work: the CPU times are the figures to "
+            f"compare, wall times move with the load). Transparent huge pages: {huge_pages()}. "
+            f"{store.n_images:,} synthetic Market-1501-layout JPEGs, 128x64, stored verbatim; "
+            "every image loaded into one array (load_in_memory's: ordinary 4 KiB pages, all "
+            f"mapped at once before decoding); medians of {repeats} interleaved rounds. "
+            f"`python -m benchmarks.store_io --loads --images {images}`.",
+            "",
+            "| load | CPU time (to bare) | wall time (to bare) | CPU time, min-max |",
+            "|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", type=Path, default=None, help="a Market-1501 folder")
     parser.add_argument("--images", type=int, default=32_668, help="synthetic set size")
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--loads", action="store_true", help="whole-set loads only")
+    parser.add_argument("--repeats", type=int, default=7, help="rounds of --loads")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="am-bench-"))
+    if args.loads:
+        section = loads_section(work, args.images, args.repeats)
+        print(section)
+        write_section("Storage: whole-set loads", section)
+        if args.work is None:
+            shutil.rmtree(work)
+        return
     loads = [os.getloadavg()[0]]
     if args.source is None:
         generate_synthetic(work / "data", ids=max(2, args.images // 20), images_per_id=20, seed=0)

@@ -16,7 +16,6 @@ import pandas as pd
 
 from foundation.errors import SettingsError
 from storage import MissingInputError, PersonStore
-from storage.store import generated_run_name
 
 # Sets named after their source; a folder set takes any other name.
 BUILT_IN_SETS = ("generator", "copies", "flip", "paint-by-parts")
@@ -28,7 +27,7 @@ SET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 def set_group(set_name: str, alpha: int) -> str:
     """The store group of a set, ``generated/alpha2`` or ``generated/copies-alpha2``."""
     if set_name == "generator":
-        return f"generated/{generated_run_name(alpha)}"
+        return f"generated/alpha{alpha}"
     return f"generated/{set_name}-alpha{alpha}"
 
 

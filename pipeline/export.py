@@ -47,8 +47,6 @@ from pipeline.datasets import (
     msmt17_labels,
 )
 from storage import PersonStore
-from storage.encoding import JPEG_MAGIC
-from storage.store import FORMAT_V1, decode_elements
 
 JPEG_QUALITY = 95
 MANIFEST = "export_manifest.json"
@@ -190,18 +188,12 @@ def export_market(
         "files": sorted(files),
     }
     _write_manifest(out, manifest)
-    if store.format == FORMAT_V1:
-        images = store.load_in_memory(("images",))["images"]
-        for row, relative in enumerate(layout.real):
-            _save(images[row], out / relative)
-    else:
-        shape = store.item_shape("images")
-        for element, relative in zip(store.read_encoded("images"), layout.real, strict=True):
-            if element.startswith(JPEG_MAGIC):
-                (out / relative).parent.mkdir(parents=True, exist_ok=True)
-                (out / relative).write_bytes(element)
-            else:
-                _save(decode_elements([element], shape)[0], out / relative)
+    for image, relative in zip(store.iter_images(), layout.real, strict=True):
+        if isinstance(image, bytes):  # the ingested JPEG file, copied byte for byte
+            (out / relative).parent.mkdir(parents=True, exist_ok=True)
+            (out / relative).write_bytes(image)
+        else:
+            _save(image, out / relative)
     for relative, text in layout.lists.items():
         (out / relative).write_text(text)
     if group is not None:

@@ -43,9 +43,7 @@ from pipeline.datasets import (
     get_dataset,
     official_count_differences,
 )
-from storage import PersonStore, StageStamp, StoreValidationError, create_store, open_store
-from storage.encoding import decode_jpeg, encode_rgb, keeps_verbatim
-from storage.store import FORMAT_V1
+from storage import PersonStore, StageStamp, create_store, encode_rgb, keeps_verbatim, open_store
 
 Progress = Callable[[int, int], None]
 
@@ -124,11 +122,7 @@ def _prepare_all(
             return f"{path}: unreadable image ({error})"
         bars = bars_under is not None and Path(path).is_relative_to(bars_under)
         if not bars and keeps_verbatim(data, size):
-            try:
-                decode_jpeg(data)  # strict: a truncated file fails here
-                return None
-            except ValueError:
-                pass  # PIL may still read it (recoverable damage): stored decoded, below
+            return None
         try:
             return spill.put(encode_rgb(decode_image(path, size=size, resize=resize, bars=bars)))
         except ValueError as error:
@@ -212,14 +206,7 @@ def ingest(
         if not official:
             config["official"] = False
         with store.stage("ingest", config=config, on_block=progress) as run:
-            pending = run.pending_blocks()
-            if pending and store.format == FORMAT_V1:
-                raise StoreValidationError(
-                    f"{store_url} is a format-1 store (decoded pixels) with an unfinished "
-                    "ingest: ingest again with --overwrite, or finish it with the version "
-                    "that began it and run `augment-market migrate`"
-                )
-            for block in pending:
+            for block in run.pending_blocks():
                 rows = store.block_slice(block)
                 payloads = [
                     Path(files["path"].iloc[row]).read_bytes()

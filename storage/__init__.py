@@ -1,27 +1,24 @@
-"""The Zarr person store: the only package that touches the on-disk format."""
+"""The Zarr person store: the only package that touches the on-disk format.
 
-from storage.migrate import MigrationError, MigrationResult, migrate_store
-from storage.stages import (
-    MissingInputError,
-    StageBusyError,
-    StageRun,
-    StageStamp,
-    config_hash,
-)
-from storage.store import (
+Everything other packages use is named here; the modules inside are the store's own.
+"""
+
+from storage.base import (
     LIP_LABELS,
     NUM_PARSING_LABELS,
     SPLITS,
     DamagedStoreError,
-    PersonStore,
-    RowReader,
     StoreLocationError,
     StoreNotFoundError,
-    StoreSummary,
     StoreValidationError,
-    create_store,
-    open_store,
 )
+from storage.elements import RowReader
+from storage.encoding import decode_element, encode_labels, encode_rgb, keeps_verbatim
+from storage.locks import StageBusyError
+from storage.migrate import MigrationError, MigrationResult, migrate_store
+from storage.stages import MissingInputError, StageRun
+from storage.stamps import StageStamp, config_hash
+from storage.store import PersonStore, StoreSummary, create_store, open_store
 
 __all__ = [
     "DamagedStoreError",
@@ -42,6 +39,10 @@ __all__ = [
     "StoreValidationError",
     "config_hash",
     "create_store",
+    "decode_element",
+    "encode_labels",
+    "encode_rgb",
+    "keeps_verbatim",
     "migrate_store",
     "open_store",
 ]

@@ -64,15 +64,20 @@ def decode_jpeg(data: bytes, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def keeps_verbatim(data: bytes, size: tuple[int, int]) -> bool:
-    """Whether a source file is stored as it is: a JPEG of ``size`` (height, width) in a colour
-    space that libjpeg-turbo turns into RGB the way PIL does (grey or YCbCr/RGB, not CMYK)."""
+    """Whether a source file is stored as it is: a complete JPEG of ``size`` (height, width)
+    in a colour space that libjpeg-turbo turns into RGB the way PIL does (grey or YCbCr/RGB,
+    not CMYK). Decodes it once, strictly: a truncated file is not kept (PIL may still read it,
+    and its pixels are then stored losslessly)."""
     if not data.startswith(JPEG_MAGIC):
         return False
     try:
         height, width, colorspace = jpeg_size(data)
-    except EncodingError:
+        if (height, width) != tuple(size) or colorspace in ("CMYK", "YCCK"):
+            return False
+        decode_jpeg(data)
+    except ValueError:  # EncodingError is one
         return False
-    return (height, width) == tuple(size) and colorspace not in ("CMYK", "YCCK")
+    return True
 
 
 def encode_rgb(image: np.ndarray) -> bytes:

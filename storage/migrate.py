@@ -10,14 +10,13 @@ the source's. The source store is only read.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import zarr
 
 from foundation.errors import UserError
-from storage.store import FORMAT, PersonStore, create_store, open_store
+from storage.base import FORMAT
+from storage.store import PersonStore, create_store, open_store
 
 # Arrays create_store makes from the index.
 _INDEX = ("person_id", "camera", "split", "filename")
@@ -39,17 +38,10 @@ class MigrationResult:
     target_bytes: int
 
 
-def _members(store: PersonStore) -> dict[str, zarr.Array]:
-    with warnings.catch_warnings():  # stamps/, locks/, tables/ are the store's, not Zarr's
-        warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
-        members = store.group.members(max_depth=None)
-    return {path: node for path, node in members if isinstance(node, zarr.Array)}
-
-
 def _encode(source: PersonStore, target: PersonStore, name: str) -> None:
     """Write array ``name`` block by block into ``target``'s element array of that name;
     all-zero blocks are left unwritten (they read as zeros in both formats)."""
-    n = source._array(name).shape[0]
+    n = source.n_rows(name)
     for block in range(-(-n // source.block_size)):
         data = source.read(name, source.block_slice(block, n))
         if data.any():
@@ -74,10 +66,10 @@ def migrate_store(source_url: str, target_url: str, *, overwrite: bool = False) 
         block_size=source.block_size,
         overwrite=overwrite,
     )
-    arrays = _members(source)
+    arrays = source.arrays()
     encoded: list[str] = [name for name in ("images", "masks", "parsing") if name in arrays]
     for run, n in source.generated_runs().items():
-        target.create_generated(run, n, attributes=dict(source._group(f"generated/{run}").attrs))
+        target.create_generated(run, n, attributes=source.attributes(f"generated/{run}"))
         encoded.append(f"generated/{run}/images")
     for name in encoded:
         _encode(source, target, name)
@@ -97,15 +89,7 @@ def migrate_store(source_url: str, target_url: str, *, overwrite: bool = False) 
         copy[...] = np.asarray(array[...])
         copy.attrs.update(dict(array.attrs))
         copied.append(path)
-    files = []
-    for folder in ("stamps", "tables"):
-        path = source._path(folder)
-        if not source.fs.exists(path):
-            continue
-        for file in sorted(source.fs.ls(path, detail=False)):
-            name = file.rsplit("/", 1)[-1]
-            target._atomic_write(target._path(folder, name), source.fs.cat(file))
-            files.append(f"{folder}/{name}")
+    files = [*target.copy_files_from(source, "stamps"), *target.copy_files_from(source, "tables")]
     return MigrationResult(
         encoded=encoded,
         copied=copied,

@@ -1,11 +1,11 @@
-"""Stage bookkeeping inside a store: stamps, per-block done flags and the one-writer lock.
+"""Stage runs inside a store: per-block done flags, resumption, coordinators and workers.
 
 A stage writes its output in blocks of ``block_size`` images and marks each block done in an
 explicit boolean array ``done/<stage>`` (chunk existence is no marker: zarr skips all-zero
 chunks). The done array remembers the hash of the configuration that wrote it; a run with another
-configuration starts from scratch. A finished stage records a :class:`StageStamp` (a JSON file
-under ``stamps/``) whose :attr:`StageStamp.digest` downstream stages and the Prefect cache keys
-use. A lock file under ``locks/`` keeps a second run of the same stage out while the first runs.
+configuration starts from scratch. A finished stage records a
+:class:`storage.StageStamp` (:mod:`storage.stamps`). A lock file under ``locks/``
+(:mod:`storage.locks`) keeps a second run of the same stage out while the first runs.
 
 A run changes nothing until it *begins* (:meth:`StageRun.begin`): the coordinator takes the
 lock, checks everything it can (inputs present, files readable, counts possible, weights
@@ -24,21 +24,22 @@ write the same file. The coordinator begins before it fans out.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import socket
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import zarr
 
 from foundation import __version__
 from foundation.errors import UserError
+from storage.locks import StageLock
+from storage.stamps import StageStamp, StampRecords, config_hash
 
-
-class StageBusyError(UserError, RuntimeError):
-    """Another process holds the stage's lock on this store."""
+if TYPE_CHECKING:
+    from storage.store import PersonStore
 
 
 class MissingInputError(UserError, RuntimeError):
@@ -54,121 +55,6 @@ class MissingInputError(UserError, RuntimeError):
         self.missing = missing
 
 
-def config_hash(config: Mapping[str, Any]) -> str:
-    """Stable short hash of a JSON-able configuration (key order does not matter)."""
-    blob = json.dumps(config, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class StageStamp:
-    """What a finished stage did: enough to decide whether it must run again.
-
-    Attributes:
-        stage: stage name, e.g. ``"masks"``.
-        config_hash: :func:`config_hash` of the settings the stage ran with.
-        config: those settings.
-        inputs: digest of each input stage's stamp at the time this stage ran.
-        version: package version that ran it.
-        counts: numbers the stage produced (images, empty masks, pairs...).
-        report: free-form JSON-able findings (skipped files, metrics).
-        finished_at: Unix time.
-    """
-
-    stage: str
-    config_hash: str
-    config: dict[str, Any]
-    inputs: dict[str, str]
-    version: str
-    counts: dict[str, int]
-    report: dict[str, Any] = field(default_factory=dict)
-    finished_at: float = 0.0
-
-    @property
-    def digest(self) -> str:
-        """Identity of the stage's output: settings, inputs, code version and counts (not time)."""
-        key = [
-            self.stage,
-            self.config_hash,
-            sorted(self.inputs.items()),
-            self.version,
-            sorted(self.counts.items()),
-        ]
-        return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:16]
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
-
-    @classmethod
-    def from_json(cls, text: str) -> StageStamp:
-        return cls(**json.loads(text))
-
-
-@dataclass
-class StageLock:
-    """An exclusive lock file, created atomically (O_EXCL) on local disks.
-
-    On object storage (no atomic create) it is a best-effort existence check, documented in
-    the README. A lock left by a dead process on this host is taken over.
-    """
-
-    fs: Any
-    path: str
-    local: bool
-
-    def acquire(self, stage: str) -> None:
-        owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
-        if self.local:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            for _ in range(2):
-                try:
-                    descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                except FileExistsError:
-                    if self._holder_is_dead():
-                        os.unlink(self.path)
-                        continue
-                    raise StageBusyError(self._busy_message(stage)) from None
-                with os.fdopen(descriptor, "w") as handle:
-                    handle.write(owner)
-                return
-            raise StageBusyError(self._busy_message(stage))
-        if self.fs.exists(self.path):
-            raise StageBusyError(self._busy_message(stage))
-        self.fs.pipe(self.path, owner.encode())
-
-    def release(self) -> None:
-        try:
-            self.fs.rm(self.path)
-        except FileNotFoundError:
-            pass
-
-    def _holder(self) -> dict[str, Any]:
-        try:
-            return dict(json.loads(self.fs.cat(self.path)))
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def _holder_is_dead(self) -> bool:
-        holder = self._holder()
-        if holder.get("host") != socket.gethostname() or "pid" not in holder:
-            return False
-        try:
-            os.kill(int(holder["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-
-    def _busy_message(self, stage: str) -> str:
-        holder = self._holder()
-        return (
-            f"stage '{stage}' is already running on this store "
-            f"(process {holder.get('pid', '?')} on {holder.get('host', '?')} holds {self.path}); "
-            "wait for it to finish, or delete the lock file if that process is gone"
-        )
-
-
 class StageRun:
     """One run of a stage on a store: pending blocks, validated writes, done flags, stamp.
 
@@ -181,14 +67,14 @@ class StageRun:
     def __init__(
         self,
         *,
-        store: Any,
+        store: PersonStore,
         name: str,
         config: Mapping[str, Any] | None,
         inputs: dict[str, str],
         n_blocks: int,
         on_block: Callable[[int, int], None] | None,
         coordinator: bool,
-        done: Any = None,
+        done: zarr.Array | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -221,10 +107,10 @@ class StageRun:
         self.config_hash = config_hash(config)
         if self.coordinator:
             # Read only: the flags of another configuration are reset when the run begins.
-            self._done = self.store._done_array(self.name, self.n_blocks, self.config_hash)
+            self._done = self.store.done_flags(self.name, self.n_blocks, self.config_hash)
             # Progress count kept here: rereading the flags (one chunk file per block) after
             # every block would cost n_blocks^2 reads over a stage. A worker reports none.
-            self._done_count = 0 if self._done is None else int(self._done[:].sum())
+            self._done_count = 0 if self._done is None else int(np.asarray(self._done[:]).sum())
 
     def _require_config(self) -> None:
         if not self.configured:
@@ -240,7 +126,7 @@ class StageRun:
         self._begun = True
         self.store.clear_stamp(self.name)
         if self._done is None:
-            self._done = self.store._create_done_array(self.name, self.n_blocks, self.config_hash)
+            self._done = self.store.reset_done_flags(self.name, self.n_blocks, self.config_hash)
 
     @property
     def begun(self) -> bool:
@@ -251,15 +137,15 @@ class StageRun:
         self._require_config()
         if self._done is None:
             return list(range(self.n_blocks))
-        done = self._done[:]
+        done = np.asarray(self._done[:])
         return [block for block in range(self.n_blocks) if not done[block]]
 
-    def write(self, array: str, block: int, data: Any) -> None:
+    def write(self, array: str, block: int, data: np.ndarray) -> None:
         """Validate and write ``data`` as block ``block`` of ``array`` (see PersonStore.write)."""
         self.begin()
         self.store.write(array, block, data)
 
-    def write_encoded(self, array: str, block: int, elements: Any) -> None:
+    def write_encoded(self, array: str, block: int, elements: Sequence[bytes]) -> None:
         """Write encoded elements as block ``block`` (see PersonStore.write_encoded)."""
         self.begin()
         self.store.write_encoded(array, block, elements)
@@ -267,6 +153,7 @@ class StageRun:
     def mark_done(self, block: int) -> None:
         """Record that ``block`` is completely written (call after every write of the block)."""
         self.begin()
+        assert self._done is not None  # begin() made them
         self._done[block] = True
         self._count(1)
 
@@ -305,10 +192,141 @@ class StageRun:
             report=_as_json(dict(report or {})),
             finished_at=time.time(),
         )
-        self.store._write_stamp(stamp)
+        self.store.write_stamp(stamp)
         return stamp
 
 
 def _as_json(values: Mapping[str, Any]) -> dict[str, Any]:
     """What the stamp file will hold (tuples become lists), so a stamp equals its reread."""
     return dict(json.loads(json.dumps(values, default=str)))
+
+
+class StageRuns(StampRecords):
+    """Stage runs on a store: done flags, locks, coordinators and workers (part of
+    :class:`storage.PersonStore`, which a run writes through)."""
+
+    def done_flags(self, stage: str, n_blocks: int, digest: str) -> zarr.Array | None:
+        """The done flags of ``stage`` if they belong to configuration ``digest`` and this block
+        count, else None (read only: see :meth:`reset_done_flags`)."""
+        path = f"done/{stage}"
+        if path in self.group:
+            done = self._array(path)
+            if done.attrs.get("config_hash") == digest and done.shape == (n_blocks,):
+                return done
+        return None
+
+    def reset_done_flags(self, stage: str, n_blocks: int, digest: str) -> zarr.Array:
+        """Fresh done flags of ``stage`` for configuration ``digest``, replacing any others."""
+        done = self.group.create_array(
+            f"done/{stage}",
+            shape=(n_blocks,),
+            dtype="bool",
+            chunks=(1,),
+            fill_value=False,
+            overwrite=True,
+        )
+        done.attrs["config_hash"] = digest
+        return done
+
+    def _whole(self) -> PersonStore:
+        """This handle as the store a run writes through: a StageRuns is always part of a
+        :class:`storage.PersonStore`."""
+        return cast("PersonStore", self)
+
+    def _lock(self, stage: str) -> StageLock:
+        return StageLock(self.fs, self._path("locks", f"{stage}.lock"), self.local)
+
+    @contextmanager
+    def stage(
+        self,
+        name: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        inputs: Sequence[str] = (),
+        n_blocks: int | None = None,
+        on_block: Callable[[int, int], None] | None = None,
+    ) -> Iterator[StageRun]:
+        """Run stage ``name``: hold its lock, resume its done blocks, then let it stamp.
+
+        Nothing in the store changes until the run begins (:meth:`StageRun.begin`, or any write
+        through this store while the run is open): a stage that fails its checks before that
+        leaves its earlier stamp, done flags and outputs as they were.
+
+        Args:
+            config: JSON-able settings; a change starts the stage's blocks afresh. None: the
+                stage computes them under the lock and calls :meth:`StageRun.configure`.
+            inputs: stages whose output this one reads; each must have a stamp.
+            n_blocks: blocks of the stage's output (default: the store's image blocks).
+            on_block: called as ``on_block(done, total)`` after each block (progress).
+
+        Raises:
+            StageBusyError: another process runs this stage on this store.
+            MissingInputError: an input stage has not finished.
+        """
+        self._check_writable()
+        input_digests = {}
+        for stage_name in inputs:
+            stamp = self.stamp(stage_name)
+            if stamp is None:
+                raise MissingInputError(
+                    f"stage '{name}' needs stage '{stage_name}' finished first on {self.url}",
+                    stage=name,
+                    missing=stage_name,
+                )
+            input_digests[stage_name] = stamp.digest
+        lock = self._lock(name)
+        lock.acquire(name)
+        try:
+            run = StageRun(
+                store=self._whole(),
+                name=name,
+                config=config,
+                inputs=input_digests,
+                n_blocks=self.n_blocks if n_blocks is None else n_blocks,
+                on_block=on_block,
+                coordinator=True,
+            )
+            self._open_runs.append(run)
+            try:
+                yield run
+            finally:
+                self._open_runs.remove(run)
+        finally:
+            lock.release()
+
+    def join_stage(self, name: str, *, config: Mapping[str, Any]) -> StageRun:
+        """A worker's handle on stage ``name``, which another process runs with ``config``.
+
+        The worker writes and marks done the blocks its coordinator gave it; it takes no lock
+        and cannot finish the stage (see :mod:`storage.stages`).
+
+        Raises:
+            RuntimeError: no process holds the stage's lock, or the run in progress has another
+                configuration (the coordinator restarted with other settings) or has not begun.
+        """
+        self._check_writable()
+        lock = self._lock(name)
+        if not self.fs.exists(lock.path):
+            raise RuntimeError(
+                f"stage '{name}' is not running on {self.url}: a worker joins a stage only "
+                "while its coordinator holds the lock"
+            )
+        digest = config_hash(config)
+        path = f"done/{name}"
+        done = self._array(path) if path in self.group else None
+        if done is None or done.attrs.get("config_hash") != digest:
+            raise RuntimeError(
+                f"stage '{name}' on {self.url} runs with other settings than this worker's "
+                f"(config hash {digest}), or its coordinator has not begun the run; the "
+                "worker's blocks are not written"
+            )
+        return StageRun(
+            store=self._whole(),
+            name=name,
+            config=config,
+            inputs={},
+            n_blocks=int(done.shape[0]),
+            on_block=None,
+            coordinator=False,
+            done=done,
+        )

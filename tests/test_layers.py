@@ -1,5 +1,5 @@
 """Package layers: foundation at the bottom imports nothing of ours; no package below the
-command line imports it."""
+command line imports it; only storage/ touches the store's on-disk format."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import ast
 from pathlib import Path
 
 import pytest
+
+import storage
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = {"foundation", "storage", "pipeline", "san_model", "reid", "flows", "augment_market"}
@@ -38,3 +40,53 @@ def test_no_package_depends_on_the_command_line(package):
         if "augment_market" in names
     }
     assert offenders == {}
+
+
+# Libraries that read and write the store's on-disk format.
+FORMAT_LIBRARIES = {"zarr", "numcodecs"}
+# Files outside storage/ that may import a format library, and why.
+FORMAT_EXCEPTIONS = {
+    # Compares the store's codecs with Blosc, format 1's codec, element by element.
+    "benchmarks/store_io.py": {"numcodecs"},
+    # Damages a store's Zarr metadata by hand, as an outside writer would.
+    "tests/augment_market/test_bad_inputs.py": {"zarr"},
+}
+
+
+def format_imports(path: Path) -> set[str]:
+    """What a file imports that belongs to the format: a format library, a storage submodule
+    (``storage.store``, ``storage.encoding``...) or a name ``storage`` does not export."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module]
+            if node.module == "storage":
+                found |= {f"storage.{a.name}" for a in node.names if a.name not in storage.__all__}
+        else:
+            continue
+        found |= {m for m in modules if m.split(".")[0] in FORMAT_LIBRARIES}
+        found |= {m for m in modules if m.startswith("storage.")}
+    return found
+
+
+def test_only_storage_touches_the_format():
+    """Every module outside storage/ (the packages, benchmarks/, scripts/, tests/) reaches the
+    store through the names ``storage`` exports, never zarr, numcodecs or a storage submodule:
+    the format can change inside storage/ alone. Exceptions: tests/storage/ tests the
+    submodules themselves, and :data:`FORMAT_EXCEPTIONS` (a benchmark's comparison codec, a
+    test that damages a store by hand) import a format library, not storage's internals."""
+    offenders = {}
+    for folder in sorted(ROOT.iterdir()):
+        if not folder.is_dir() or folder.name.startswith(".") or folder.name == "storage":
+            continue
+        for path in sorted(folder.rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            if relative.startswith("tests/storage/"):
+                continue
+            found = format_imports(path) - FORMAT_EXCEPTIONS.get(relative, set())
+            if found:
+                offenders[relative] = found
+    assert offenders == {}
+    assert all(format_imports(ROOT / file) for file in FORMAT_EXCEPTIONS), "exceptions in use"

@@ -105,7 +105,7 @@ def test_label_maps_decode_in_one_call_and_check_each_frame():
 
 
 def test_large_buffers_are_ordinary_zeroed_writable_memory():
-    from storage.store import zeroed
+    from storage.elements import zeroed
 
     for shape in ((4, 8, 3), (700, 128, 64, 3)):  # below and above the mmap threshold
         buffer = zeroed(shape)

@@ -182,7 +182,7 @@ def test_jpegs_are_stored_verbatim_and_checked(tmp_path):
 
 
 def test_reads_decode_only_the_rows_asked_for(tmp_path, monkeypatch):
-    import storage.store as module
+    import storage.elements as module
 
     rng = np.random.default_rng(3)
     store = create_store(str(tmp_path / "s"), index=_index(9), height=6, width=4, block_size=4)
@@ -239,6 +239,24 @@ def test_row_reader_caches_encoded_chunks_within_its_budget(tmp_path):
     small = store.reader(("images",), cache_bytes=1)
     np.testing.assert_array_equal(small.read([1, 8, 4])["images"], images[[1, 8, 4]])
     assert len(small._chunks) == 1, "over budget: only the latest chunk stays"
+
+
+def test_format_1_store_is_created_as_before_and_takes_no_encoded_images(tmp_path):
+    rng = np.random.default_rng(6)
+    store = create_store(
+        str(tmp_path / "v1"), index=_index(5), height=6, width=4, block_size=4, format_version=1
+    )
+    images = rng.integers(0, 256, (5, 6, 4, 3), dtype=np.uint8)
+    for block in range(store.n_blocks):
+        store.write("images", block, images[store.block_slice(block)])
+    store.create_generated("alpha2", 3)
+    reopened = open_store(str(tmp_path / "v1"), mode="r+")
+    assert reopened.format == "augment-market/1"
+    np.testing.assert_array_equal(reopened.read("images"), images)
+    assert [type(image) for image in reopened.iter_images()] == [np.ndarray] * 5
+    assert reopened.read("generated/alpha2/images").shape == (3, 6, 4, 3)
+    with pytest.raises(StoreValidationError, match="format-1 store .* take no encoded images"):
+        reopened.write_encoded("images", 0, [b""] * 4)
 
 
 def test_format_1_store_reads_and_writes(tmp_path):
