@@ -4,7 +4,8 @@
 on pretrained weights (a missing file is then the stage's error); ``"auto"`` looks for each
 weight file on disk, without downloading, and switches only the stages whose files are absent.
 
-Declared offline modes:
+Declared offline modes (each stage's ``offline_mode`` and ``weights`` in the stage registry,
+:data:`pipeline.stage_registry.REGISTRY`):
 
 * generator: perceptual loss off (no ImageNet VGG-19; eq. 7 without the gamma term);
 * evaluate: pixel metrics (L1, SSIM, PSNR) instead of FID / LPIPS / mask-LPIPS;
@@ -22,14 +23,15 @@ later. :func:`every_weights_file` is the README's weights table, which
 
 from __future__ import annotations
 
-from flows.config import AugmentMarketParams, set_fields
+from flows.config import AugmentMarketParams
 from foundation.weights import MissingWeightsError, WeightsFile, resolve_weights
+from pipeline.stage_registry import REGISTRY
 
+# Stage group -> its declared offline mode (both Re-ID stages are the group ``reid``).
 OFFLINE_MODES = {
-    "generator": "perceptual loss off (ImageNet VGG-19 weights unavailable)",
-    "evaluate": "pixel metrics L1/SSIM/PSNR instead of FID/LPIPS/mask-LPIPS "
-    "(Inception/AlexNet weights unavailable)",
-    "reid": "randomly initialised Re-ID backbone (ImageNet weights unavailable)",
+    stage.offline_group: stage.offline_mode
+    for stage in REGISTRY.values()
+    if stage.offline_mode is not None
 }
 
 
@@ -37,27 +39,10 @@ def required_weights(params: AugmentMarketParams) -> dict[str, list[WeightsFile]
     """The pretrained files each stage group with an offline mode needs under ``params``
     (only groups with a stage in ``params.stages``)."""
     needed: dict[str, list[WeightsFile]] = {}
-    if "generator" in params.stages:
-        from san_model.checkpoint import VGG19_WEIGHTS
-        from san_model.config import SANConfig
-
-        preset = getattr(SANConfig, params.generator.preset)()
-        perceptual = set_fields(params.generator.overrides).get(
-            "use_perceptual", preset.use_perceptual
-        )
-        needed["generator"] = [VGG19_WEIGHTS] if perceptual else []
-    if "evaluate" in params.stages:
-        from san_model.fid_inception import FID_INCEPTION_SPECS
-        from san_model.metrics import ALEXNET_WEIGHTS
-
-        needed["evaluate"] = [
-            FID_INCEPTION_SPECS[params.evaluate.fid_variant].weights,
-            ALEXNET_WEIGHTS,
-        ]
-    if {"reid_original", "reid_augmented"} & set(params.stages):
-        from reid.checkpoint import IMAGENET_WEIGHTS
-
-        needed["reid"] = [IMAGENET_WEIGHTS[params.reid.arch]]
+    for stage in REGISTRY.values():
+        if stage.weights is not None and stage.name in params.stages:
+            settings = getattr(params, stage.offline_group)
+            needed[stage.offline_group] = stage.weights(settings)
     return needed
 
 
