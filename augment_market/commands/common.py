@@ -118,21 +118,57 @@ def print_estimate(what: str, cost: Any, *, sample: str, note: str | None = None
     typer.echo("nothing was written")
 
 
-def settings_of(model: type[T], **values: Any) -> T:
-    """``model`` (a pydantic settings model) validated from a command's options; a value it
-    refuses is one line."""
+def settings_of(model: type[T], what: str, /, **values: Any) -> T:
+    """``model`` (a pydantic settings model) validated from a command's options (None: the
+    model's default); a value it refuses is one line starting with ``what``."""
     import pydantic
 
+    def given(value: Any) -> Any:
+        return (
+            {k: given(v) for k, v in value.items() if v is not None}
+            if isinstance(value, dict)
+            else value
+        )
+
     try:
-        return model.model_validate(values)  # type: ignore[attr-defined, no-any-return]
+        return model.model_validate(given(values))  # type: ignore[attr-defined, no-any-return]
     except pydantic.ValidationError as error:
         problems = [
-            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            f"{'.'.join(str(part) for part in problem['loc']) or 'settings'}: "
+            f"{problem['msg'].removeprefix('Value error, ')}"
             for problem in error.errors()
         ]
-        raise ParametersError(f"{model.__name__}: {'; '.join(problems)}") from None
+        raise ParametersError(f"{what}: {'; '.join(problems)}") from None
 
 
 def default(model: Any, field: str) -> Any:
     """The default of ``model.field``: the one place a command's option default comes from."""
     return model.model_fields[field].get_default(call_default_factory=True)
+
+
+def run_registered(
+    name: str,
+    store: str,
+    settings: Any,
+    *,
+    label: str | None = None,
+    folder: Path | None = None,
+    status: Callable[[], str] | None = None,
+    **job: Any,
+) -> Any:
+    """Run the stage ``name`` of the stage registry on ``store`` with its ``settings`` object,
+    as the flow's task does, with a progress bar labelled ``name``.
+
+    Args:
+        label: the progress bar's (default: ``name``).
+        folder: the folder it works in besides the store (:attr:`StageJob.folder`).
+        job: the rest of :class:`pipeline.stage_registry.StageJob` (device, offline, extra).
+    """
+    from pipeline.stage_registry import REGISTRY, StageJob
+
+    def run(opened: Any, *, progress: Any) -> Any:
+        return REGISTRY[name].run(  # type: ignore[index]
+            settings, StageJob(opened, store, folder=folder, progress=progress, **job)
+        )
+
+    return on_store(store, run, progress=label or name, status=status, out=folder)

@@ -14,11 +14,14 @@ if TYPE_CHECKING:
 from augment_market.commands.common import (
     DeviceOption,
     DryRunOption,
-    ParametersError,
     StoreArg,
+    default,
     on_store,
     print_estimate,
+    run_registered,
+    settings_of,
 )
+from pipeline.settings import EvaluateSettings, PairsSettings, SynthesisSettings
 
 
 def pairs(
@@ -27,14 +30,16 @@ def pairs(
         int | None,
         typer.Option(min=1, help="Training pairs (default: every ordered same-identity pair)."),
     ] = None,
-    test_pairs: Annotated[int | None, typer.Option(min=1, help="Test pairs.")] = 12_000,
+    test_pairs: Annotated[int | None, typer.Option(min=1, help="Test pairs.")] = default(
+        PairsSettings, "test_pairs"
+    ),
     preset: Annotated[
         Literal["market1501", "deepfashion"] | None,
         typer.Option(
             help="Paper counts: market1501 (243,200/12,000) or deepfashion (106,966/8,570).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Draw seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Draw seed.")] = default(PairsSettings, "seed"),
     train_pairs_file: Annotated[
         Path | None,
         typer.Option(
@@ -50,25 +55,23 @@ def pairs(
     test_from: Annotated[
         Literal["gallery", "gallery+query"],
         typer.Option(help="Drawn test pairs: gallery only (PATN/GFLA) or gallery and query."),
-    ] = "gallery",
+    ] = default(PairsSettings, "test_from"),
 ) -> None:
     """Same-identity (source, target) pairs for training and testing: published lists or drawn."""
-    import dataclasses
+    from pipeline.pairs import PairsConfig
 
-    from pipeline.pairs import PairsConfig, sample_pairs
-
-    config = (
-        getattr(PairsConfig, preset)()
-        if preset
-        else PairsConfig(train_pairs=train_pairs, test_pairs=test_pairs, seed=seed)
-    )
-    config = dataclasses.replace(
-        config,
+    if preset is not None:
+        paper = getattr(PairsConfig, preset)()
+        train_pairs, test_pairs = paper.train_pairs, paper.test_pairs
+    settings = PairsSettings(
+        train_pairs=train_pairs,
+        test_pairs=test_pairs,
+        seed=seed,
         train_pairs_file=None if train_pairs_file is None else str(train_pairs_file.resolve()),
         test_pairs_file=None if test_pairs_file is None else str(test_pairs_file.resolve()),
         test_from=test_from,
     )
-    stamp = on_store(store, sample_pairs, config)
+    stamp = run_registered("pairs", store, settings)
     typer.echo(f"pairs: {stamp.counts}")
 
 
@@ -106,23 +109,24 @@ def train(
     dry_run: DryRunOption = False,
 ) -> None:
     """Train the SAN generator on the store's training pairs (torchrun for several GPUs)."""
-    from pipeline.train_generator import (
-        TrainingLosses,
-        estimate_training,
-        shortened_schedule,
-        train_generator,
-    )
-    from san_model.config import SANConfig
+    from pipeline.model_settings import GeneratorSettings
+    from pipeline.train_generator import TrainingLosses, estimate_training, shortened_schedule
 
-    overrides: dict[str, object] = {"use_perceptual": perceptual, "use_mask_inputs": mask_inputs}
-    if epochs is not None:
-        overrides["epochs"] = epochs
-    if blocks is not None:
-        overrides["num_blocks"] = blocks
-    try:
-        config = getattr(SANConfig, preset)(**overrides)
-    except ValueError as error:  # SANConfig checks its fields
-        raise ParametersError(f"generator settings: {error}") from None
+    overrides = {
+        "use_perceptual": perceptual,
+        "use_mask_inputs": mask_inputs,
+        "epochs": epochs,
+        "num_blocks": blocks,
+    }
+    settings = settings_of(
+        GeneratorSettings,
+        "generator settings",
+        preset=preset,
+        overrides=overrides,
+        max_steps=max_steps,
+        resume=resume,
+    )
+    config = settings.san_config()
     if dry_run:
         cost = on_store(store, estimate_training, write=False, config=config, max_steps=max_steps)
         height, width = config.image_size
@@ -136,19 +140,15 @@ def train(
         return
     if (note := shortened_schedule(config, max_steps)) is not None:
         typer.echo(f"note: {note}", err=True)
-    stamp = on_store(
+    stamp = run_registered(
+        "generator",
         store,
-        train_generator,
-        out,
-        config=config,
-        device=device,
-        resume=resume,
-        max_steps=max_steps,
-        vgg_weights=weights,
-        overwrite=overwrite,
-        progress="train",
+        settings,
+        label="train",
+        folder=out,
         status=TrainingLosses(out).poll,
-        out=out,
+        device=device,
+        extra={"overwrite": overwrite, "vgg_weights": weights},
     )
     if stamp is None:  # a non-zero torchrun rank
         return
@@ -168,21 +168,11 @@ def evaluate(
     fid_variant: Annotated[
         Literal["torchvision", "tf-fid"],
         typer.Option(help="torchvision (GFLA protocol) or tf-fid."),
-    ] = "torchvision",
+    ] = default(EvaluateSettings, "fid_variant"),
 ) -> None:
     """FID, LPIPS and mask-LPIPS on the test pairs, beside the paper's table 1."""
-    from pipeline.evaluate import evaluate_generator
-
-    stamp = on_store(
-        store,
-        evaluate_generator,
-        run,
-        device=device,
-        offline=offline,
-        fid_variant=fid_variant,
-        progress="evaluate",
-        out=run,
-    )
+    settings = EvaluateSettings(fid_variant=fid_variant)
+    stamp = run_registered("evaluate", store, settings, folder=run, device=device, offline=offline)
     typer.echo(Path(stamp.report["results"]).read_text())
     typer.echo(f"examples: {stamp.report['examples']}")
 
@@ -260,8 +250,10 @@ def synthesize(
     ] = -1,
     alpha: Annotated[
         int, typer.Option(min=2, help="Augmentation factor (alpha - 1 new per image).")
-    ] = 2,
-    seed: Annotated[int, typer.Option(help="Target-pose draw seed.")] = 0,
+    ] = default(SynthesisSettings, "alpha"),
+    seed: Annotated[int, typer.Option(help="Target-pose draw seed.")] = default(
+        SynthesisSettings, "seed"
+    ),
     write_pairs: Annotated[
         Path | None,
         typer.Option(

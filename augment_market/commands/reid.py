@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,7 @@ from augment_market.commands.common import (
     naming,
     on_store,
     print_estimate,
+    settings_of,
 )
 from foundation.errors import UserError
 
@@ -48,19 +50,29 @@ CheckpointMinutesOption = Annotated[
 ]
 
 
-def _reid_recipe(
-    kind: str, preset: str, arch: Literal["resnet50", "resnet18"], pretrained: bool, **schedule: Any
+def _reid_settings(
+    preset: str,
+    arch: Literal["resnet50", "resnet18"],
+    pretrained: bool,
+    epochs: int | None,
+    batch_size: int | None,
+    checkpoint_every: int | None,
+    checkpoint_minutes: float | None,
 ) -> Any:
-    """The Re-ID recipe of ``kind`` with the command line's changes (None: the preset's)."""
-    import dataclasses
+    """The flow's Re-ID settings object (:class:`pipeline.model_settings.ReidSettings`) from the
+    command line's options (None: the preset's); its ``train_config(kind)`` is a model's
+    recipe."""
+    from pipeline.model_settings import ReidSettings
 
-    from reid.train import recipe
-
-    config = recipe(kind, preset)
-    return dataclasses.replace(
-        config,
-        model=dataclasses.replace(config.model, arch=arch, pretrained=pretrained),
-        **{name: value for name, value in schedule.items() if value is not None},
+    train = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "checkpoint_every": checkpoint_every,
+        "checkpoint_minutes": checkpoint_minutes,
+    }
+    model = {"pretrained": pretrained}
+    return settings_of(
+        ReidSettings, "Re-ID settings", preset=preset, arch=arch, model=model, train=train
     )
 
 
@@ -150,17 +162,10 @@ def reid_train(
     from pipeline.reid_stage import estimate_reid_training, train_reid_baseline
 
     chosen = set_name or ("original" if alpha is None else "generator")
-    config = _reid_recipe(
-        model,
-        preset,
-        arch,
-        pretrained,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        checkpoint_every=checkpoint_every,
-        checkpoint_minutes=checkpoint_minutes,
+    settings = _reid_settings(
+        preset, arch, pretrained, epochs, batch_size, checkpoint_every, checkpoint_minutes
     )
+    config = dataclasses.replace(settings.train_config(model), seed=seed)
     alpha = _set_alpha(store, chosen, alpha)
     if dry_run:
         cost = on_store(
@@ -287,19 +292,10 @@ def reid_compare(
             raise typer.BadParameter(
                 f"unknown distance {distance!r} (euclidean, xqda, kissme)", param_hint="--metrics"
             )
-    configs = {
-        kind: _reid_recipe(
-            kind,
-            preset,
-            arch,
-            pretrained,
-            epochs=epochs,
-            batch_size=batch_size,
-            checkpoint_every=checkpoint_every,
-            checkpoint_minutes=checkpoint_minutes,
-        )
-        for kind in kinds
-    }
+    settings = _reid_settings(
+        preset, arch, pretrained, epochs, batch_size, checkpoint_every, checkpoint_minutes
+    )
+    configs = {kind: settings.train_config(kind) for kind in kinds}
     stamps = on_store(
         store,
         run_comparison,
