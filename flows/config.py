@@ -30,9 +30,11 @@ from pipeline.settings import (
     DatasetSettings,
     EvaluateSettings,
     PairsSettings,
+    ReportSettings,
     SegmentationSettings,
     Settings,
     SynthesisSettings,
+    field_of,
 )
 from pipeline.stage_registry import STAGE_NAMES, StageName
 
@@ -107,9 +109,9 @@ class AugmentMarketParams(Settings):
         default_factory=EvaluateSettings, description="Generator evaluation."
     )
     # The synthesis stages' settings (pipeline.settings.SynthesisSettings), kept at the top.
-    alpha: int = SynthesisSettings.model_fields["alpha"]
-    synthesis_seed: int = SynthesisSettings.model_fields["seed"]
-    synthesis_batch_size: int = SynthesisSettings.model_fields["batch_size"]
+    alpha: int = field_of(SynthesisSettings, "alpha")
+    synthesis_seed: int = field_of(SynthesisSettings, "seed")
+    synthesis_batch_size: int = field_of(SynthesisSettings, "batch_size")
     reid: ReidSettings = Field(default_factory=ReidSettings, description="Re-ID baselines.")
     devices: DeviceSettings = Field(
         default_factory=DeviceSettings, description="Torch device per stage group."
@@ -129,6 +131,20 @@ class AugmentMarketParams(Settings):
     runner: RunnerSettings = Field(
         default_factory=RunnerSettings, description="Threads or a Dask cluster."
     )
+
+    def stage_settings(self, stage: StageName) -> Settings:
+        """The settings object of ``stage`` under these parameters (both Re-ID stages: the
+        comparison's; one run's is its ``for_run``)."""
+        if stage in ("masks", "parsing"):
+            return self.segmentation.for_stage(stage)  # type: ignore[arg-type]
+        if stage == "synthesize":
+            return SynthesisSettings(
+                alpha=self.alpha, seed=self.synthesis_seed, batch_size=self.synthesis_batch_size
+            )
+        if stage == "report":
+            return ReportSettings()
+        field = {"ingest": "dataset", "reid_original": "reid", "reid_augmented": "reid"}
+        return getattr(self, field.get(stage, stage))  # type: ignore[no-any-return]
 
     @model_validator(mode="after")
     def _check_annotations(self) -> AugmentMarketParams:

@@ -30,7 +30,7 @@ from flows.config import AugmentMarketParams
 from flows.dask_runner import fan_out_settings
 from flows.tasks import TASKS, named
 from pipeline.augmentation_sets import synthesis_stage_name
-from pipeline.settings import ReportSettings, SynthesisSettings
+from pipeline.settings import ReportSettings
 from pipeline.stage_registry import REGISTRY, StageName
 from storage import StageStamp
 
@@ -95,16 +95,14 @@ def build_nodes(params: AugmentMarketParams, offline: Mapping[str, str]) -> list
     run_dir = str(Path(params.run_dir).resolve())
     fingerprint = folder_fingerprint(dataset.source) if "ingest" in params.stages else ""
     fan_out = fan_out_settings(params)
-    synthesis = SynthesisSettings(
-        alpha=params.alpha, seed=params.synthesis_seed, batch_size=params.synthesis_batch_size
-    )
+    synthesis = params.stage_settings("synthesize")
     settings: dict[StageName, dict[str, Any]] = {
         "ingest": {
             "settings": dataset.model_copy(update={"source": str(Path(dataset.source).resolve())}),
             "extra": {"source_fingerprint": fingerprint},
         },
-        "masks": {"settings": params.segmentation.for_stage("masks")},
-        "parsing": {"settings": params.segmentation.for_stage("parsing")},
+        "masks": {"settings": params.stage_settings("masks")},
+        "parsing": {"settings": params.stage_settings("parsing")},
         "pairs": pairs_settings(params),
         "generator": {"settings": params.generator, "extra": {"seed": params.seed}},
         "evaluate": {"settings": params.evaluate},

@@ -38,12 +38,12 @@ OFFLINE_MODES = {
 def required_weights(params: AugmentMarketParams) -> dict[str, list[WeightsFile]]:
     """The pretrained files each stage group with an offline mode needs under ``params``
     (only groups with a stage in ``params.stages``)."""
-    needed: dict[str, list[WeightsFile]] = {}
-    for stage in REGISTRY.values():
-        if stage.weights is not None and stage.name in params.stages:
-            settings = getattr(params, stage.offline_group)
-            needed[stage.offline_group] = stage.weights(settings)
-    return needed
+    return {
+        stage.offline_group: stage.weights(params.stage_settings(stage.name))
+        for stage in REGISTRY.values()
+        if stage.weights is not None and stage.offline_mode is not None
+        if stage.name in params.stages
+    }
 
 
 def every_weights_file() -> list[WeightsFile]:
@@ -68,24 +68,21 @@ def every_weights_file() -> list[WeightsFile]:
 
 def missing_weights(params: AugmentMarketParams) -> list[str]:
     """The files this run cannot do without and cannot find or download, as ``"file (for
-    stage)"``: the segmentation models' when masks or parsing come from a model, and with
-    ``offline: false`` every file of :func:`required_weights`. An explicit path in the
-    settings (``masks_weights``...) is the only place looked at for its file."""
-    from pipeline.masks import MASKRCNN_COCO
-    from pipeline.schp import SCHP_LIP
-
-    seg = params.segmentation
-    needed: list[tuple[str, WeightsFile, str | None]] = []
-    if "masks" in params.stages and seg.masks_from == "model":
-        needed.append(("masks", MASKRCNN_COCO, seg.masks_weights))
-    if "parsing" in params.stages and seg.parsing_from == "model":
-        needed.append(("parsing", SCHP_LIP.file, seg.parsing_weights))
-    if params.offline is False:
-        for group, files in required_weights(params).items():
-            path = params.reid.weights if group == "reid" else None
-            needed += [(group, spec, path) for spec in files]
+    stage)"``: those of stages without an offline mode (masks and parsing from a model), and
+    with ``offline: false`` every stage's. An explicit path in the settings (``masks_weights``,
+    ``reid.weights``...) is the only place looked at for its file."""
+    needed: dict[tuple[str, str], tuple[WeightsFile, str | None]] = {}
+    for stage in REGISTRY.values():
+        if stage.weights is None or stage.name not in params.stages:
+            continue
+        if stage.offline_mode is not None and params.offline is not False:
+            continue
+        settings = params.stage_settings(stage.name)
+        path = None if stage.weights_path is None else stage.weights_path(settings)
+        for spec in stage.weights(settings):
+            needed[stage.offline_group, spec.file_name] = (spec, path)
     missing = []
-    for group, spec, path in needed:
+    for (group, _), (spec, path) in needed.items():
         try:
             resolve_weights(spec, path=path, download=True)
         except MissingWeightsError:

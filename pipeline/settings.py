@@ -97,6 +97,12 @@ class Settings(BaseModel):
         return values
 
 
+def field_of(model: type[BaseModel], name: str) -> Any:
+    """``model``'s field ``name`` (default, bounds, description), for another model that holds
+    the same setting, so that it is stated once."""
+    return model.model_fields[name]
+
+
 def field_comments(config: type) -> dict[str, str]:
     """Field name -> the comment lines right above it in the dataclass ``config``'s source
     (its "reason" comment), joined into one line."""

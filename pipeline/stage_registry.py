@@ -111,8 +111,10 @@ class Stage:
             :func:`settings_model`); one instance travels from YAML or CLI to ``run``.
         run: ``run(settings, job) -> stamp`` (None on a non-zero torchrun rank).
         stamp_name: the stamp a run with these settings writes (``synthesize_copies``...).
-        weights: the pretrained files a run with these settings needs where it has an
-            offline mode (``offline`` says what it does without them).
+        weights: the pretrained files a run with these settings needs: a stage with an
+            offline mode runs without them in that mode, one without cannot start.
+        weights_path: the file or folder its settings name for those files, the only place
+            looked at for them (None: the weights folders).
         offline_mode: its declared offline mode (the reason logged and reported), if any.
         reads: the stages a run with these settings reads, where that depends on them.
         folder: where in a flow run's folder it works (``job.folder``): ``generator``,
@@ -129,6 +131,7 @@ class Stage:
     run: Callable[[Any, StageJob], StageStamp | None]
     stamp_name: Callable[[Any, Mapping[str, Any]], str] | None = None
     weights: Callable[[Any], list[WeightsFile]] | None = None
+    weights_path: Callable[[Any], str | None] | None = None
     offline_mode: str | None = None
     reads: Callable[[Any], tuple[StageName, ...]] | None = None
     folder: str | None = None
@@ -197,6 +200,19 @@ def _segment(settings: SegmentSettings, job: StageJob) -> StageStamp:
         progress=job.progress,
         fan_out=job.fan_out,
     )
+
+
+def _segment_weights(settings: SegmentSettings) -> list[WeightsFile]:
+    from pipeline.masks import MASKRCNN_COCO
+    from pipeline.schp import SCHP_LIP
+
+    if settings.source == "provided":
+        return []
+    return [MASKRCNN_COCO if settings.kind == "masks" else SCHP_LIP.file]
+
+
+def _own_weights(settings: SegmentSettings | ReidSettings) -> str | None:
+    return settings.weights
 
 
 def _pairs(settings: PairsSettings, job: StageJob) -> StageStamp:
@@ -344,6 +360,7 @@ def _reid_stage(name: StageName, inputs: tuple[StageName, ...], **more: Any) -> 
         _reid,
         stamp_name=_reid_stamp,
         weights=_reid_weights,
+        weights_path=_own_weights,
         offline_mode=REID_OFFLINE,
         folder="reid",
         device="reid",
@@ -369,6 +386,8 @@ REGISTRY: dict[StageName, Stage] = {
             ("ingest",),
             SegmentSettings,
             _segment,
+            weights=_segment_weights,
+            weights_path=_own_weights,
             fans_out=True,
             device="segmentation",
         ),
@@ -377,6 +396,8 @@ REGISTRY: dict[StageName, Stage] = {
             ("ingest",),
             SegmentSettings,
             _segment,
+            weights=_segment_weights,
+            weights_path=_own_weights,
             fans_out=True,
             device="segmentation",
         ),
