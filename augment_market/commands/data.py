@@ -9,7 +9,15 @@ from typing import Annotated, Literal
 
 import typer
 
-from augment_market.commands.common import StoreArg, naming, on_store, progress_bar
+from augment_market.commands.common import (
+    StoreArg,
+    default,
+    naming,
+    on_store,
+    progress_bar,
+    run_registered,
+)
+from pipeline.settings import DatasetSettings, SegmentSettings
 
 # The dataset kinds of `ingest KIND`: the store's kind and the help of its SOURCE folder.
 INGEST_KINDS = {
@@ -82,7 +90,7 @@ def ingest(
     ] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Replace a store built from other files.")
-    ] = False,
+    ] = default(DatasetSettings, "overwrite"),
     image_size: Annotated[
         str | None,
         typer.Option(
@@ -97,7 +105,7 @@ def ingest(
             help="msmt17: train on list_train + list_val (32,621 images) instead of "
             "list_train (30,248).",
         ),
-    ] = False,
+    ] = default(DatasetSettings, "with_val"),
     setting: Annotated[
         Literal["detected", "labeled"] | None,
         typer.Option(help="cuhk03: boxes of the DPM detector (default) or the hand-drawn ones."),
@@ -105,8 +113,7 @@ def ingest(
 ) -> None:
     """Read a dataset folder into a store: Market-1501, DeepFashion In-shop (as pose transfer
     uses it), DukeMTMC-reID, MSMT17 or CUHK03-NP."""
-    from pipeline.ingest import ingest as ingest_folder
-    from pipeline.segmentation import import_provided
+    from pipeline.stage_registry import REGISTRY, StageJob
 
     if with_val and kind != "msmt17":
         raise typer.BadParameter(f"--with-val is for msmt17 only, not {kind}")
@@ -115,17 +122,16 @@ def ingest(
     store_kind = INGEST_KINDS[kind][0]
     if kind == "cuhk03":
         store_kind += setting or "detected"
-    size = _image_size(image_size)
+    settings = DatasetSettings(
+        source=str(source),
+        kind=store_kind,  # type: ignore[arg-type]
+        image_size=_image_size(image_size),
+        with_val=with_val,
+        overwrite=overwrite,
+    )
     with naming(f"store {store}"), progress_bar("ingest") as report:
-        stamp = ingest_folder(
-            source,
-            store,
-            kind=store_kind,  # type: ignore[arg-type]
-            size=size,
-            with_val=with_val,
-            overwrite=overwrite,
-            progress=report,
-        )
+        stamp = REGISTRY["ingest"].run(settings, StageJob(None, store, progress=report))
+    assert stamp is not None
     typer.echo(
         f"ingested {stamp.counts['images']} images into {store} ({stamp.counts['skipped']} skipped)"
     )
@@ -134,10 +140,11 @@ def ingest(
     for difference in stamp.report.get("count_differences", []):
         typer.echo(f"warning: {difference}", err=True)
     if annotations is not None:
-        for kind_name in ("masks", "parsing"):
-            on_store(
-                store, import_provided, annotations, kind=kind_name, progress=f"import {kind_name}"
+        for name in ("masks", "parsing"):
+            provided = SegmentSettings(
+                kind=name, source="provided", annotations_dir=str(annotations)
             )
+            run_registered(name, store, provided, label=f"import {name}")
         typer.echo(f"imported masks and parsing from {annotations}")
 
 
