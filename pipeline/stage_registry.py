@@ -17,6 +17,7 @@ torch nor Prefect.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -182,23 +183,17 @@ def _segment(settings: SegmentSettings, job: StageJob) -> StageStamp:
             fan_out=job.fan_out,
         )
     if settings.kind == "masks":
-        return masks.compute_masks(
-            job.opened,
-            device=job.device,
-            batch_size=settings.batch_size,
-            weights=settings.weights,
-            progress=job.progress,
-            fan_out=job.fan_out,
-            **job.extra,  # the CLI's backend
-        )
-    return parsing.compute_parsing(
+        compute: Callable[..., StageStamp] = masks.compute_masks
+    else:
+        compute = functools.partial(parsing.compute_parsing, flip=settings.flip)
+    return compute(
         job.opened,
         device=job.device,
         batch_size=settings.batch_size,
         weights=settings.weights,
-        flip=settings.flip,
         progress=job.progress,
         fan_out=job.fan_out,
+        **job.extra,  # the CLI's masks backend
     )
 
 

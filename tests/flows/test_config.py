@@ -221,6 +221,8 @@ def test_dataset_size_and_msmt17_val_reach_the_ingest_task(tmp_path):
         load_params({**BASE, "dataset": {"source": "x", "image_size": [256, 0]}})
     demo = load_params(PROJECT / "demo.yaml")
     # The synthetic demo set is not the official dataset: no counts compared, no paper row.
-    assert not next(n for n in build_nodes(demo, offline={}) if n.name == "ingest").settings[
-        "settings"
-    ].official
+    assert (
+        not next(n for n in build_nodes(demo, offline={}) if n.name == "ingest")
+        .settings["settings"]
+        .official
+    )
