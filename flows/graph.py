@@ -34,10 +34,6 @@ from pipeline.settings import ReportSettings
 from pipeline.stage_registry import REGISTRY, StageName
 from storage import StageStamp
 
-# Stages that read each stage's stamp, and those it starts after: from the stage registry.
-INPUTS: dict[StageName, tuple[StageName, ...]] = {n: s.inputs for n, s in REGISTRY.items()}
-AFTER: dict[StageName, tuple[StageName, ...]] = {n: s.after for n, s in REGISTRY.items()}
-
 
 @dataclass(frozen=True)
 class Node:

@@ -226,3 +226,11 @@ def test_dataset_size_and_msmt17_val_reach_the_ingest_task(tmp_path):
         .settings["settings"]
         .official
     )
+
+
+def test_each_stage_gets_the_settings_model_its_registry_entry_declares():
+    from pipeline.stage_registry import REGISTRY, settings_model
+
+    params = load_params(PROJECT / "demo.yaml")
+    for name, stage in REGISTRY.items():
+        assert isinstance(params.stage_settings(name), settings_model(stage)), name
