@@ -43,8 +43,8 @@ from pipeline.reid_compare import (
 )
 from pipeline.synthesize import synthesize
 from pipeline.train_generator import train_generator
+from reid.config import TrainConfig
 from reid.models import ReIDModelConfig
-from reid.train import TrainConfig
 from san_model.config import SANConfig
 
 SECTION = "Re-ID: augmentation sources (synthetic)"

@@ -31,8 +31,8 @@ from foundation.cost import (
     format_hours,
     gpu_estimates,
 )
+from reid.config import recipe
 from reid.cost import training_cost as reid_cost
-from reid.train import recipe
 from san_model.config import SANConfig
 from san_model.cost import training_cost as san_cost
 from san_model.discriminator import build_discriminator

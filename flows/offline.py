@@ -4,7 +4,8 @@
 on pretrained weights (a missing file is then the stage's error); ``"auto"`` looks for each
 weight file on disk, without downloading, and switches only the stages whose files are absent.
 
-Declared offline modes:
+Declared offline modes (each stage's ``offline_mode`` and ``weights`` in the stage registry,
+:data:`pipeline.stage_registry.REGISTRY`):
 
 * generator: perceptual loss off (no ImageNet VGG-19; eq. 7 without the gamma term);
 * evaluate: pixel metrics (L1, SSIM, PSNR) instead of FID / LPIPS / mask-LPIPS;
@@ -22,43 +23,27 @@ later. :func:`every_weights_file` is the README's weights table, which
 
 from __future__ import annotations
 
-from flows.config import AugmentMarketParams, set_fields
+from flows.config import AugmentMarketParams
 from foundation.weights import MissingWeightsError, WeightsFile, resolve_weights
+from pipeline.stage_registry import REGISTRY
 
+# Stage group -> its declared offline mode (both Re-ID stages are the group ``reid``).
 OFFLINE_MODES = {
-    "generator": "perceptual loss off (ImageNet VGG-19 weights unavailable)",
-    "evaluate": "pixel metrics L1/SSIM/PSNR instead of FID/LPIPS/mask-LPIPS "
-    "(Inception/AlexNet weights unavailable)",
-    "reid": "randomly initialised Re-ID backbone (ImageNet weights unavailable)",
+    stage.offline_group: stage.offline_mode
+    for stage in REGISTRY.values()
+    if stage.offline_mode is not None
 }
 
 
 def required_weights(params: AugmentMarketParams) -> dict[str, list[WeightsFile]]:
     """The pretrained files each stage group with an offline mode needs under ``params``
     (only groups with a stage in ``params.stages``)."""
-    needed: dict[str, list[WeightsFile]] = {}
-    if "generator" in params.stages:
-        from san_model.checkpoint import VGG19_WEIGHTS
-        from san_model.config import SANConfig
-
-        preset = getattr(SANConfig, params.generator.preset)()
-        perceptual = set_fields(params.generator.overrides).get(
-            "use_perceptual", preset.use_perceptual
-        )
-        needed["generator"] = [VGG19_WEIGHTS] if perceptual else []
-    if "evaluate" in params.stages:
-        from san_model.fid_inception import FID_INCEPTION_SPECS
-        from san_model.metrics import ALEXNET_WEIGHTS
-
-        needed["evaluate"] = [
-            FID_INCEPTION_SPECS[params.evaluate.fid_variant].weights,
-            ALEXNET_WEIGHTS,
-        ]
-    if {"reid_original", "reid_augmented"} & set(params.stages):
-        from reid.checkpoint import IMAGENET_WEIGHTS
-
-        needed["reid"] = [IMAGENET_WEIGHTS[params.reid.arch]]
-    return needed
+    return {
+        stage.offline_group: stage.weights(params.stage_settings(stage.name))
+        for stage in REGISTRY.values()
+        if stage.weights is not None and stage.offline_mode is not None
+        if stage.name in params.stages
+    }
 
 
 def every_weights_file() -> list[WeightsFile]:
@@ -83,24 +68,21 @@ def every_weights_file() -> list[WeightsFile]:
 
 def missing_weights(params: AugmentMarketParams) -> list[str]:
     """The files this run cannot do without and cannot find or download, as ``"file (for
-    stage)"``: the segmentation models' when masks or parsing come from a model, and with
-    ``offline: false`` every file of :func:`required_weights`. An explicit path in the
-    settings (``masks_weights``...) is the only place looked at for its file."""
-    from pipeline.masks import MASKRCNN_COCO
-    from pipeline.schp import SCHP_LIP
-
-    seg = params.segmentation
-    needed: list[tuple[str, WeightsFile, str | None]] = []
-    if "masks" in params.stages and seg.masks_from == "model":
-        needed.append(("masks", MASKRCNN_COCO, seg.masks_weights))
-    if "parsing" in params.stages and seg.parsing_from == "model":
-        needed.append(("parsing", SCHP_LIP.file, seg.parsing_weights))
-    if params.offline is False:
-        for group, files in required_weights(params).items():
-            path = params.reid.weights if group == "reid" else None
-            needed += [(group, spec, path) for spec in files]
+    stage)"``: those of stages without an offline mode (masks and parsing from a model), and
+    with ``offline: false`` every stage's. An explicit path in the settings (``masks_weights``,
+    ``reid.weights``...) is the only place looked at for its file."""
+    needed: dict[tuple[str, str], tuple[WeightsFile, str | None]] = {}
+    for stage in REGISTRY.values():
+        if stage.weights is None or stage.name not in params.stages:
+            continue
+        if stage.offline_mode is not None and params.offline is not False:
+            continue
+        settings = params.stage_settings(stage.name)
+        path = None if stage.weights_path is None else stage.weights_path(settings)
+        for spec in stage.weights(settings):
+            needed[stage.offline_group, spec.file_name] = (spec, path)
     missing = []
-    for group, spec, path in needed:
+    for (group, _), (spec, path) in needed.items():
         try:
             resolve_weights(spec, path=path, download=True)
         except MissingWeightsError:

@@ -35,7 +35,8 @@ from foundation.errors import SettingsError
 from pipeline.augmentation_sets import BUILT_IN_SETS, ORIGINAL, check_set_name, finished_set_group
 from pipeline.reid_stage import REFERENCE_ROWS, reid_stage_name, train_reid_baseline
 from pipeline.reid_summary import CONTROL, NUMBERS, Interval, summarize
-from reid.train import TrainConfig, steps_per_epoch
+from reid.config import TrainConfig
+from reid.train import steps_per_epoch
 from storage import PersonStore, StageStamp
 
 Budget = Literal["equal-steps", "equal-epochs"]

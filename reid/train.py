@@ -34,7 +34,6 @@ from torch.nn.parallel import DistributedDataParallel
 from foundation.cpu import training_threads
 from reid.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, save_checkpoint
 from reid.config import RESUMABLE_CHANGES, TrainConfig, config_from_dict, training_settings
-from reid.config import recipe as recipe  # callers still import it from here (flows, the CLI)
 from reid.losses import batch_hard_triplet_loss, identification_loss, verification_loss
 from reid.models import IDENet, SiameseNet, build_reid_model, set_dropout_generator
 from reid.sampling import BatchSampler, step_seed

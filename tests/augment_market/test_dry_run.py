@@ -10,9 +10,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from augment_market.cli import main
+from reid.config import TrainConfig
 from reid.cost import training_cost as reid_cost
 from reid.models import ReIDModelConfig, build_reid_model
-from reid.train import TrainConfig, _Objective
+from reid.train import _Objective
 from san_model.config import SANConfig
 from san_model.discriminator import build_discriminator
 from san_model.generator import build_generator

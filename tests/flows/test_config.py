@@ -122,7 +122,7 @@ def test_a_typo_in_nested_settings_is_refused_naming_the_valid_key():
 
 
 def test_overrides_keep_the_preset_where_unset_and_coerce_numbers():
-    from flows.config import set_fields
+    from pipeline.settings import set_fields
 
     params = load_params({**BASE, "reid": {"train": {"backbone_lr_mult": 1, "epochs": 3}}})
     assert set_fields(params.reid.train) == {"backbone_lr_mult": 1.0, "epochs": 3}
@@ -190,9 +190,9 @@ def test_a_pairs_list_is_read_by_path_and_keyed_by_content(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     (tmp_path / "test.csv").write_text("from,to\na.jpg,b.jpg\n")
     params = load_params({**BASE, "pairs": {"test_pairs_file": "test.csv"}})
-    settings = pairs_settings(params)
-    assert settings["test_pairs_file"] == str(tmp_path / "test.csv")
-    assert settings["train_pairs_file"] is None and settings["test_from"] == "gallery"
+    settings = pairs_settings(params)["settings"]
+    assert settings.test_pairs_file == str(tmp_path / "test.csv")
+    assert settings.train_pairs_file is None and settings.test_from == "gallery"
 
     def pairs_key() -> str:
         node = next(n for n in build_nodes(params, offline={}) if n.name == "pairs")
@@ -202,7 +202,7 @@ def test_a_pairs_list_is_read_by_path_and_keyed_by_content(tmp_path, monkeypatch
     (tmp_path / "test.csv").write_text("from,to\nb.jpg,a.jpg\n")  # same path, other pairs
     assert pairs_key() != key
     (tmp_path / "test.csv").unlink()  # the stage reports a missing list itself
-    assert pairs_settings(params)["lists_sha256"] == {"test_pairs_file": None}
+    assert pairs_settings(params)["extra"]["lists_sha256"] == {"test_pairs_file": None}
 
 
 def test_dataset_size_and_msmt17_val_reach_the_ingest_task(tmp_path):
@@ -215,12 +215,22 @@ def test_dataset_size_and_msmt17_val_reach_the_ingest_task(tmp_path):
         }
     )
     ingest = next(n for n in build_nodes(params, offline={}) if n.name == "ingest").settings
-    assert ingest["image_size"] == (384, 192) and ingest["with_val"] is False
-    assert ingest["official"] is True
+    assert ingest["settings"].image_size == (384, 192) and ingest["settings"].with_val is False
+    assert ingest["settings"].official is True
     with pytest.raises(ValidationError, match="image_size"):
         load_params({**BASE, "dataset": {"source": "x", "image_size": [256, 0]}})
     demo = load_params(PROJECT / "demo.yaml")
     # The synthetic demo set is not the official dataset: no counts compared, no paper row.
-    assert not next(n for n in build_nodes(demo, offline={}) if n.name == "ingest").settings[
-        "official"
-    ]
+    assert (
+        not next(n for n in build_nodes(demo, offline={}) if n.name == "ingest")
+        .settings["settings"]
+        .official
+    )
+
+
+def test_each_stage_gets_the_settings_model_its_registry_entry_declares():
+    from pipeline.stage_registry import REGISTRY, settings_model
+
+    params = load_params(PROJECT / "demo.yaml")
+    for name, stage in REGISTRY.items():
+        assert isinstance(params.stage_settings(name), settings_model(stage)), name

@@ -17,8 +17,8 @@ from pipeline.reid_stage import (
     training_set,
 )
 from reid.checkpoint import IMAGENET_MEAN, IMAGENET_STD
+from reid.config import TrainConfig
 from reid.models import IDENet, ReIDModelConfig
-from reid.train import TrainConfig
 from storage import MissingInputError
 from tests.reid_recipes import STORE_INPUT, tiny_recipe
 

@@ -207,7 +207,8 @@ import os, sys, torch
 sys.path.insert(0, {root!r})
 from reid.models import IDENet, ReIDModelConfig
 from reid.sampling import BatchSampler
-from reid.train import TrainConfig, train_reid
+from reid.config import TrainConfig
+from reid.train import train_reid
 config = TrainConfig(model=ReIDModelConfig(arch="resnet18", pretrained=False), height=32,
                      width=16, pad=2, batch_size=8)
 gen = torch.Generator().manual_seed(0)
@@ -356,7 +357,7 @@ def test_bot_recipe_trains_with_pk_batches_and_triplet_loss(tmp_path):
 
 
 def test_each_kind_gets_its_recipe():
-    from reid.train import recipe
+    from reid.config import recipe
 
     assert recipe("bot", "ide_original") == TrainConfig.bot()
     ide = recipe("ide", "ide_original", seed=3)
