@@ -50,9 +50,10 @@ def market_sized_data(config: SANConfig, seed: int = 0) -> SANTrainData:
     )
 
 
-def timed(step: Callable[[], object], repeats: int, sync: bool) -> float:
-    """Seconds per call of ``step`` over ``repeats`` calls after one warm-up call."""
-    step()
+def timed(step: Callable[[], object], repeats: int, sync: bool, warmup: int = 1) -> float:
+    """Seconds per call of ``step`` over ``repeats`` calls after ``warmup`` warm-up calls."""
+    for _ in range(warmup):
+        step()
     if sync:
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -63,16 +64,21 @@ def timed(step: Callable[[], object], repeats: int, sync: bool) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def loader_rate(sampler: PairSampler, config: SANConfig, repeats: int) -> tuple[float, float]:
-    """Pairs/s of (gather uint8 only, gather + float/one-hot conversion) on the CPU."""
+def loader_rate(sampler: PairSampler, config: SANConfig, repeats: int = 50) -> tuple[float, float]:
+    """Pairs/s of (gather uint8 only, gather + float/one-hot conversion) on the CPU, in the
+    steady state of training: the first conversions of a process page-fault their one-hot
+    buffers in until the allocator keeps them, several times slower (10 warm-up calls)."""
     cpu = torch.device("cpu")
-    gather = timed(lambda: sampler.gather(sampler.next_pairs(), cpu), repeats, sync=False)
+    gather = timed(
+        lambda: sampler.gather(sampler.next_pairs(), cpu), repeats, sync=False, warmup=10
+    )
     convert = timed(
         lambda: ModelBatch.from_pairs(
             sampler.gather(sampler.next_pairs(), cpu), num_classes=config.parsing_classes
         ),
         repeats,
         sync=False,
+        warmup=10,
     )
     return config.batch_size / gather, config.batch_size / convert
 
