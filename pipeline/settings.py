@@ -51,8 +51,8 @@ def _show(value: Any) -> str:
 def _form_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
     """Shape a settings model's JSON schema for Prefect's parameter form (see module doc).
 
-    A field's ``json_schema_extra={"null_means": "..."}`` titles the None side of its
-    type-or-None switch (optional fields whose default is not None).
+    A field's ``json_schema_extra={"null_means": "..."}`` keeps its type-or-None switch, the
+    None side titled with that meaning, whatever its default.
     """
     for name, prop in schema.get("properties", {}).items():
         field = model.model_fields[name]
@@ -60,14 +60,16 @@ def _form_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
         options = prop.get("anyOf", [])
         typed = [option for option in options if option != {"type": "null"}]
         if len(typed) < len(options):
-            if field.default is None:
+            if field.default is None and null_means is None:
                 del prop["anyOf"]
                 prop.pop("default", None)
                 prop.update(typed[0] if len(typed) == 1 else {"anyOf": typed})
             else:
                 prop["anyOf"] = [*typed, {"type": "null", "title": null_means or "none"}]
         description = str(prop.get("description", ""))
-        if "default" in prop and "default" not in description.lower():
+        if field.default is None and null_means is not None:
+            prop["description"] = f"{description} Default: {null_means}."
+        elif "default" in prop and "default" not in description.lower():
             if not isinstance(prop["default"], dict):
                 prop["description"] = f"{description} Default: {_show(prop['default'])}."
         elif field.default is None and "default" not in description.lower():
@@ -243,9 +245,10 @@ class PairsSettings(Settings):
     """Same-identity (source, target) pairs, train and test identities disjoint."""
 
     train_pairs: int | None = Field(
-        default=243_200,
+        default=None,
         ge=1,
-        description="Training pairs drawn (paper: 243,200); none: every ordered pair.",
+        description="Training pairs drawn (paper, Market-1501: 243,200; the market1501 "
+        "deployment sets it); none: every ordered same-identity pair, for any dataset.",
         json_schema_extra={"null_means": "every pair"},
     )
     test_pairs: int | None = Field(

@@ -29,7 +29,7 @@ def pairs(
     train_pairs: Annotated[
         int | None,
         typer.Option(min=1, help="Training pairs (default: every ordered same-identity pair)."),
-    ] = None,
+    ] = default(PairsSettings, "train_pairs"),
     test_pairs: Annotated[int | None, typer.Option(min=1, help="Test pairs.")] = default(
         PairsSettings, "test_pairs"
     ),
