@@ -27,8 +27,7 @@ from prefect.artifacts import (
 )
 
 from flows.publish import artifact_key, image_markdown, update_markdown_artifact
-from foundation.progress import format_duration
-from pipeline.train_generator import TrainingLosses
+from foundation.progress import TrainingLosses, format_duration
 from storage import StageStamp
 
 # What a stage's ``progress(done, total)`` counts (default: store blocks).

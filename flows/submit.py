@@ -180,6 +180,8 @@ def submit(
                 flow_run_name=run_name(name, assignments),
                 tags=run_tags(assignments),
                 timeout=wait,
+                # Prefect's default looks every 5 s: a cached run ends seconds after it starts.
+                poll_interval=1,
                 as_subflow=False,
             )
         except httpx.TransportError as error:  # the server went away while we waited

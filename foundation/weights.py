@@ -18,15 +18,17 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import sys
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from foundation.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class MissingWeightsError(UserError, FileNotFoundError):
@@ -64,8 +66,17 @@ def weights_dir() -> Path:
 
 
 def torch_hub_dir() -> Path:
-    """torch's download cache for checkpoints (``$TORCH_HOME/hub/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    """torch's download cache for checkpoints (``$TORCH_HOME/hub/checkpoints``).
+
+    torch's own answer once torch is loaded (it honours ``torch.hub.set_dir``); before that,
+    the same rule from the environment (``$TORCH_HOME``, else ``$XDG_CACHE_HOME/torch``, else
+    ``~/.cache/torch``), so that finding a file does not load torch.
+    """
+    if "torch" in sys.modules:
+        return Path(sys.modules["torch"].hub.get_dir()) / "checkpoints"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    home = os.environ.get("TORCH_HOME") or os.path.join(cache, "torch")
+    return Path(home).expanduser() / "hub" / "checkpoints"
 
 
 def sha256_of(path: Path) -> str:
@@ -109,6 +120,8 @@ def resolve_weights(
     if download and not spec.url.startswith("https://drive.google.com"):
         target = torch_hub_dir() / spec.file_name
         target.parent.mkdir(parents=True, exist_ok=True)
+        import torch
+
         try:
             torch.hub.download_url_to_file(
                 spec.url, str(target), hash_prefix=spec.sha256_prefix or None, progress=False
@@ -140,6 +153,8 @@ def load_torch_file(
         UnreadableWeightsError: truncated or not a PyTorch file, or it holds pickled objects
             other than tensors and plain values, which are refused, never run.
     """
+    import torch
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (FileNotFoundError, IsADirectoryError, PermissionError):

@@ -18,7 +18,6 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -39,50 +38,6 @@ logger = logging.getLogger(__name__)
 
 class MissingRunError(UserError, FileNotFoundError):
     """No trained generator where a run folder was given."""
-
-
-class TrainingLosses:
-    """The latest loss terms of a generator run, read from its TensorBoard events while it
-    trains (the run logs them every ``log_interval`` steps as ``loss/<term>``).
-
-    Args:
-        run_dir: the run folder (its ``tensorboard/`` holds the events).
-    """
-
-    def __init__(self, run_dir: str | Path) -> None:
-        self.run_dir = Path(run_dir)
-        self.latest: dict[str, float] = {}
-        self._events: Any = None  # the EventFileLoader of the newest events file
-        self._events_file: Path | None = None
-
-    def poll(self) -> str:
-        """Read the events written since the last call; ``"loss g_total 1.234, d 0.456"`` or
-        ``""`` before the first. A half-written or foreign file is skipped, never raised."""
-        try:
-            self._read()
-        except Exception as error:  # it must not stop the training it watches
-            logger.debug("TensorBoard events of %s unreadable: %s", self.run_dir, error)
-        if not self.latest:
-            return ""
-        return "loss " + ", ".join(f"{name} {value:.3f}" for name, value in self.latest.items())
-
-    def _read(self) -> None:
-        files = sorted((self.run_dir / "tensorboard").glob("events.out.tfevents.*"))
-        if not files:
-            return
-        if files[-1] != self._events_file:
-            from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-
-            self._events_file, self._events = files[-1], EventFileLoader(str(files[-1]))
-        for event in self._events.Load():  # only the events written since the last call
-            for value in event.summary.value:
-                if value.tag.startswith("loss/"):
-                    number = (
-                        value.simple_value
-                        if value.WhichOneof("value") == "simple_value"
-                        else value.tensor.float_val[0]
-                    )
-                    self.latest[value.tag.removeprefix("loss/")] = float(number)
 
 
 def generator_checkpoint(run_dir: str | Path) -> Path:

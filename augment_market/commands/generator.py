@@ -109,8 +109,9 @@ def train(
     dry_run: DryRunOption = False,
 ) -> None:
     """Train the SAN generator on the store's training pairs (torchrun for several GPUs)."""
+    from foundation.progress import TrainingLosses
     from pipeline.model_settings import GeneratorSettings
-    from pipeline.train_generator import TrainingLosses, estimate_training, shortened_schedule
+    from pipeline.train_generator import estimate_training, shortened_schedule
 
     overrides = {
         "use_perceptual": perceptual,

@@ -1,4 +1,5 @@
-"""Commands that only read and write stores start without torch or Prefect.
+"""Commands that only read and write stores start without torch or Prefect; the flow module
+without torch.
 
 Each runs in a fresh interpreter (the test process has both imported already) and reports the
 modules it loaded; each must also succeed, so the check covers the work, not just the start.
@@ -68,3 +69,13 @@ def test_light_commands_import_neither_torch_nor_prefect(
 ) -> None:
     argv = [part.format(store=store, tmp=tmp_path) for part in command]
     assert run(*argv) == {"code": 0, "loaded": []}
+
+
+def test_the_flow_module_imports_no_torch() -> None:
+    """Every flow run on a worker and `prefect deploy` load flows/dag.py first: torch comes
+    only with a stage that needs it."""
+    probe = "import json, sys, flows.dag; print(json.dumps('torch' in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert json.loads(done.stdout) is False

@@ -2,8 +2,9 @@
 each run submitted as ``augment-market submit default --set ...`` (flows.submit), the first on
 a Dask cluster that the flow run starts from its parameters.
 
-Slow (about a minute): ``prefect deploy`` and every flow run start Python processes that import
-torch and the pipeline. It still runs in ``make test``.
+Slow (about 50 s): ``prefect deploy`` and every flow run start Python processes that import
+Prefect and the flow (not torch: tests/augment_market/test_light_imports.py keeps the flow's
+import light). It still runs in ``make test``.
 """
 
 from __future__ import annotations

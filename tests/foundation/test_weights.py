@@ -97,3 +97,27 @@ def test_a_state_dict_of_another_network_is_named_and_not_loaded():
     assert isinstance(raised.value, UserError)
     assert torch.equal(net[0].weight, torch.ones(4, 3, 3, 3))
     check_fits(wrong, {"0.bias": (4,)}, path="part.pth", network="toy", extra=True)
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [{"TORCH_HOME": "th"}, {"XDG_CACHE_HOME": "xdg"}, {}],
+    ids=["TORCH_HOME", "XDG_CACHE_HOME", "home"],
+)
+def test_torch_hub_dir_without_torch_is_torchs_own(tmp_path, environment):
+    """Finding a weights file does not load torch, and looks where torch.hub would."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCH_HOME", "XDG_CACHE_HOME")}
+    env |= {key: str(tmp_path / value) for key, value in environment.items()}
+    env["HOME"] = str(tmp_path / "home")
+    script = (
+        "import sys; from foundation.weights import torch_hub_dir; first = torch_hub_dir(); "
+        "assert 'torch' not in sys.modules; import torch; "
+        "print(first == torch_hub_dir(), first)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith("True "), out
