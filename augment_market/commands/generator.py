@@ -21,7 +21,9 @@ from augment_market.commands.common import (
     run_registered,
     settings_of,
 )
+from pipeline.model_settings import GeneratorSettings
 from pipeline.settings import EvaluateSettings, PairsSettings, SynthesisSettings
+from san_model.config import SANConfig
 
 
 def pairs(
@@ -81,13 +83,13 @@ def train(
     preset: Annotated[
         Literal["market1501", "deepfashion", "demo", "tiny"],
         typer.Option(help="Paper settings of the dataset, or the small CPU demo/tiny models."),
-    ] = "market1501",
+    ] = default(GeneratorSettings, "preset"),
     resume: Annotated[
         bool,
         typer.Option(
             help="Continue from the run's checkpoint (--no-resume: start afresh over it)."
         ),
-    ] = True,
+    ] = default(GeneratorSettings, "resume"),
     overwrite: Annotated[
         bool,
         typer.Option(help="Replace a checkpoint in OUT trained under other settings or inputs."),
@@ -96,10 +98,10 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
     perceptual: Annotated[
         bool, typer.Option(help="Perceptual loss (eq. 6); --no-perceptual: its ablation.")
-    ] = True,
+    ] = default(SANConfig, "use_perceptual"),
     mask_inputs: Annotated[
         bool, typer.Option(help="Mask inputs; --no-mask-inputs: their ablation.")
-    ] = True,
+    ] = default(SANConfig, "use_mask_inputs"),
     blocks: Annotated[int | None, typer.Option(help="Ablation: number of SAN blocks T.")] = None,
     weights: Annotated[
         Path | None,
@@ -109,7 +111,6 @@ def train(
     dry_run: DryRunOption = False,
 ) -> None:
     """Train the SAN generator on the store's training pairs (torchrun for several GPUs)."""
-    from pipeline.model_settings import GeneratorSettings
     from pipeline.train_generator import TrainingLosses, estimate_training, shortened_schedule
 
     overrides = {
