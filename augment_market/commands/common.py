@@ -153,6 +153,14 @@ def default(model: Any, field: str) -> Any:
     return model.model_fields[field].get_default(call_default_factory=True)
 
 
+def field_option(model: Any, field: str, *names: str, **options: Any) -> Any:
+    """A ``typer.Option`` for the settings field ``model.field``: its default, its description
+    as the help (``names``, ``options``: typer's)."""
+    return typer.Option(
+        default(model, field), *names, help=model.model_fields[field].description, **options
+    )
+
+
 def listed(model: Any, field: str) -> str:
     """The default of list field ``model.field`` as a comma-separated option's default."""
     return ",".join(default(model, field))

@@ -12,6 +12,7 @@ import typer
 from augment_market.commands.common import (
     StoreArg,
     default,
+    field_option,
     naming,
     on_store,
     progress_bar,
@@ -101,9 +102,7 @@ def ingest(
         Path | None,
         typer.Option(help="Folder with masks/*.png and parsing/*.png to import by file name."),
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace a store built from other files.")
-    ] = default(DatasetSettings, "overwrite"),
+    overwrite: bool = field_option(DatasetSettings, "overwrite"),
     image_size: Annotated[
         str | None,
         typer.Option(

@@ -16,6 +16,7 @@ from augment_market.commands.common import (
     DryRunOption,
     StoreArg,
     default,
+    field_option,
     on_store,
     print_estimate,
     run_registered,
@@ -41,23 +42,10 @@ def pairs(
             help="Paper counts: market1501 (243,200/12,000) or deepfashion (106,966/8,570).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Draw seed.")] = default(PairsSettings, "seed"),
-    train_pairs_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="PATN/GFLA from,to list of training pairs, used as given (docs/pairs.md)."
-        ),
-    ] = None,
-    test_pairs_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="PATN/GFLA from,to list of test pairs, e.g. market-pairs-test.csv (docs/pairs.md)."
-        ),
-    ] = None,
-    test_from: Annotated[
-        Literal["gallery", "gallery+query"],
-        typer.Option(help="Drawn test pairs: gallery only (PATN/GFLA) or gallery and query."),
-    ] = default(PairsSettings, "test_from"),
+    seed: int = field_option(PairsSettings, "seed"),
+    train_pairs_file: Path | None = field_option(PairsSettings, "train_pairs_file"),
+    test_pairs_file: Path | None = field_option(PairsSettings, "test_pairs_file"),
+    test_from: Literal["gallery", "gallery+query"] = field_option(PairsSettings, "test_from"),
 ) -> None:
     """Same-identity (source, target) pairs for training and testing: published lists or drawn."""
     from pipeline.pairs import PairsConfig
@@ -166,10 +154,7 @@ def evaluate(
             help="Declared offline mode: pixel metrics only (no Inception/AlexNet weights)."
         ),
     ] = False,
-    fid_variant: Annotated[
-        Literal["torchvision", "tf-fid"],
-        typer.Option(help="torchvision (GFLA protocol) or tf-fid."),
-    ] = default(EvaluateSettings, "fid_variant"),
+    fid_variant: Literal["torchvision", "tf-fid"] = field_option(EvaluateSettings, "fid_variant"),
 ) -> None:
     """FID, LPIPS and mask-LPIPS on the test pairs, beside the paper's table 1."""
     settings = EvaluateSettings(fid_variant=fid_variant)
@@ -249,12 +234,8 @@ def synthesize(
     panel: Annotated[
         int, typer.Option(help="Which panel of a _vis strip is generated (-1: the last).")
     ] = -1,
-    alpha: Annotated[
-        int, typer.Option(min=2, help="Augmentation factor (alpha - 1 new per image).")
-    ] = default(SynthesisSettings, "alpha"),
-    seed: Annotated[int, typer.Option(help="Target-pose draw seed.")] = default(
-        SynthesisSettings, "seed"
-    ),
+    alpha: int = field_option(SynthesisSettings, "alpha", min=2),
+    seed: int = field_option(SynthesisSettings, "seed"),
     write_pairs: Annotated[
         Path | None,
         typer.Option(
