@@ -129,7 +129,7 @@ def ingest(
     store_kind = kinds[setting or next(iter(kinds))].name
     settings = DatasetSettings(
         source=str(source),
-        kind=store_kind,  # type: ignore[arg-type]  # one of the registry's kinds
+        kind=store_kind,
         image_size=_image_size(image_size),
         with_val=with_val,
         overwrite=overwrite,
