@@ -249,17 +249,14 @@ def compute_parsing(
     """The ``parsing`` stage: a 20-class LIP label map for every image of ``store``.
 
     Args:
-        store: opened ``r+``, with a finished ``ingest`` stage.
-        device: ``"cpu"``, ``"cuda"``...; bfloat16 autocast on CUDA.
+        store, device, progress, fan_out: as :func:`pipeline.masks.compute_masks` (the SCHP
+            network in place of the detector).
         batch_size: images per network call (doubled inside when ``flip``).
         weights: ``exp-schp-201908261155-lip.pth`` or its folder; ``None`` searches the
             weights folder (it cannot be downloaded automatically: Google Drive).
         flip: flip test-time augmentation.
         input_size: letterbox size, 473 as the official model; smaller only for tests.
         pretrained: ``False`` runs random weights (tests only).
-        progress: called as ``progress(done_blocks, total_blocks)``.
-        fan_out: run the blocks as tasks on its executor's workers (each builds the network
-            on ``device`` and reads ``weights`` from the same path).
 
     Returns:
         The stage stamp: ``counts["empty_parsings"]`` (all-background maps) and the per-label

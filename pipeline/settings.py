@@ -30,10 +30,12 @@ from pydantic import (
     Field,
     PositiveInt,
     create_model,
+    field_validator,
     model_validator,
 )
 
 from foundation.fields import field_descriptions
+from pipeline.datasets import dataset_names, get_dataset
 
 if TYPE_CHECKING:
     from pipeline.pairs import PairsConfig
@@ -145,13 +147,12 @@ class DatasetSettings(Settings):
         description="Dataset folder in the layout of `kind` (docs/datasets.md); relative "
         "paths start at the worker's project folder."
     )
-    kind: Literal[
-        "market1501", "deepfashion", "dukemtmc_reid", "msmt17", "cuhk03_detected", "cuhk03_labeled"
-    ] = Field(
+    kind: str = Field(
         default="market1501",
         description="Dataset and folder layout of `source` (docs/datasets.md); every kind but "
         "market1501 is stretched to the store's size. cuhk03_*: CUHK03-NP's detected or "
         "labeled boxes.",
+        json_schema_extra={"enum": list(dataset_names())},
     )
     synthetic: bool = Field(
         default=False,
@@ -176,6 +177,12 @@ class DatasetSettings(Settings):
         description="msmt17: train on list_train + list_val (32,621 images) instead of "
         "list_train (30,248), the toolkits' default.",
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        """A kind of the dataset registry (:data:`pipeline.datasets.DATASETS`)."""
+        return get_dataset(kind).name
 
     @property
     def official(self) -> bool:

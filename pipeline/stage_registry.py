@@ -155,19 +155,21 @@ class Stage:
         return self.name if self.stamp_name is None else self.stamp_name(settings, extra or {})
 
 
+def _pick(source: Any, *names: str) -> dict[str, Any]:
+    """``source``'s attributes ``names`` as keyword arguments: what an adapter passes on as
+    it is from the settings or the job."""
+    return {name: getattr(source, name) for name in names}
+
+
 def _ingest(settings: DatasetSettings, job: StageJob) -> StageStamp:
     from pipeline.ingest import ingest
 
     return ingest(
         Path(settings.source),
         job.store_url,
-        kind=settings.kind,
         size=settings.image_size,
-        with_val=settings.with_val,
-        official=settings.official,
-        block_size=settings.block_size,
-        overwrite=settings.overwrite,
         progress=job.progress,
+        **_pick(settings, "kind", "with_val", "official", "block_size", "overwrite"),
     )
 
 
@@ -179,8 +181,7 @@ def _segment(settings: SegmentSettings, job: StageJob) -> StageStamp:
             job.opened,
             str(settings.annotations_dir),
             kind=settings.kind,
-            progress=job.progress,
-            fan_out=job.fan_out,
+            **_pick(job, "progress", "fan_out"),
         )
     if settings.kind == "masks":
         compute: Callable[..., StageStamp] = masks.compute_masks
@@ -188,11 +189,8 @@ def _segment(settings: SegmentSettings, job: StageJob) -> StageStamp:
         compute = functools.partial(parsing.compute_parsing, flip=settings.flip)
     return compute(
         job.opened,
-        device=job.device,
-        batch_size=settings.batch_size,
-        weights=settings.weights,
-        progress=job.progress,
-        fan_out=job.fan_out,
+        **_pick(settings, "batch_size", "weights"),
+        **_pick(job, "device", "progress", "fan_out"),
         **job.extra,  # the CLI's masks backend
     )
 
@@ -251,11 +249,8 @@ def _evaluate(settings: EvaluateSettings, job: StageJob) -> StageStamp:
     return evaluate_generator(
         job.opened,
         job.out,
-        device=job.device,
-        offline=job.offline,
-        fid_variant=settings.fid_variant,
-        batch_size=settings.batch_size,
-        progress=job.progress,
+        **_pick(settings, "fid_variant", "batch_size"),
+        **_pick(job, "device", "offline", "progress"),
     )
 
 
@@ -272,13 +267,8 @@ def _synthesize(settings: SynthesisSettings, job: StageJob) -> StageStamp:
     return synthesize(
         job.opened,
         job.out if settings.source == "generator" else None,
-        source=settings.source,
-        alpha=settings.alpha,
-        seed=settings.seed,
-        device=job.device,
-        batch_size=settings.batch_size,
-        progress=job.progress,
-        fan_out=job.fan_out,
+        **_pick(settings, "source", "alpha", "seed", "batch_size"),
+        **_pick(job, "device", "progress", "fan_out"),
     )
 
 
@@ -304,19 +294,13 @@ def _reid(settings: ReidSettings, job: StageJob) -> StageStamp | None:
         job.out,
         config=settings.train_config(settings.kinds[0], offline=job.offline),
         set_name=settings.sets[0],
+        metric_options=settings.metric_options.model_dump(),
+        overwrite=True,  # as the generator's: the flow's run folder is its own
         alpha=job.extra["alpha"],
         seed=job.extra["seed"],
-        budget=settings.budget,
-        metrics=settings.metrics,
-        metric_options=settings.metric_options.model_dump(),
-        ap=settings.ap,
-        normalize_features=settings.normalize_features,
-        flip_features=settings.flip_features,
-        device=job.device,
-        max_steps=settings.max_steps,
-        weights=settings.weights,
-        overwrite=True,  # as the generator's: the flow's run folder is its own
-        progress=job.progress,
+        **_pick(settings, "budget", "metrics", "ap", "normalize_features", "flip_features"),
+        **_pick(settings, "max_steps", "weights"),
+        **_pick(job, "device", "progress"),
     )
 
 
@@ -363,6 +347,20 @@ def _reid_stage(name: StageName, inputs: tuple[StageName, ...], **more: Any) -> 
     )
 
 
+def _segment_stage(name: StageName) -> Stage:
+    """``masks`` and ``parsing``: one run adapter, two groups."""
+    return Stage(
+        name,
+        ("ingest",),
+        SegmentSettings,
+        _segment,
+        weights=_segment_weights,
+        weights_path=_own_weights,
+        fans_out=True,
+        device="segmentation",
+    )
+
+
 def settings_model(stage: Stage) -> type[Settings]:
     """The settings model of ``stage``, imported when named by path (the Re-ID one imports
     torch)."""
@@ -376,26 +374,8 @@ REGISTRY: dict[StageName, Stage] = {
     stage.name: stage
     for stage in (
         Stage("ingest", (), DatasetSettings, _ingest),
-        Stage(
-            "masks",
-            ("ingest",),
-            SegmentSettings,
-            _segment,
-            weights=_segment_weights,
-            weights_path=_own_weights,
-            fans_out=True,
-            device="segmentation",
-        ),
-        Stage(
-            "parsing",
-            ("ingest",),
-            SegmentSettings,
-            _segment,
-            weights=_segment_weights,
-            weights_path=_own_weights,
-            fans_out=True,
-            device="segmentation",
-        ),
+        _segment_stage("masks"),
+        _segment_stage("parsing"),
         Stage("pairs", ("ingest", "masks"), PairsSettings, _pairs),
         Stage(
             "generator",

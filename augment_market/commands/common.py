@@ -4,6 +4,7 @@ output."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -142,8 +143,27 @@ def settings_of(model: type[T], what: str, /, **values: Any) -> T:
 
 
 def default(model: Any, field: str) -> Any:
-    """The default of ``model.field``: the one place a command's option default comes from."""
+    """The default of ``model.field`` (a pydantic settings model's or a config dataclass's):
+    the one place a command's option default comes from."""
+    if dataclasses.is_dataclass(model):
+        declared = {f.name: f for f in dataclasses.fields(model)}[field]
+        if declared.default is dataclasses.MISSING:
+            return declared.default_factory()  # type: ignore[misc, operator]
+        return declared.default
     return model.model_fields[field].get_default(call_default_factory=True)
+
+
+def field_option(model: Any, field: str, *names: str, **options: Any) -> Any:
+    """A ``typer.Option`` for the settings field ``model.field``: its default, its description
+    as the help (``names``, ``options``: typer's)."""
+    return typer.Option(
+        default(model, field), *names, help=model.model_fields[field].description, **options
+    )
+
+
+def listed(model: Any, field: str) -> str:
+    """The default of list field ``model.field`` as a comma-separated option's default."""
+    return ",".join(default(model, field))
 
 
 def run_registered(

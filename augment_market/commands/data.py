@@ -5,47 +5,63 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from augment_market.commands.common import (
     StoreArg,
     default,
+    field_option,
     naming,
     on_store,
     progress_bar,
     run_registered,
 )
+from pipeline.datasets import DATASETS, Dataset
 from pipeline.settings import DatasetSettings, SegmentSettings
 
-# The dataset kinds of `ingest KIND`: the store's kind and the help of its SOURCE folder.
-INGEST_KINDS = {
-    "market1501": (
-        "market1501",
-        "Market-1501-v15.09.15 folder (bounding_box_train, _test, query).",
-    ),
-    "deepfashion": (
-        "deepfashion",
-        "Folder with PATN/GFLA train.lst and test.lst, and train/ + test/ (flattened names) or "
-        "the In-shop img_highres/ or img/ tree; stretched to 256x256.",
-    ),
-    "dukemtmc-reid": (
-        "dukemtmc_reid",
-        "DukeMTMC-reID folder (bounding_box_train, _test, query; 8 cameras; stretched to 256x128).",
-    ),
-    "msmt17": (
-        "msmt17",
-        "MSMT17_V1 folder: train/, test/, list_train.txt, list_val.txt, list_query.txt, "
-        "list_gallery.txt (15 cameras; stretched to 256x128).",
-    ),
-    "cuhk03": (
-        "cuhk03_",  # + --setting
-        "CUHK03-NP folder holding detected/ and labeled/ (Market layout; the new protocol, "
-        "767/700 identities; stretched to 256x128).",
-    ),
-}
-IngestKind = Literal["market1501", "deepfashion", "dukemtmc-reid", "msmt17", "cuhk03"]
+
+def _ingest_kinds() -> dict[str, dict[str | None, Dataset]]:
+    """`ingest KIND`'s kinds: the dataset registry's commands in its order, each with its
+    kinds by ``--setting`` (None where it has one kind; CUHK03-NP's two share ``cuhk03``)."""
+    kinds: dict[str, dict[str | None, Dataset]] = {}
+    for dataset in DATASETS.values():
+        kinds.setdefault(dataset.command, {})[dataset.setting] = dataset
+    return kinds
+
+
+INGEST_KINDS = _ingest_kinds()
+SETTINGS = tuple(name for kinds in INGEST_KINDS.values() for name in kinds if name is not None)
+if TYPE_CHECKING:
+    IngestKind = str
+    IngestSetting = str
+else:  # typer offers a Literal's values as the choices
+    IngestKind = Literal[tuple(INGEST_KINDS)]
+    IngestSetting = Literal[SETTINGS]
+
+
+def _taking(option: str) -> dict[str, Dataset]:
+    """The commands whose kinds declare ``option`` (a :class:`Dataset` help attribute), with
+    the first such kind: what an option only some kinds take is for."""
+    return {
+        command: next(iter(kinds.values()))
+        for command, kinds in INGEST_KINDS.items()
+        if getattr(next(iter(kinds.values())), option) is not None
+    }
+
+
+def _help(option: str) -> str:
+    """``COMMAND: text`` for each command whose kinds declare ``option``."""
+    return " ".join(
+        f"{command}: {getattr(kind, option)}" for command, kind in _taking(option).items()
+    )
+
+
+def _only_for(option: str, flag: str, kind: str) -> None:
+    """Refuse ``flag`` for a ``kind`` whose datasets do not declare ``option``."""
+    if kind not in _taking(option):
+        raise typer.BadParameter(f"{flag} is for {' and '.join(_taking(option))} only, not {kind}")
 
 
 def _image_size(value: str | None) -> tuple[int, int] | None:
@@ -74,23 +90,19 @@ def synth(
 
 def ingest(
     kind: Annotated[
-        IngestKind, typer.Argument(help="Dataset and folder layout: " + ", ".join(INGEST_KINDS))
-    ],
-    source: Annotated[
-        Path,
+        IngestKind,
         typer.Argument(
-            help="The dataset's folder: "
-            + " ".join(f"{name}: {text}" for name, (_, text) in INGEST_KINDS.items())
+            help="Dataset and folder layout: "
+            + " ".join(f"{command}: {kind.help}" for command, kind in _taking("help").items()),
         ),
     ],
+    source: Annotated[Path, typer.Argument(help="The dataset's folder: " + _help("source_help"))],
     store: Annotated[str, typer.Option(help="Store folder or fsspec URL.")],
     annotations: Annotated[
         Path | None,
         typer.Option(help="Folder with masks/*.png and parsing/*.png to import by file name."),
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace a store built from other files.")
-    ] = default(DatasetSettings, "overwrite"),
+    overwrite: bool = field_option(DatasetSettings, "overwrite"),
     image_size: Annotated[
         str | None,
         typer.Option(
@@ -98,33 +110,26 @@ def ingest(
             "256x128; docs/datasets.md).",
         ),
     ] = None,
-    with_val: Annotated[
-        bool,
-        typer.Option(
-            "--with-val",
-            help="msmt17: train on list_train + list_val (32,621 images) instead of "
-            "list_train (30,248).",
-        ),
-    ] = default(DatasetSettings, "with_val"),
+    with_val: Annotated[bool, typer.Option("--with-val", help=_help("with_val_help"))] = default(
+        DatasetSettings, "with_val"
+    ),
     setting: Annotated[
-        Literal["detected", "labeled"] | None,
-        typer.Option(help="cuhk03: boxes of the DPM detector (default) or the hand-drawn ones."),
+        IngestSetting | None,
+        typer.Option(help=_help("setting_help") + f" Default: {SETTINGS[0]}."),
     ] = None,
 ) -> None:
-    """Read a dataset folder into a store: Market-1501, DeepFashion In-shop (as pose transfer
-    uses it), DukeMTMC-reID, MSMT17 or CUHK03-NP."""
+    """Read a dataset folder into a store, as the dataset KIND lays it out."""
     from pipeline.stage_registry import REGISTRY, StageJob
 
-    if with_val and kind != "msmt17":
-        raise typer.BadParameter(f"--with-val is for msmt17 only, not {kind}")
-    if setting is not None and kind != "cuhk03":
-        raise typer.BadParameter(f"--setting is for cuhk03 only, not {kind}")
-    store_kind = INGEST_KINDS[kind][0]
-    if kind == "cuhk03":
-        store_kind += setting or "detected"
+    if with_val:
+        _only_for("with_val_help", "--with-val", kind)
+    if setting is not None:
+        _only_for("setting_help", "--setting", kind)
+    kinds = INGEST_KINDS[kind]
+    store_kind = kinds[setting or next(iter(kinds))].name
     settings = DatasetSettings(
         source=str(source),
-        kind=store_kind,  # type: ignore[arg-type]
+        kind=store_kind,
         image_size=_image_size(image_size),
         with_val=with_val,
         overwrite=overwrite,

@@ -16,12 +16,15 @@ from augment_market.commands.common import (
     DryRunOption,
     StoreArg,
     default,
+    field_option,
     on_store,
     print_estimate,
     run_registered,
     settings_of,
 )
+from pipeline.model_settings import GeneratorSettings
 from pipeline.settings import EvaluateSettings, PairsSettings, SynthesisSettings
+from san_model.config import SANConfig
 
 
 def pairs(
@@ -39,23 +42,10 @@ def pairs(
             help="Paper counts: market1501 (243,200/12,000) or deepfashion (106,966/8,570).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Draw seed.")] = default(PairsSettings, "seed"),
-    train_pairs_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="PATN/GFLA from,to list of training pairs, used as given (docs/pairs.md)."
-        ),
-    ] = None,
-    test_pairs_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="PATN/GFLA from,to list of test pairs, e.g. market-pairs-test.csv (docs/pairs.md)."
-        ),
-    ] = None,
-    test_from: Annotated[
-        Literal["gallery", "gallery+query"],
-        typer.Option(help="Drawn test pairs: gallery only (PATN/GFLA) or gallery and query."),
-    ] = default(PairsSettings, "test_from"),
+    seed: int = field_option(PairsSettings, "seed"),
+    train_pairs_file: Path | None = field_option(PairsSettings, "train_pairs_file"),
+    test_pairs_file: Path | None = field_option(PairsSettings, "test_pairs_file"),
+    test_from: Literal["gallery", "gallery+query"] = field_option(PairsSettings, "test_from"),
 ) -> None:
     """Same-identity (source, target) pairs for training and testing: published lists or drawn."""
     from pipeline.pairs import PairsConfig
@@ -81,13 +71,13 @@ def train(
     preset: Annotated[
         Literal["market1501", "deepfashion", "demo", "tiny"],
         typer.Option(help="Paper settings of the dataset, or the small CPU demo/tiny models."),
-    ] = "market1501",
+    ] = default(GeneratorSettings, "preset"),
     resume: Annotated[
         bool,
         typer.Option(
             help="Continue from the run's checkpoint (--no-resume: start afresh over it)."
         ),
-    ] = True,
+    ] = default(GeneratorSettings, "resume"),
     overwrite: Annotated[
         bool,
         typer.Option(help="Replace a checkpoint in OUT trained under other settings or inputs."),
@@ -96,10 +86,10 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
     perceptual: Annotated[
         bool, typer.Option(help="Perceptual loss (eq. 6); --no-perceptual: its ablation.")
-    ] = True,
+    ] = default(SANConfig, "use_perceptual"),
     mask_inputs: Annotated[
         bool, typer.Option(help="Mask inputs; --no-mask-inputs: their ablation.")
-    ] = True,
+    ] = default(SANConfig, "use_mask_inputs"),
     blocks: Annotated[int | None, typer.Option(help="Ablation: number of SAN blocks T.")] = None,
     weights: Annotated[
         Path | None,
@@ -110,7 +100,6 @@ def train(
 ) -> None:
     """Train the SAN generator on the store's training pairs (torchrun for several GPUs)."""
     from foundation.progress import TrainingLosses
-    from pipeline.model_settings import GeneratorSettings
     from pipeline.train_generator import estimate_training, shortened_schedule
 
     overrides = {
@@ -166,10 +155,7 @@ def evaluate(
             help="Declared offline mode: pixel metrics only (no Inception/AlexNet weights)."
         ),
     ] = False,
-    fid_variant: Annotated[
-        Literal["torchvision", "tf-fid"],
-        typer.Option(help="torchvision (GFLA protocol) or tf-fid."),
-    ] = default(EvaluateSettings, "fid_variant"),
+    fid_variant: Literal["torchvision", "tf-fid"] = field_option(EvaluateSettings, "fid_variant"),
 ) -> None:
     """FID, LPIPS and mask-LPIPS on the test pairs, beside the paper's table 1."""
     settings = EvaluateSettings(fid_variant=fid_variant)
@@ -249,12 +235,8 @@ def synthesize(
     panel: Annotated[
         int, typer.Option(help="Which panel of a _vis strip is generated (-1: the last).")
     ] = -1,
-    alpha: Annotated[
-        int, typer.Option(min=2, help="Augmentation factor (alpha - 1 new per image).")
-    ] = default(SynthesisSettings, "alpha"),
-    seed: Annotated[int, typer.Option(help="Target-pose draw seed.")] = default(
-        SynthesisSettings, "seed"
-    ),
+    alpha: int = field_option(SynthesisSettings, "alpha", min=2),
+    seed: int = field_option(SynthesisSettings, "seed"),
     write_pairs: Annotated[
         Path | None,
         typer.Option(

@@ -12,12 +12,17 @@ from augment_market.commands.common import (
     DeviceOption,
     DryRunOption,
     StoreArg,
+    default,
+    listed,
     naming,
     on_store,
     print_estimate,
     settings_of,
 )
 from foundation.errors import UserError
+from pipeline.model_settings import KISSMEOptions, ReidSettings
+from pipeline.settings import SynthesisSettings
+from reid.config import ReIDModelConfig, TrainConfig
 
 reid_app = typer.Typer(no_args_is_help=True, help="Re-ID baselines on original/augmented data.")
 
@@ -62,8 +67,6 @@ def _reid_settings(
     """The flow's Re-ID settings object (:class:`pipeline.model_settings.ReidSettings`) from the
     command line's options (None: the preset's); its ``train_config(kind)`` is a model's
     recipe."""
-    from pipeline.model_settings import ReidSettings
-
     train = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -113,8 +116,8 @@ def reid_train(
     model: Annotated[
         Literal["ide", "siamese", "bot"],
         typer.Option(help="ide, siamese, or bot (Bag of Tricks, always its own recipe)."),
-    ] = "ide",
-    arch: ReidModelOption = "resnet50",
+    ] = default(ReIDModelConfig, "kind"),
+    arch: ReidModelOption = default(ReidSettings, "arch"),
     set_name: Annotated[
         str | None,
         typer.Option(
@@ -128,15 +131,17 @@ def reid_train(
         int | None,
         typer.Option(help="The augmentation set's alpha (default: its last synthesis's)."),
     ] = None,
-    preset: ReidPresetOption = "modern",
+    preset: ReidPresetOption = default(ReidSettings, "preset"),
     epochs: EpochsOption = None,
     batch_size: BatchOption = None,
-    seed: Annotated[int, typer.Option(help="Initialisation and batch-order seed.")] = 0,
-    pretrained: PretrainedOption = True,
-    ap: APOption = "standard",
+    seed: Annotated[int, typer.Option(help="Initialisation and batch-order seed.")] = default(
+        TrainConfig, "seed"
+    ),
+    pretrained: PretrainedOption = default(ReIDModelConfig, "pretrained"),
+    ap: APOption = default(ReidSettings, "ap"),
     flip_features: Annotated[
         bool, typer.Option(help="Average each feature with its mirror image's.")
-    ] = False,
+    ] = default(ReidSettings, "flip_features"),
     checkpoint_every: CheckpointEveryOption = None,
     checkpoint_minutes: CheckpointMinutesOption = None,
     metrics: Annotated[
@@ -145,11 +150,11 @@ def reid_train(
             help="Distances to rank with, comma-separated: euclidean, xqda, kissme.",
             callback=_metric_names,
         ),
-    ] = "euclidean,xqda,kissme",
+    ] = listed(ReidSettings, "metrics"),
     kissme_pca: Annotated[
         int,
         typer.Option(min=1, help="KISSME's PCA size (IDE baseline: 200); below the image count."),
-    ] = 200,
+    ] = default(KISSMEOptions, "pca_dim"),
     overwrite: Annotated[
         bool,
         typer.Option(help="Replace a checkpoint in OUT trained under other settings or inputs."),
@@ -231,10 +236,10 @@ def reid_compare(
             help="Training sets, comma-separated: original and augmentation sets (copies, "
             "flip, paint-by-parts, generator, a folder set's name), all at --alpha."
         ),
-    ] = "original,copies,paint-by-parts,generator",
+    ] = listed(ReidSettings, "sets"),
     models: Annotated[
         str, typer.Option(help="Re-ID models, comma-separated: ide, siamese, bot.")
-    ] = "ide,siamese",
+    ] = listed(ReidSettings, "kinds"),
     seeds: Annotated[
         int, typer.Option(min=1, help="Paired seeds 0..N-1 (each: same init and batch order).")
     ] = 3,
@@ -244,7 +249,7 @@ def reid_compare(
             help="equal-steps: every set gets the original set's optimiser steps; "
             "equal-epochs: the same epochs, so alpha times the steps on an alpha-times set."
         ),
-    ] = "equal-steps",
+    ] = default(ReidSettings, "budget"),
     intervals: Annotated[
         bool,
         typer.Option(
@@ -252,19 +257,21 @@ def reid_compare(
             help="Require 2+ seeds for 95% intervals (--no-intervals: one seed, no verdicts).",
         ),
     ] = True,
-    alpha: Annotated[int, typer.Option(min=2, help="The augmentation sets' alpha.")] = 2,
+    alpha: Annotated[int, typer.Option(min=2, help="The augmentation sets' alpha.")] = default(
+        SynthesisSettings, "alpha"
+    ),
     metrics: Annotated[
         str, typer.Option(help="Distances, comma-separated: euclidean, xqda, kissme.")
-    ] = "euclidean,xqda,kissme",
+    ] = listed(ReidSettings, "metrics"),
     kissme_pca: Annotated[
         int, typer.Option(min=1, help="KISSME's PCA dimension (IDE baseline: 200).")
-    ] = 200,
-    arch: ReidModelOption = "resnet50",
-    preset: ReidPresetOption = "modern",
+    ] = default(KISSMEOptions, "pca_dim"),
+    arch: ReidModelOption = default(ReidSettings, "arch"),
+    preset: ReidPresetOption = default(ReidSettings, "preset"),
     epochs: EpochsOption = None,
     batch_size: BatchOption = None,
-    pretrained: PretrainedOption = True,
-    ap: APOption = "standard",
+    pretrained: PretrainedOption = default(ReIDModelConfig, "pretrained"),
+    ap: APOption = default(ReidSettings, "ap"),
     checkpoint_every: CheckpointEveryOption = None,
     checkpoint_minutes: CheckpointMinutesOption = None,
     overwrite: Annotated[

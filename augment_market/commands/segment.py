@@ -13,7 +13,9 @@ from foundation.errors import UserError
 from pipeline.settings import SegmentationSettings, SegmentSettings
 
 segment_app = typer.Typer(no_args_is_help=True, help="Fill masks or parsing in a store.")
-BatchHelp = "Images per forward pass."
+BatchOption = Annotated[int, typer.Option(help="Images per forward pass.")]
+WeightsHelp = "{} (else the weights folders)."
+ProvidedHelp = "Import {kind}/<stem>.png from this folder instead of running {model}."
 
 
 def _segment(
@@ -46,22 +48,17 @@ def _segment(
 def segment_masks(
     store: StoreArg,
     device: DeviceOption = "cpu",
-    batch_size: Annotated[int, typer.Option(help=BatchHelp)] = default(
-        SegmentationSettings, "masks_batch_size"
-    ),
+    batch_size: BatchOption = default(SegmentationSettings, "masks_batch_size"),
     weights: Annotated[
         Path | None,
-        typer.Option(help="maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (else the weights folders)."),
+        typer.Option(help=WeightsHelp.format("maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth")),
     ] = None,
     backend: Annotated[
         Literal["torchvision", "detectron2"],
         typer.Option(help="torchvision, or detectron2 if installed."),
     ] = "torchvision",
     provided: Annotated[
-        Path | None,
-        typer.Option(
-            help="Import masks/<stem>.png from this folder instead of running Mask R-CNN."
-        ),
+        Path | None, typer.Option(help=ProvidedHelp.format(kind="masks", model="Mask R-CNN"))
     ] = None,
 ) -> None:
     """Person masks: Mask R-CNN (highest-scoring person >= 0.5) or provided PNGs."""
@@ -90,18 +87,15 @@ def segment_masks(
 def segment_parsing(
     store: StoreArg,
     device: DeviceOption = "cpu",
-    batch_size: Annotated[int, typer.Option(help=BatchHelp)] = default(
-        SegmentationSettings, "parsing_batch_size"
-    ),
+    batch_size: BatchOption = default(SegmentationSettings, "parsing_batch_size"),
     weights: Annotated[
-        Path | None, typer.Option(help="exp-schp-201908261155-lip.pth (else the weights folders).")
+        Path | None, typer.Option(help=WeightsHelp.format("exp-schp-201908261155-lip.pth"))
     ] = None,
     flip: Annotated[bool, typer.Option(help="Flip test-time augmentation.")] = default(
         SegmentationSettings, "parsing_flip"
     ),
     provided: Annotated[
-        Path | None,
-        typer.Option(help="Import parsing/<stem>.png from this folder instead of running SCHP."),
+        Path | None, typer.Option(help=ProvidedHelp.format(kind="parsing", model="SCHP"))
     ] = None,
 ) -> None:
     """20-class LIP human parsing: SCHP (ResNet-101 AugmentCE2P) or provided PNGs."""

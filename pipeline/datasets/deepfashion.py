@@ -8,9 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from pipeline.datasets.layout import (
     CANDIDATE_COLUMNS,
@@ -19,6 +17,9 @@ from pipeline.datasets.layout import (
     DatasetLayoutError,
     ScanResult,
 )
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # PATN/GFLA flattened DeepFashion name: identity (gender, category, item, photo group), then
 # the view number and name.
@@ -180,6 +181,8 @@ def scan_deepfashion(source: Path) -> ScanResult:
     listed_names = set(names["train"]) | set(names["test"])
     unlisted = {name for split in lists for name in files[split]} - listed_names
     skipped += [f"{name}: in no list (train.lst, test.lst)" for name in sorted(unlisted)]
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS), skipped
 
 

@@ -13,17 +13,19 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from foundation.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 CANDIDATE_COLUMNS = ["person_id", "camera", "split", "filename", "path"]
 MARKET_FOLDERS = {"bounding_box_train": "train", "bounding_box_test": "gallery", "query": "query"}
 
 # (candidates with columns CANDIDATE_COLUMNS, notes on the skipped files)
-ScanResult = tuple[pd.DataFrame, list[str]]
+ScanResult = tuple["pd.DataFrame", list[str]]
 
 
 class DatasetLayoutError(UserError, ValueError):
@@ -99,6 +101,8 @@ def scan_folders(source: Path, dataset: FolderDataset) -> ScanResult:
         DatasetLayoutError: ``source`` or a required folder is missing (the message lists
             which).
     """
+    import pandas as pd
+
     source = Path(source)
     if not source.is_dir():
         raise DatasetLayoutError(f"{source}: folder does not exist")

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pipeline.datasets.layout import (
     CANDIDATE_COLUMNS,
@@ -15,6 +13,9 @@ from pipeline.datasets.layout import (
     DatasetLayoutError,
     ScanResult,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # MSMT17 (V1): list file -> (image folder, split). Training = list_train (30,248 images), as
 # torchreid and fast-reid train by default; list_val (2,373 images of the same identities) is
@@ -148,6 +149,9 @@ def scan_msmt17(source: Path, *, with_val: bool = False) -> ScanResult:
             if name == "list_val.txt" and not with_val:
                 continue
             rows.append((label, camera, split, filename, str(source / filename)))
+    import numpy as np
+    import pandas as pd
+
     table = pd.DataFrame(rows, columns=["label", *CANDIDATE_COLUMNS[1:]])
     labels = table["label"].to_numpy(np.int64)
     test = (table["split"] != "train").to_numpy()

@@ -12,16 +12,13 @@ import pytest
 
 from flows.config import load_params
 from flows.dag import StageFailed, augment_market, run_from_config
+from pipeline.stage_registry import STAGE_NAMES
 from storage import open_store
 
+# The stamps of a run: the stages up to synthesis under their own names (in the registry's
+# order), the copies set synthesis also writes, one Re-ID run per (model, set, seed), the report.
 ALL = [
-    "ingest",
-    "masks",
-    "parsing",
-    "pairs",
-    "generator",
-    "evaluate",
-    "synthesize",
+    *STAGE_NAMES[: STAGE_NAMES.index("reid_original")],
     "synthesize_copies",
     "reid_ide_original_s0",
     "reid_ide_copies_s0",
