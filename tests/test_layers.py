@@ -90,3 +90,43 @@ def test_only_storage_touches_the_format():
                 offenders[relative] = found
     assert offenders == {}
     assert all(format_imports(ROOT / file) for file in FORMAT_EXCEPTIONS), "exceptions in use"
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Our module -> our modules it imports when it is loaded (module-level statements; an
+    ``if`` block, such as ``if TYPE_CHECKING:``, and imports inside functions do not count)."""
+    files = {}
+    for package in [*sorted(OURS), "benchmarks"]:
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            files[name.removesuffix(".__init__")] = path
+    graph = {}
+    for name, path in files.items():
+        targets = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {target for target in targets if target in files} - {name}
+    return graph
+
+
+def test_no_import_circle():
+    graph = module_imports()
+    state: dict[str, str] = {}
+    circles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                circles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert circles == []

@@ -11,7 +11,11 @@ import difflib
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
-from pipeline.datasets import cuhk03, deepfashion, dukemtmc_reid, market1501, msmt17
+import pipeline.datasets.cuhk03 as cuhk03
+import pipeline.datasets.deepfashion as deepfashion
+import pipeline.datasets.dukemtmc_reid as dukemtmc_reid
+import pipeline.datasets.market1501 as market1501
+import pipeline.datasets.msmt17 as msmt17
 from pipeline.datasets.layout import Dataset, FolderDataset
 
 # A kind's name, one of dataset_names().
