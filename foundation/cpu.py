@@ -8,8 +8,11 @@ were found around the stalls; flushing them changed nothing), so nothing here ch
 arithmetic.
 
 :func:`training_threads` is what the SAN and Re-ID training loops run under. torch's thread
-count is one setting for the whole process, so the context counts the trainings inside it:
-the first to enter sets one thread, the last to leave restores the count it found.
+count is two settings: the OpenMP team size of each thread (a thread keeps the count it had at
+its first parallel op, or last set itself) and process-wide ones (MKL's, the default of new
+threads). So every training sets one thread in its own thread on entry, and the context counts
+the trainings inside it: the last to leave restores the count the first found. A thread that
+leaves while another trains keeps one thread until it sets its count again.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ def training_threads(device: str | torch.device) -> Iterator[None]:
     with _lock:
         if _inside == 0:
             _restore = torch.get_num_threads()
-            torch.set_num_threads(TRAINING_THREADS)
+        # In every entering thread: a stage thread that ran torch ops before another training
+        # set one thread still has its own team of two (tests/foundation/test_cpu.py).
+        torch.set_num_threads(TRAINING_THREADS)
         _inside += 1
     try:
         yield

@@ -59,3 +59,34 @@ def test_overlapping_trainings_restore_only_when_the_last_leaves(two_threads) ->
         thread.join()
     assert seen == {"after the first left": 1}
     assert torch.get_num_threads() == 2
+
+
+def test_a_thread_that_ran_torch_before_trains_on_one_thread_too(two_threads) -> None:
+    """torch's count is per thread once a thread has run a parallel op (a reused stage thread):
+    a training that starts while another trains must set it in its own thread, or it trains
+    on two threads, and its numbers depend on which stage started first."""
+    warmed, first_in, seen_in_second = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+    x = torch.randn(512, 512)
+
+    def first() -> None:
+        warmed.wait()
+        with training_threads("cpu"):
+            first_in.set()
+            seen_in_second.wait()
+
+    def second() -> None:
+        x.add(x)  # a parallel op: this thread's team size is now fixed at two
+        assert torch.get_num_threads() == 2
+        warmed.set()
+        first_in.wait()
+        with training_threads("cpu"):
+            seen["second"] = torch.get_num_threads()
+        seen_in_second.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {"second": 1}
