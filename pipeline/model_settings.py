@@ -36,7 +36,7 @@ class GeneratorSettings(Settings):
     preset: Literal["market1501", "deepfashion", "demo", "tiny"] = Field(
         default="market1501",
         description="SANConfig preset: the paper's market1501 / deepfashion settings, the CPU "
-        "demo (about 4 minutes on 2 cores), or tiny (tests).",
+        'demo (minutes on 2 cores: BENCHMARKS.md "Demo and Prefect"), or tiny (tests).',
     )
     overrides: GeneratorOverrides = Field(  # type: ignore[valid-type]
         default_factory=GeneratorOverrides,
