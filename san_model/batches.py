@@ -9,6 +9,7 @@ memory, :class:`pipeline.streaming.StreamingPairSampler` decodes them from a sto
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ class PairBatch:
     target_parsing: torch.Tensor  # [B, H, W]
 
 
-class RandomPairs:
+class RandomPairs(ABC):
     """Draws random pairs (PATN: uniform, with replacement) and gathers their rows.
 
     Every rank holds an identically seeded generator and draws the same global batch of
@@ -105,10 +106,11 @@ class RandomPairs:
         rows = torch.randint(len(self.pairs), (self.batch_size,), generator=self.generator)
         return self.pairs[rows[self.rank :: self.world_size]]
 
+    @abstractmethod
     def rows(self, index: np.ndarray) -> tuple[Mapping[str, np.ndarray], np.ndarray]:
         """Arrays ``images`` [M, H, W, 3], ``masks`` and ``parsing`` [M, H, W] holding the rows
-        ``index`` int [N], and the position of each of those rows in them, int [N]."""
-        raise NotImplementedError
+        ``index`` int [N], and the position of each of those rows in them, int [N] (in memory:
+        :class:`PairSampler`; from the store: ``pipeline.streaming.StreamingPairSampler``)."""
 
     def gather(self, pairs: torch.Tensor, device: torch.device) -> PairBatch:
         """The rows of ``pairs`` ``[B, 2]`` as a uint8 batch on ``device``."""
