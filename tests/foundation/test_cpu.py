@@ -8,6 +8,15 @@ import torch
 from foundation.cpu import TRAINING_THREADS, training_threads
 
 
+def run_together(*bodies) -> None:
+    """Run each body in a thread of its own, all at once, and wait for all."""
+    threads = [threading.Thread(target=body) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 @pytest.fixture
 def two_threads():
     before = torch.get_num_threads()
@@ -52,11 +61,7 @@ def test_overlapping_trainings_restore_only_when_the_last_leaves(two_threads) ->
             first_out.wait()
             seen["after the first left"] = torch.get_num_threads()
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(first, second)
     assert seen == {"after the first left": 1}
     assert torch.get_num_threads() == 2
 
@@ -84,9 +89,5 @@ def test_a_thread_that_ran_torch_before_trains_on_one_thread_too(two_threads) ->
             seen["second"] = torch.get_num_threads()
         seen_in_second.set()
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(first, second)
     assert seen == {"second": 1}
